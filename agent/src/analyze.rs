@@ -1,0 +1,143 @@
+//! The offline packet path: capture files → decode → flow table → classify → records.
+//!
+//! Several files are read in the order given into one flow table (a capture split by
+//! `tcpdump -C` stays one set of flows). A damaged file stops at the damage: its flows so
+//! far are kept, the error is remembered, and the next file is read.
+
+use crate::capture::{CaptureError, CaptureFile, Packet};
+use crate::classify::Classifier;
+use crate::decode::{ipproto, Decoder, Skip};
+use crate::flow::{self, Dir, Flow, FlowTable};
+use std::path::PathBuf;
+use std::sync::atomic::AtomicU64;
+use std::sync::Arc;
+
+/// Counters for one run.
+#[derive(Debug, Default, Clone)]
+pub struct Summary {
+    /// Files read (fully or in part).
+    pub files: usize,
+    /// Frames read.
+    pub packets: u64,
+    /// Frames that were not IP (ARP, LLDP, …).
+    pub not_ip: u64,
+    /// Frames too short or malformed to decode.
+    pub malformed: u64,
+    /// Frames of an unsupported link type.
+    pub unsupported_link: u64,
+    /// Later fragments whose first fragment was not seen.
+    pub orphan_fragments: u64,
+    /// Transport packets counted into flows (inner tunnel packets included).
+    pub flow_packets: u64,
+    /// Flow-table counters.
+    pub table: flow::TableStats,
+    /// Errors, one per damaged file.
+    pub errors: Vec<String>,
+}
+
+/// The packet path with its state; files are fed one after another.
+pub struct Pipeline<'c> {
+    decoder: Decoder,
+    table: FlowTable,
+    classifier: &'c Classifier,
+    summary: Summary,
+}
+
+impl<'c> Pipeline<'c> {
+    /// A pipeline with an empty flow table.
+    pub fn new(cfg: flow::Config, classifier: &'c Classifier) -> Pipeline<'c> {
+        Pipeline {
+            decoder: Decoder::new(),
+            table: FlowTable::new(cfg),
+            classifier,
+            summary: Summary::default(),
+        }
+    }
+
+    /// Processes one frame; ended flows go to `ended` (already classified).
+    pub fn packet(&mut self, p: &Packet<'_>, ended: &mut impl FnMut(Flow)) {
+        self.summary.packets += 1;
+        let classifier = self.classifier;
+        let mut finish = |mut f: Flow| {
+            classifier.on_end(&mut f);
+            ended(f);
+        };
+        self.table.advance(p.ts_us, &mut finish);
+        let d = self.decoder.decode(p.link, p.data);
+        match d.skip {
+            Some(Skip::NotIp) => self.summary.not_ip += 1,
+            Some(Skip::Malformed) => self.summary.malformed += 1,
+            Some(Skip::UnsupportedLink) => self.summary.unsupported_link += 1,
+            Some(Skip::OrphanFragment) => self.summary.orphan_fragments += 1,
+            None => {}
+        }
+        for l4 in d.iter() {
+            self.summary.flow_packets += 1;
+            let (r, dir) = self.table.update(l4, p.ts_us, &mut finish);
+            let Some(flow) = self.table.get_mut(r) else {
+                continue;
+            };
+            if flow.inspect.done {
+                continue;
+            }
+            let mut grew = false;
+            if let Some(streams) = flow.streams.as_deref_mut() {
+                let s = &mut streams[dir as usize];
+                grew = match (l4.proto, l4.tcp) {
+                    (ipproto::TCP, Some(t)) => s.add_segment(t.seq, l4.payload),
+                    (ipproto::UDP, _) => s.add_datagram(l4.payload),
+                    _ => false,
+                };
+            }
+            let _ = Dir::ToServer;
+            classifier.on_packet(flow, grew, !l4.payload.is_empty());
+        }
+    }
+
+    /// Reads a whole capture file.
+    pub fn file(
+        &mut self,
+        cap: &mut CaptureFile,
+        ended: &mut impl FnMut(Flow),
+    ) -> Result<(), CaptureError> {
+        self.summary.files += 1;
+        let res = cap.for_each_packet(|p| self.packet(p, ended)).map(|_| ());
+        if let Err(e) = &res {
+            self.summary.errors.push(e.to_string());
+        }
+        res
+    }
+
+    /// Ends every live flow (end of input) and returns the counters.
+    pub fn finish(mut self, ended: &mut impl FnMut(Flow)) -> Summary {
+        let classifier = self.classifier;
+        self.table.drain(&mut |mut f: Flow| {
+            classifier.on_end(&mut f);
+            ended(f);
+        });
+        self.summary.table = self.table.stats();
+        self.summary
+    }
+}
+
+/// Opens the captures in order, reporting progress through `progress` (bytes read,
+/// total bytes) and handing every finished flow to `ended`.
+pub fn run(
+    paths: &[PathBuf],
+    cfg: flow::Config,
+    classifier: &Classifier,
+    mut on_open: impl FnMut(&CaptureFile, Arc<AtomicU64>),
+    ended: &mut impl FnMut(Flow),
+) -> Summary {
+    let mut pipe = Pipeline::new(cfg, classifier);
+    for path in paths {
+        match CaptureFile::open(path) {
+            Ok(mut cap) => {
+                on_open(&cap, cap.progress_counter());
+                let _ = pipe.file(&mut cap, ended);
+            }
+            Err(e) => pipe.summary.errors.push(e.to_string()),
+        }
+    }
+    pipe.finish(ended)
+}

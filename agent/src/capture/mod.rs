@@ -1,0 +1,690 @@
+//! Capture files: classic pcap (both byte orders, micro- and nanosecond) and pcapng
+//! (every block a real file carries; several interfaces with their own link types and
+//! timestamp resolutions; several sections), optionally gzip-compressed.
+//!
+//! The reader streams: memory stays bounded by [`READ_BUFFER`] whatever the file size.
+//! Everything in the file is untrusted; a damaged file yields the packets read so far
+//! and then a [`CaptureError`] that names the file and the byte offset.
+
+use pcap_parser::pcapng::Block;
+use pcap_parser::traits::PcapReaderIterator;
+use pcap_parser::{PcapBlockOwned, PcapError};
+use std::fmt;
+use std::fs::File;
+use std::io::{self, BufReader, Read};
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
+
+/// Size of the streaming buffer. pcap-parser loops forever when a frame is larger than its
+/// buffer (rusticata/pcap-parser#29); 1 MiB holds any frame up to the 262,144-byte maximum
+/// snap length with room to spare.
+pub const READ_BUFFER: usize = 1 << 20;
+
+/// Most interfaces a pcapng section may declare before the file is treated as corrupt.
+pub const MAX_INTERFACES: usize = 1024;
+
+/// A link-layer header type (tcpdump.org/linktypes.html).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub struct LinkType(pub u32);
+
+impl LinkType {
+    /// BSD loopback: 4-byte address family in host byte order.
+    pub const NULL: LinkType = LinkType(0);
+    /// IEEE 802.3 Ethernet.
+    pub const ETHERNET: LinkType = LinkType(1);
+    /// Raw IP (some platforms use 12 or 14 for it too).
+    pub const RAW: LinkType = LinkType(101);
+    /// OpenBSD loopback: 4-byte address family in network byte order.
+    pub const LOOP: LinkType = LinkType(108);
+    /// Linux "cooked" capture, version 1 (16-byte header).
+    pub const LINUX_SLL: LinkType = LinkType(113);
+    /// Raw IPv4.
+    pub const IPV4: LinkType = LinkType(228);
+    /// Raw IPv6.
+    pub const IPV6: LinkType = LinkType(229);
+    /// Linux "cooked" capture, version 2 (20-byte header).
+    pub const LINUX_SLL2: LinkType = LinkType(276);
+    /// Raw IP, old BSD value.
+    pub const RAW_BSD12: LinkType = LinkType(12);
+    /// Raw IP, old BSD value.
+    pub const RAW_BSD14: LinkType = LinkType(14);
+}
+
+impl fmt::Display for LinkType {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}", self.0)
+    }
+}
+
+/// One captured frame, borrowed from the reader's buffer.
+#[derive(Debug, Clone, Copy)]
+pub struct Packet<'a> {
+    /// Capture time in microseconds since the Unix epoch.
+    pub ts_us: u64,
+    /// Link type of the interface the frame was captured on.
+    pub link: LinkType,
+    /// Captured bytes (possibly fewer than on the wire).
+    pub data: &'a [u8],
+    /// Length on the wire.
+    pub orig_len: u32,
+}
+
+/// Why a capture file could not be read (further).
+#[derive(Debug, thiserror::Error)]
+pub enum CaptureError {
+    /// The file could not be opened.
+    #[error("{path}: cannot open: {source}")]
+    Open {
+        /// The file.
+        path: PathBuf,
+        /// The cause.
+        source: io::Error,
+    },
+    /// The file is empty.
+    #[error("{path}: the file is empty")]
+    Empty {
+        /// The file.
+        path: PathBuf,
+    },
+    /// The file starts with neither a pcap nor a pcapng header.
+    #[error("{path}: not a pcap or pcapng capture (starts with {magic})")]
+    NotACapture {
+        /// The file.
+        path: PathBuf,
+        /// The first bytes, in hex.
+        magic: String,
+    },
+    /// The file ends in the middle of a record.
+    #[error(
+        "{path}: the capture is truncated: the record at byte offset {offset}{gz} is incomplete"
+    )]
+    Truncated {
+        /// The file.
+        path: PathBuf,
+        /// Offset of the incomplete record.
+        offset: u64,
+        /// Note that the offset counts decompressed bytes.
+        gz: &'static str,
+    },
+    /// A record could not be parsed.
+    #[error("{path}: corrupt capture at byte offset {offset}{gz}: {what}")]
+    Corrupt {
+        /// The file.
+        path: PathBuf,
+        /// Offset of the bad record.
+        offset: u64,
+        /// Note that the offset counts decompressed bytes.
+        gz: &'static str,
+        /// What is wrong.
+        what: String,
+    },
+    /// Reading failed (I/O error, or a damaged gzip stream).
+    #[error("{path}: read error near byte offset {offset}{gz}: {what}")]
+    Read {
+        /// The file.
+        path: PathBuf,
+        /// Offset of the last complete record.
+        offset: u64,
+        /// Note that the offset counts decompressed bytes.
+        gz: &'static str,
+        /// The I/O error.
+        what: String,
+    },
+}
+
+/// Counts bytes read from the underlying file (compressed bytes for gzip), for progress,
+/// and keeps the last I/O error, which pcap-parser does not pass on.
+struct CountingReader<R> {
+    inner: R,
+    read: Arc<AtomicU64>,
+    last_error: Arc<std::sync::Mutex<Option<String>>>,
+}
+
+impl<R: Read> Read for CountingReader<R> {
+    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+        match self.inner.read(buf) {
+            Ok(n) => {
+                self.read.fetch_add(n as u64, Ordering::Relaxed);
+                Ok(n)
+            }
+            Err(e) => {
+                if let Ok(mut slot) = self.last_error.lock() {
+                    *slot = Some(e.to_string());
+                }
+                Err(e)
+            }
+        }
+    }
+}
+
+#[derive(Clone, Copy)]
+struct Interface {
+    link: LinkType,
+    /// Timestamp units per second.
+    units_per_sec: u64,
+    /// Seconds added to every timestamp (if_tsoffset).
+    offset_sec: i64,
+}
+
+/// Per-file reading statistics.
+#[derive(Debug, Default, Clone, Copy)]
+pub struct ReadStats {
+    /// Frames delivered.
+    pub packets: u64,
+    /// pcapng blocks that carry no packet (statistics, name resolution, custom, …).
+    pub other_blocks: u64,
+    /// Packets on an interface that was never declared, skipped.
+    pub orphan_packets: u64,
+}
+
+/// A capture file being read.
+pub struct CaptureFile {
+    path: PathBuf,
+    reader: Box<dyn PcapReaderIterator + Send>,
+    interfaces: Vec<Interface>,
+    legacy: Option<Interface>,
+    offset: u64,
+    gz: &'static str,
+    file_read: Arc<AtomicU64>,
+    last_error: Arc<std::sync::Mutex<Option<String>>>,
+    file_len: u64,
+    stats: ReadStats,
+}
+
+impl CaptureFile {
+    /// Opens a capture; gzip compression is recognised by its magic bytes, not the name.
+    pub fn open(path: &Path) -> Result<CaptureFile, CaptureError> {
+        let open_err = |source| CaptureError::Open {
+            path: path.to_owned(),
+            source,
+        };
+        let mut file = File::open(path).map_err(open_err)?;
+        let file_len = file.metadata().map(|m| m.len()).unwrap_or(0);
+        let mut magic = [0u8; 2];
+        let n = read_fully(&mut file, &mut magic).map_err(open_err)?;
+        let file = reopen(file).map_err(open_err)?;
+        let gzip = n == 2 && magic == [0x1f, 0x8b];
+        let file_read = Arc::new(AtomicU64::new(0));
+        let last_error = Arc::new(std::sync::Mutex::new(None));
+        let counting = CountingReader {
+            inner: file,
+            read: file_read.clone(),
+            last_error: last_error.clone(),
+        };
+        let source: Box<dyn Read + Send> = if gzip {
+            Box::new(flate2::read::MultiGzDecoder::new(BufReader::with_capacity(
+                1 << 16,
+                counting,
+            )))
+        } else {
+            Box::new(counting)
+        };
+        Self::from_reader(path, source, gzip, file_read, last_error, file_len)
+    }
+
+    fn from_reader(
+        path: &Path,
+        source: Box<dyn Read + Send>,
+        gzip: bool,
+        file_read: Arc<AtomicU64>,
+        last_error: Arc<std::sync::Mutex<Option<String>>>,
+        file_len: u64,
+    ) -> Result<CaptureFile, CaptureError> {
+        let gz = if gzip { " (decompressed)" } else { "" };
+        let reader = match pcap_parser::create_reader(READ_BUFFER, source) {
+            Ok(r) => r,
+            Err(PcapError::Eof) => {
+                return Err(CaptureError::Empty {
+                    path: path.to_owned(),
+                })
+            }
+            Err(PcapError::ReadError) => {
+                let what = last_error
+                    .lock()
+                    .ok()
+                    .and_then(|e| e.clone())
+                    .unwrap_or_else(|| "read failed".into());
+                return Err(CaptureError::Read {
+                    path: path.to_owned(),
+                    offset: 0,
+                    gz,
+                    what,
+                });
+            }
+            Err(_) => {
+                let magic = first_bytes_hex(path, gzip);
+                return Err(CaptureError::NotACapture {
+                    path: path.to_owned(),
+                    magic,
+                });
+            }
+        };
+        Ok(CaptureFile {
+            path: path.to_owned(),
+            reader,
+            interfaces: Vec::new(),
+            legacy: None,
+            offset: 0,
+            gz,
+            file_read,
+            last_error,
+            file_len,
+            stats: ReadStats::default(),
+        })
+    }
+
+    /// The file's path.
+    pub fn path(&self) -> &Path {
+        &self.path
+    }
+
+    /// Size of the file on disk (compressed size for gzip).
+    pub fn file_len(&self) -> u64 {
+        self.file_len
+    }
+
+    /// Shared counter of bytes read from disk so far, for a progress display.
+    pub fn progress_counter(&self) -> Arc<AtomicU64> {
+        self.file_read.clone()
+    }
+
+    /// Reading statistics so far.
+    pub fn stats(&self) -> ReadStats {
+        self.stats
+    }
+
+    /// Reads the whole file, handing each frame to `on_packet`. Stops at the first damaged
+    /// record with an error; every frame before it has been delivered.
+    pub fn for_each_packet(
+        &mut self,
+        mut on_packet: impl FnMut(&Packet<'_>),
+    ) -> Result<ReadStats, CaptureError> {
+        loop {
+            match self.reader.next() {
+                Ok((len, block)) => {
+                    let mut bad: Option<String> = None;
+                    match block {
+                        PcapBlockOwned::LegacyHeader(h) => {
+                            let units = if h.is_nanosecond_precision() {
+                                1_000_000_000
+                            } else {
+                                1_000_000
+                            };
+                            self.legacy = Some(Interface {
+                                link: LinkType(h.network.0 as u32),
+                                units_per_sec: units,
+                                offset_sec: i64::from(h.thiszone),
+                            });
+                        }
+                        PcapBlockOwned::Legacy(b) => {
+                            if let Some(ifc) = self.legacy {
+                                let units = u64::from(b.ts_sec)
+                                    .saturating_mul(ifc.units_per_sec)
+                                    .saturating_add(u64::from(b.ts_usec));
+                                let data = clamp(b.data, b.caplen);
+                                self.stats.packets += 1;
+                                on_packet(&Packet {
+                                    ts_us: to_micros(units, &ifc),
+                                    link: ifc.link,
+                                    data,
+                                    orig_len: b.origlen,
+                                });
+                            }
+                        }
+                        PcapBlockOwned::NG(block) => {
+                            if let Err(what) = on_ng_block(
+                                &mut self.interfaces,
+                                &mut self.stats,
+                                block,
+                                &mut on_packet,
+                            ) {
+                                bad = Some(what);
+                            }
+                        }
+                    }
+                    if let Some(what) = bad {
+                        return Err(self.corrupt(what));
+                    }
+                    self.offset += len as u64;
+                    self.reader.consume(len);
+                }
+                Err(PcapError::Eof) => return Ok(self.stats),
+                Err(PcapError::Incomplete(_)) => {
+                    if let Err(_e) = self.reader.refill() {
+                        return Err(self.read_error());
+                    }
+                }
+                Err(PcapError::UnexpectedEof) => {
+                    return Err(CaptureError::Truncated {
+                        path: self.path.clone(),
+                        offset: self.offset,
+                        gz: self.gz,
+                    })
+                }
+                Err(PcapError::ReadError) => return Err(self.read_error()),
+                Err(PcapError::BufferTooSmall) => {
+                    return Err(
+                        self.corrupt(format!("a record declares more than {READ_BUFFER} bytes"))
+                    )
+                }
+                Err(e) => {
+                    let what = describe(&e);
+                    return Err(self.corrupt(what));
+                }
+            }
+        }
+    }
+
+    fn corrupt(&self, what: String) -> CaptureError {
+        CaptureError::Corrupt {
+            path: self.path.clone(),
+            offset: self.offset,
+            gz: self.gz,
+            what,
+        }
+    }
+
+    fn read_error(&self) -> CaptureError {
+        let what = self
+            .last_error
+            .lock()
+            .ok()
+            .and_then(|e| e.clone())
+            .unwrap_or_else(|| "read failed".into());
+        CaptureError::Read {
+            path: self.path.clone(),
+            offset: self.offset,
+            gz: self.gz,
+            what,
+        }
+    }
+}
+
+fn on_ng_block(
+    interfaces: &mut Vec<Interface>,
+    stats: &mut ReadStats,
+    block: Block<'_>,
+    on_packet: &mut impl FnMut(&Packet<'_>),
+) -> Result<(), String> {
+    match block {
+        Block::SectionHeader(_) => interfaces.clear(),
+        Block::InterfaceDescription(idb) => {
+            if interfaces.len() >= MAX_INTERFACES {
+                return Err(format!(
+                    "more than {MAX_INTERFACES} interfaces in one section"
+                ));
+            }
+            // if_tsresol: default 10^-6 (pcapng spec, section 4.2). An unrepresentable
+            // resolution falls back to microseconds rather than failing the file.
+            let units = idb.ts_resolution().filter(|u| *u > 0).unwrap_or(1_000_000);
+            interfaces.push(Interface {
+                link: LinkType(idb.linktype.0 as u32),
+                units_per_sec: units,
+                offset_sec: idb.if_tsoffset,
+            });
+        }
+        Block::EnhancedPacket(epb) => {
+            let Some(ifc) = interfaces.get(epb.if_id as usize).copied() else {
+                stats.orphan_packets += 1;
+                return Ok(());
+            };
+            let units = (u64::from(epb.ts_high) << 32) | u64::from(epb.ts_low);
+            let data = clamp(epb.data, epb.caplen);
+            stats.packets += 1;
+            on_packet(&Packet {
+                ts_us: to_micros(units, &ifc),
+                link: ifc.link,
+                data,
+                orig_len: epb.origlen,
+            });
+        }
+        Block::SimplePacket(spb) => {
+            // A simple packet block belongs to interface 0 and carries no timestamp.
+            let Some(ifc) = interfaces.first().copied() else {
+                stats.orphan_packets += 1;
+                return Ok(());
+            };
+            stats.packets += 1;
+            on_packet(&Packet {
+                ts_us: 0,
+                link: ifc.link,
+                data: spb.data,
+                orig_len: spb.origlen,
+            });
+        }
+        _ => stats.other_blocks += 1,
+    }
+    Ok(())
+}
+
+fn describe(e: &PcapError<&[u8]>) -> String {
+    match e {
+        PcapError::NomError(_, kind) => format!("unparsable record ({kind:?})"),
+        PcapError::OwnedNomError(_, kind) => format!("unparsable record ({kind:?})"),
+        PcapError::HeaderNotRecognized => "unrecognised block header".into(),
+        other => format!("{other:?}"),
+    }
+}
+
+/// The data slice never extends past the declared capture length (padding in pcapng).
+fn clamp(data: &[u8], caplen: u32) -> &[u8] {
+    let n = (caplen as usize).min(data.len());
+    data.get(..n).unwrap_or(data)
+}
+
+fn to_micros(units: u64, ifc: &Interface) -> u64 {
+    let us = if ifc.units_per_sec == 1_000_000 {
+        units
+    } else if ifc.units_per_sec > 1_000_000 {
+        units / (ifc.units_per_sec / 1_000_000).max(1)
+    } else {
+        units.saturating_mul(1_000_000 / ifc.units_per_sec.max(1))
+    };
+    let off = ifc.offset_sec.saturating_mul(1_000_000);
+    if off >= 0 {
+        us.saturating_add(off as u64)
+    } else {
+        us.saturating_sub(off.unsigned_abs())
+    }
+}
+
+fn read_fully(file: &mut File, buf: &mut [u8]) -> io::Result<usize> {
+    let mut n = 0;
+    while n < buf.len() {
+        match file.read(&mut buf[n..])? {
+            0 => break,
+            k => n += k,
+        }
+    }
+    Ok(n)
+}
+
+fn reopen(mut file: File) -> io::Result<File> {
+    use std::io::Seek;
+    file.seek(io::SeekFrom::Start(0))?;
+    Ok(file)
+}
+
+fn first_bytes_hex(path: &Path, gzip: bool) -> String {
+    let mut buf = [0u8; 8];
+    let n = File::open(path)
+        .ok()
+        .and_then(|f| {
+            if gzip {
+                let mut d = flate2::read::MultiGzDecoder::new(f);
+                d.read(&mut buf).ok()
+            } else {
+                let mut f = f;
+                read_fully(&mut f, &mut buf).ok()
+            }
+        })
+        .unwrap_or(0);
+    buf.get(..n)
+        .unwrap_or(&[])
+        .iter()
+        .map(|b| format!("{b:02x}"))
+        .collect::<Vec<_>>()
+        .join(" ")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::io::Write;
+
+    /// A classic little-endian pcap header (pcap-savefile(5)) for Ethernet.
+    fn pcap_header(link: u32) -> Vec<u8> {
+        let mut h = Vec::new();
+        h.extend_from_slice(&0xa1b2c3d4u32.to_le_bytes());
+        h.extend_from_slice(&2u16.to_le_bytes());
+        h.extend_from_slice(&4u16.to_le_bytes());
+        h.extend_from_slice(&0i32.to_le_bytes());
+        h.extend_from_slice(&0u32.to_le_bytes());
+        h.extend_from_slice(&65535u32.to_le_bytes());
+        h.extend_from_slice(&link.to_le_bytes());
+        h
+    }
+
+    fn record(ts: u32, data: &[u8]) -> Vec<u8> {
+        let mut r = Vec::new();
+        r.extend_from_slice(&ts.to_le_bytes());
+        r.extend_from_slice(&7u32.to_le_bytes());
+        r.extend_from_slice(&(data.len() as u32).to_le_bytes());
+        r.extend_from_slice(&(data.len() as u32).to_le_bytes());
+        r.extend_from_slice(data);
+        r
+    }
+
+    fn write_tmp(bytes: &[u8]) -> tempfile::NamedTempFile {
+        let mut f = tempfile::NamedTempFile::new().unwrap();
+        f.write_all(bytes).unwrap();
+        f
+    }
+
+    #[test]
+    fn reads_classic_pcap_records() {
+        let mut file = pcap_header(1);
+        file.extend(record(10, &[1, 2, 3]));
+        file.extend(record(11, &[4, 5]));
+        let tmp = write_tmp(&file);
+        let mut cap = CaptureFile::open(tmp.path()).unwrap();
+        let mut seen = Vec::new();
+        cap.for_each_packet(|p| seen.push((p.ts_us, p.data.to_vec(), p.link)))
+            .unwrap();
+        assert_eq!(
+            seen,
+            vec![
+                (10_000_007, vec![1, 2, 3], LinkType::ETHERNET),
+                (11_000_007, vec![4, 5], LinkType::ETHERNET)
+            ]
+        );
+    }
+
+    #[test]
+    fn truncated_record_names_its_offset_after_delivering_earlier_ones() {
+        let mut file = pcap_header(1);
+        file.extend(record(10, &[1, 2, 3]));
+        let second = record(11, &[4, 5, 6, 7]);
+        file.extend(&second[..second.len() - 2]);
+        let tmp = write_tmp(&file);
+        let mut cap = CaptureFile::open(tmp.path()).unwrap();
+        let mut n = 0;
+        let err = cap.for_each_packet(|_| n += 1).unwrap_err();
+        assert_eq!(n, 1);
+        let msg = err.to_string();
+        assert!(msg.contains("truncated"), "{msg}");
+        assert!(msg.contains("byte offset 43"), "{msg}");
+    }
+
+    #[test]
+    fn gzip_capture_is_read_directly() {
+        let mut file = pcap_header(101);
+        file.extend(record(1, &[0x45, 0, 0, 20]));
+        let mut gz = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::fast());
+        gz.write_all(&file).unwrap();
+        let tmp = write_tmp(&gz.finish().unwrap());
+        let mut cap = CaptureFile::open(tmp.path()).unwrap();
+        let mut links = Vec::new();
+        cap.for_each_packet(|p| links.push(p.link)).unwrap();
+        assert_eq!(links, vec![LinkType::RAW]);
+    }
+
+    #[test]
+    fn not_a_capture_is_refused_with_its_magic() {
+        let tmp = write_tmp(b"hello world, not a pcap");
+        let err = CaptureFile::open(tmp.path()).err().unwrap().to_string();
+        assert!(err.contains("not a pcap or pcapng capture"), "{err}");
+        assert!(err.contains("68 65 6c 6c"), "{err}");
+    }
+
+    #[test]
+    fn empty_file_is_refused() {
+        let tmp = write_tmp(b"");
+        let err = CaptureFile::open(tmp.path()).err().unwrap().to_string();
+        assert!(err.contains("empty"), "{err}");
+    }
+
+    #[test]
+    fn oversized_record_is_an_error_not_a_loop() {
+        let mut file = pcap_header(1);
+        let mut r = record(1, &[1]);
+        r[8..12].copy_from_slice(&0x7fff_fff0u32.to_le_bytes());
+        file.extend(r);
+        let tmp = write_tmp(&file);
+        let mut cap = CaptureFile::open(tmp.path()).unwrap();
+        assert!(cap.for_each_packet(|_| {}).is_err());
+    }
+
+    /// pcapng with two interfaces of different link types (pcapng spec sections 4.1-4.3).
+    #[test]
+    fn pcapng_with_two_link_types() {
+        fn block(t: u32, body: &[u8]) -> Vec<u8> {
+            let len = (12 + body.len()) as u32;
+            let mut b = t.to_le_bytes().to_vec();
+            b.extend_from_slice(&len.to_le_bytes());
+            b.extend_from_slice(body);
+            b.extend_from_slice(&len.to_le_bytes());
+            b
+        }
+        let mut shb = 0x1a2b3c4du32.to_le_bytes().to_vec();
+        shb.extend_from_slice(&1u16.to_le_bytes());
+        shb.extend_from_slice(&0u16.to_le_bytes());
+        shb.extend_from_slice(&(-1i64).to_le_bytes());
+        let idb = |link: u16| {
+            let mut b = link.to_le_bytes().to_vec();
+            b.extend_from_slice(&0u16.to_le_bytes());
+            b.extend_from_slice(&0u32.to_le_bytes());
+            b
+        };
+        let epb = |ifc: u32, data: &[u8; 4]| {
+            let mut b = ifc.to_le_bytes().to_vec();
+            b.extend_from_slice(&0u32.to_le_bytes());
+            b.extend_from_slice(&5_000_000u32.to_le_bytes());
+            b.extend_from_slice(&4u32.to_le_bytes());
+            b.extend_from_slice(&4u32.to_le_bytes());
+            b.extend_from_slice(data);
+            b
+        };
+        let mut file = block(0x0a0d0d0a, &shb);
+        file.extend(block(1, &idb(1)));
+        file.extend(block(1, &idb(113)));
+        file.extend(block(6, &epb(1, &[9, 9, 9, 9])));
+        file.extend(block(6, &epb(0, &[8, 8, 8, 8])));
+        file.extend(block(6, &epb(7, &[7, 7, 7, 7])));
+        let tmp = write_tmp(&file);
+        let mut cap = CaptureFile::open(tmp.path()).unwrap();
+        let mut seen = Vec::new();
+        let stats = cap
+            .for_each_packet(|p| seen.push((p.link, p.ts_us, p.data[0])))
+            .unwrap();
+        assert_eq!(
+            seen,
+            vec![
+                (LinkType::LINUX_SLL, 5_000_000, 9),
+                (LinkType::ETHERNET, 5_000_000, 8)
+            ]
+        );
+        assert_eq!(stats.orphan_packets, 1);
+    }
+}

@@ -1,0 +1,794 @@
+//! Classify: decide by content what a flow is.
+//!
+//! Every protocol lives in its own module with the same shape: a pure parser over the
+//! opening bytes (`&[u8]` in, parsed view or `None` out; never a panic), and a
+//! `detect(&Cx) -> Verdict` that says `Yes` with evidence, `No` (this flow is certainly
+//! not that protocol, so it is never asked again), or `Wait` for more bytes. The port is
+//! only a tie-breaker for structurally weak protocols and, afterwards, the
+//! "non-standard port" flag.
+//!
+//! The driver here runs the detectors on each new piece of opening bytes until one says
+//! `Yes`, all say `No`, or the window closes; then the flow's buffers are freed and later
+//! packets only update counters. Detectors run in [`DETECTORS`] order: exact magic first,
+//! weak heuristics last.
+
+pub mod anydesk;
+pub mod citrix;
+pub mod common;
+pub mod http;
+pub mod ipsec;
+pub mod l2tp;
+pub mod nomachine;
+pub mod openvpn;
+pub mod pptp;
+pub mod radmin;
+pub mod rdp;
+pub mod rsh;
+pub mod softether;
+pub mod ssh;
+pub mod tailscale;
+pub mod teamviewer;
+pub mod telnet;
+pub mod tinc;
+pub mod tls;
+pub mod vnc;
+pub mod wireguard;
+pub mod xdmcp;
+
+use crate::decode::ipproto;
+use crate::flow::reassembly::Stream;
+use crate::flow::Flow;
+use crate::rules::{Field, Rules};
+use serde::Serialize;
+
+/// Payload-carrying packets after which a still undecided flow is given up.
+pub const MAX_INSPECT_PACKETS: u16 = 24;
+
+/// The services of the vocabulary (`corpus/VOCABULARY.md`): what an external connection
+/// point is made of, plus the two consumer anonymisers.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize)]
+#[serde(rename_all = "kebab-case")]
+#[allow(missing_docs)]
+pub enum Service {
+    Rdp,
+    Vnc,
+    Ssh,
+    Telnet,
+    Rsh,
+    Xdmcp,
+    Teamviewer,
+    Anydesk,
+    Radmin,
+    Nomachine,
+    Citrix,
+    Ipsec,
+    Openvpn,
+    Wireguard,
+    Pptp,
+    L2tp,
+    SslVpn,
+    Softether,
+    Tinc,
+    Tailscale,
+    ConsumerVpn,
+    Tor,
+}
+
+/// What kind of external access a service gives.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum Family {
+    /// Remote desktop or shell.
+    RemoteAccess,
+    /// Network-level tunnel.
+    Vpn,
+    /// Consumer anonymiser (shadow IT).
+    Anonymiser,
+}
+
+impl Service {
+    /// All services.
+    pub const ALL: [Service; 22] = [
+        Service::Rdp,
+        Service::Vnc,
+        Service::Ssh,
+        Service::Telnet,
+        Service::Rsh,
+        Service::Xdmcp,
+        Service::Teamviewer,
+        Service::Anydesk,
+        Service::Radmin,
+        Service::Nomachine,
+        Service::Citrix,
+        Service::Ipsec,
+        Service::Openvpn,
+        Service::Wireguard,
+        Service::Pptp,
+        Service::L2tp,
+        Service::SslVpn,
+        Service::Softether,
+        Service::Tinc,
+        Service::Tailscale,
+        Service::ConsumerVpn,
+        Service::Tor,
+    ];
+
+    /// The vocabulary name.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Service::Rdp => "rdp",
+            Service::Vnc => "vnc",
+            Service::Ssh => "ssh",
+            Service::Telnet => "telnet",
+            Service::Rsh => "rsh",
+            Service::Xdmcp => "xdmcp",
+            Service::Teamviewer => "teamviewer",
+            Service::Anydesk => "anydesk",
+            Service::Radmin => "radmin",
+            Service::Nomachine => "nomachine",
+            Service::Citrix => "citrix",
+            Service::Ipsec => "ipsec",
+            Service::Openvpn => "openvpn",
+            Service::Wireguard => "wireguard",
+            Service::Pptp => "pptp",
+            Service::L2tp => "l2tp",
+            Service::SslVpn => "ssl-vpn",
+            Service::Softether => "softether",
+            Service::Tinc => "tinc",
+            Service::Tailscale => "tailscale",
+            Service::ConsumerVpn => "consumer-vpn",
+            Service::Tor => "tor",
+        }
+    }
+
+    /// From a vocabulary name.
+    pub fn parse(s: &str) -> Option<Service> {
+        Service::ALL.iter().copied().find(|v| v.as_str() == s)
+    }
+
+    /// Remote access, VPN or anonymiser.
+    pub fn family(self) -> Family {
+        match self {
+            Service::Rdp
+            | Service::Vnc
+            | Service::Ssh
+            | Service::Telnet
+            | Service::Rsh
+            | Service::Xdmcp
+            | Service::Teamviewer
+            | Service::Anydesk
+            | Service::Radmin
+            | Service::Nomachine
+            | Service::Citrix => Family::RemoteAccess,
+            Service::ConsumerVpn | Service::Tor => Family::Anonymiser,
+            _ => Family::Vpn,
+        }
+    }
+}
+
+/// One piece of evidence: the rule that used it and the field value it saw.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+pub struct Evidence {
+    /// Stable rule id (`setten.<protocol>.<what>` for built-in structure checks, the
+    /// catalogue id for data rules).
+    pub rule: String,
+    /// The field looked at.
+    pub field: String,
+    /// Its value as seen (truncated to a readable length).
+    pub value: String,
+}
+
+impl Evidence {
+    /// Evidence with a value cut to 200 characters.
+    pub fn new(
+        rule: impl Into<String>,
+        field: impl Into<String>,
+        value: impl AsRef<str>,
+    ) -> Evidence {
+        let v = value.as_ref();
+        let value = match v.char_indices().nth(200) {
+            Some((i, _)) => format!("{}…", &v[..i]),
+            None => v.to_owned(),
+        };
+        Evidence {
+            rule: rule.into(),
+            field: field.into(),
+            value,
+        }
+    }
+}
+
+/// TLS metadata.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize)]
+pub struct TlsMeta {
+    /// Negotiated version ("1.3", "1.2", …) or the ClientHello's highest offer.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub version: Option<String>,
+    /// Server Name Indication.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub sni: Option<String>,
+    /// ALPN protocols offered by the client.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub alpn: Vec<String>,
+    /// ALPN protocol chosen by the server.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub alpn_selected: Option<String>,
+    /// JA4 client fingerprint (FoxIO JA4, BSD-3-Clause).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub ja4: Option<String>,
+    /// Server certificate (TLS 1.2 and older, where it is in the clear).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub cert: Option<CertMeta>,
+}
+
+/// X.509 leaf certificate fields.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize)]
+pub struct CertMeta {
+    /// Subject distinguished name.
+    pub subject: String,
+    /// Issuer distinguished name.
+    pub issuer: String,
+    /// DNS subject alternative names.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub san: Vec<String>,
+    /// Validity start (RFC 3339).
+    pub not_before: String,
+    /// Validity end (RFC 3339).
+    pub not_after: String,
+    /// Subject equals issuer.
+    pub self_signed: bool,
+}
+
+/// SSH metadata.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize)]
+pub struct SshMeta {
+    /// Client identification string.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub client_banner: Option<String>,
+    /// Server identification string.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub server_banner: Option<String>,
+    /// HASSH (Salesforce): MD5 of the client's KEXINIT algorithm lists.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub hassh: Option<String>,
+    /// HASSH-server.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub hassh_server: Option<String>,
+}
+
+/// RDP metadata.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize)]
+pub struct RdpMeta {
+    /// `mstshash` cookie (user name hint), when sent.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub cookie: Option<String>,
+    /// Security protocols the client asked for.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub requested: Vec<String>,
+    /// Security protocol the server chose ("standard" = RDP's own legacy encryption).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub selected: Option<String>,
+    /// Carried over UDP (MS-RDPEUDP).
+    pub udp: bool,
+}
+
+/// IKE metadata.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize)]
+pub struct IkeMeta {
+    /// 1 or 2.
+    pub version: u8,
+    /// Exchange type name.
+    pub exchange: String,
+    /// Over UDP 4500 with the non-ESP marker (NAT traversal).
+    pub nat_t: bool,
+    /// Vendor ID payloads, hex, with the catalogue's name where known.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub vendor_ids: Vec<VendorId>,
+}
+
+/// One IKE vendor ID.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize)]
+pub struct VendorId {
+    /// Payload bytes, hex.
+    pub hex: String,
+    /// Name from the catalogue.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub name: Option<String>,
+}
+
+/// HTTP metadata.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize)]
+pub struct HttpMeta {
+    /// Request method.
+    pub method: String,
+    /// Request target.
+    pub uri: String,
+    /// Host header.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub host: Option<String>,
+    /// User-Agent header.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub user_agent: Option<String>,
+}
+
+/// Protocol metadata.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize)]
+pub struct Meta {
+    /// TLS.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub tls: Option<Box<TlsMeta>>,
+    /// SSH.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub ssh: Option<Box<SshMeta>>,
+    /// RDP.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub rdp: Option<Box<RdpMeta>>,
+    /// IKE.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub ike: Option<Box<IkeMeta>>,
+    /// HTTP.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub http: Option<Box<HttpMeta>>,
+    /// Version string of the protocol, where it has one (VNC "RFB 003.008", SSH "2.0", …).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub version: Option<String>,
+}
+
+/// What a flow was found to be.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct Classification {
+    /// Lowercase protocol name on the wire ("tls", "rdp", "dns", …).
+    pub protocol: &'static str,
+    /// The vocabulary service, when the flow is remote access, VPN or an anonymiser.
+    pub service: Option<Service>,
+    /// Vendor, when evidence names one.
+    pub vendor: Option<String>,
+    /// Product, when evidence names one.
+    pub product: Option<String>,
+    /// Evidence, strongest first.
+    pub evidence: Vec<Evidence>,
+    /// Legacy or weak variant (telnet, rsh, RDP standard security, SSH-1, TLS ≤ 1.0, PPTP).
+    pub weak: Option<String>,
+    /// Metadata.
+    pub meta: Meta,
+}
+
+impl Classification {
+    /// A classification of a protocol with one piece of evidence.
+    pub fn new(
+        protocol: &'static str,
+        service: Option<Service>,
+        rule: &str,
+        field: &str,
+        value: impl AsRef<str>,
+    ) -> Classification {
+        Classification {
+            protocol,
+            service,
+            evidence: vec![Evidence::new(rule, field, value)],
+            ..Classification::default()
+        }
+    }
+
+    /// Applies the catalogue's signatures for one field value: the first matching
+    /// signature may set service, vendor and product, and adds its evidence.
+    pub fn apply_rules(&mut self, rules: &Rules, field: Field, value: &str) -> bool {
+        let mut matched = false;
+        for sig in rules.matching(field, value) {
+            if let Some(s) = sig.service {
+                // A remote-access or VPN identification is not overridden by a later,
+                // weaker one (e.g. an SNI naming a CDN after a certificate naming a VPN).
+                if self.service.is_none() {
+                    self.service = Some(s);
+                }
+            }
+            if self.vendor.is_none() {
+                self.vendor.clone_from(&sig.vendor);
+            }
+            if self.product.is_none() {
+                self.product.clone_from(&sig.product);
+            }
+            self.evidence
+                .push(Evidence::new(sig.id.as_str(), field.as_str(), value));
+            matched = true;
+        }
+        matched
+    }
+}
+
+/// A detector's answer.
+#[derive(Debug)]
+pub enum Verdict {
+    /// Certainly not this protocol; do not ask again.
+    No,
+    /// Not decidable yet.
+    Wait,
+    /// Identified.
+    Yes(Classification),
+}
+
+/// What detectors see: the opening bytes of both directions, in order.
+pub struct Cx<'a> {
+    /// IP protocol (TCP or UDP).
+    pub proto: u8,
+    /// Client port.
+    pub client_port: u16,
+    /// Server port.
+    pub server_port: u16,
+    /// Client-to-server opening bytes.
+    pub c2s: &'a Stream,
+    /// Server-to-client opening bytes.
+    pub s2c: &'a Stream,
+    /// No more bytes will come: decide now.
+    pub last: bool,
+    /// Signature catalogue.
+    pub rules: &'a Rules,
+}
+
+impl<'a> Cx<'a> {
+    /// TCP flow.
+    pub fn is_tcp(&self) -> bool {
+        self.proto == ipproto::TCP
+    }
+    /// UDP flow.
+    pub fn is_udp(&self) -> bool {
+        self.proto == ipproto::UDP
+    }
+    /// Either port equals `p`.
+    pub fn port_is(&self, p: u16) -> bool {
+        self.server_port == p || self.client_port == p
+    }
+    /// Datagrams of one direction (UDP).
+    pub fn datagrams(&self, s: &'a Stream) -> impl Iterator<Item = &'a [u8]> + 'a {
+        let bytes = s.bytes();
+        let mut start = 0usize;
+        s.ends().iter().map(move |&e| {
+            let e = e as usize;
+            let d = bytes.get(start..e).unwrap_or(&[]);
+            start = e;
+            d
+        })
+    }
+    /// First client datagram (UDP) or empty.
+    pub fn first_c2s_datagram(&self) -> &'a [u8] {
+        self.datagrams(self.c2s).next().unwrap_or(&[])
+    }
+    /// First server datagram (UDP) or empty.
+    pub fn first_s2c_datagram(&self) -> &'a [u8] {
+        self.datagrams(self.s2c).next().unwrap_or(&[])
+    }
+}
+
+/// Transports a detector applies to.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum On {
+    /// TCP only.
+    Tcp,
+    /// UDP only.
+    Udp,
+    /// Both.
+    Both,
+}
+
+/// A registered detector.
+pub struct Detector {
+    /// Protocol name.
+    pub name: &'static str,
+    /// Transports it applies to.
+    pub on: On,
+    /// The check.
+    pub detect: fn(&Cx<'_>) -> Verdict,
+}
+
+/// All detectors, in the order they are asked. Exact magic and full handshakes first;
+/// structurally weak checks (which need a port or several packets to agree) last.
+pub static DETECTORS: &[Detector] = &[
+    Detector {
+        name: "tls",
+        on: On::Tcp,
+        detect: tls::detect,
+    },
+    Detector {
+        name: "rdp",
+        on: On::Both,
+        detect: rdp::detect,
+    },
+    Detector {
+        name: "ssh",
+        on: On::Tcp,
+        detect: ssh::detect,
+    },
+    Detector {
+        name: "vnc",
+        on: On::Tcp,
+        detect: vnc::detect,
+    },
+    Detector {
+        name: "http",
+        on: On::Tcp,
+        detect: http::detect,
+    },
+    Detector {
+        name: "pptp",
+        on: On::Tcp,
+        detect: pptp::detect,
+    },
+    Detector {
+        name: "ipsec",
+        on: On::Udp,
+        detect: ipsec::detect,
+    },
+    Detector {
+        name: "l2tp",
+        on: On::Udp,
+        detect: l2tp::detect,
+    },
+    Detector {
+        name: "citrix",
+        on: On::Tcp,
+        detect: citrix::detect,
+    },
+    Detector {
+        name: "teamviewer",
+        on: On::Both,
+        detect: teamviewer::detect,
+    },
+    Detector {
+        name: "anydesk",
+        on: On::Both,
+        detect: anydesk::detect,
+    },
+    Detector {
+        name: "radmin",
+        on: On::Tcp,
+        detect: radmin::detect,
+    },
+    Detector {
+        name: "nomachine",
+        on: On::Both,
+        detect: nomachine::detect,
+    },
+    Detector {
+        name: "tinc",
+        on: On::Tcp,
+        detect: tinc::detect,
+    },
+    Detector {
+        name: "tailscale",
+        on: On::Udp,
+        detect: tailscale::detect,
+    },
+    Detector {
+        name: "softether",
+        on: On::Both,
+        detect: softether::detect,
+    },
+    Detector {
+        name: "openvpn",
+        on: On::Both,
+        detect: openvpn::detect,
+    },
+    Detector {
+        name: "wireguard",
+        on: On::Udp,
+        detect: wireguard::detect,
+    },
+    Detector {
+        name: "xdmcp",
+        on: On::Udp,
+        detect: xdmcp::detect,
+    },
+    Detector {
+        name: "telnet",
+        on: On::Tcp,
+        detect: telnet::detect,
+    },
+    Detector {
+        name: "rsh",
+        on: On::Tcp,
+        detect: rsh::detect,
+    },
+    Detector {
+        name: "common",
+        on: On::Both,
+        detect: common::detect,
+    },
+];
+
+/// Per-flow classifier progress.
+#[derive(Debug, Default, Clone, Copy)]
+pub struct Inspect {
+    /// Bit i set: detector i said `No`.
+    excluded: u64,
+    /// Payload-carrying packets inspected.
+    packets: u16,
+    /// Classification is over (decided or given up).
+    pub done: bool,
+}
+
+/// Classifies flows; holds the catalogue.
+pub struct Classifier {
+    rules: std::sync::Arc<Rules>,
+}
+
+impl Classifier {
+    /// A classifier over a catalogue.
+    pub fn new(rules: std::sync::Arc<Rules>) -> Classifier {
+        Classifier { rules }
+    }
+
+    /// The catalogue in use.
+    pub fn rules(&self) -> &Rules {
+        &self.rules
+    }
+
+    /// A flow received a packet; `grew` says whether its opening bytes changed.
+    pub fn on_packet(&self, flow: &mut Flow, grew: bool, had_payload: bool) {
+        if flow.inspect.done {
+            return;
+        }
+        if flow.streams.is_none() {
+            // Transports without payload inspection are decided from the header alone.
+            flow.class = by_transport(flow.key.proto, flow);
+            flow.inspect.done = true;
+            return;
+        }
+        if had_payload {
+            flow.inspect.packets = flow.inspect.packets.saturating_add(1);
+        }
+        let window_closed = flow.inspect.packets >= MAX_INSPECT_PACKETS
+            || flow
+                .streams
+                .as_deref()
+                .is_some_and(|s| s[0].is_done() && s[1].is_done());
+        if grew || window_closed {
+            self.run(flow, window_closed);
+        }
+    }
+
+    /// The flow ended: decide with what there is.
+    pub fn on_end(&self, flow: &mut Flow) {
+        if !flow.inspect.done {
+            if flow.streams.is_some() {
+                self.run(flow, true);
+            } else {
+                flow.class = by_transport(flow.key.proto, flow);
+                flow.inspect.done = true;
+            }
+        }
+    }
+
+    fn run(&self, flow: &mut Flow, last: bool) {
+        let Some(streams) = flow.streams.as_deref() else {
+            return;
+        };
+        let cx = Cx {
+            proto: flow.key.proto,
+            client_port: flow.client.port,
+            server_port: flow.server.port,
+            c2s: &streams[0],
+            s2c: &streams[1],
+            last,
+            rules: &self.rules,
+        };
+        if cx.c2s.bytes().is_empty() && cx.s2c.bytes().is_empty() && !last {
+            return;
+        }
+        let mut decided = None;
+        let mut waiting = false;
+        for (i, d) in DETECTORS.iter().enumerate() {
+            let bit = 1u64 << i;
+            if flow.inspect.excluded & bit != 0 {
+                continue;
+            }
+            let applies = match d.on {
+                On::Tcp => cx.is_tcp(),
+                On::Udp => cx.is_udp(),
+                On::Both => true,
+            };
+            if !applies {
+                flow.inspect.excluded |= bit;
+                continue;
+            }
+            match (d.detect)(&cx) {
+                Verdict::No => flow.inspect.excluded |= bit,
+                Verdict::Wait => {
+                    waiting = true;
+                    if last {
+                        flow.inspect.excluded |= bit;
+                    }
+                }
+                Verdict::Yes(c) => {
+                    decided = Some(c);
+                    break;
+                }
+            }
+        }
+        if decided.is_some() || !waiting || last {
+            flow.class = decided.map(Box::new);
+            flow.inspect.done = true;
+            flow.streams = None;
+        }
+    }
+}
+
+/// Transports that are classified from the IP header alone.
+fn by_transport(proto: u8, _flow: &Flow) -> Option<Box<Classification>> {
+    match proto {
+        ipproto::ESP => Some(Box::new(Classification::new(
+            "esp",
+            Some(Service::Ipsec),
+            "setten.ipsec.esp",
+            "ip.protocol",
+            "50 (ESP)",
+        ))),
+        ipproto::AH => Some(Box::new(Classification::new(
+            "ah",
+            Some(Service::Ipsec),
+            "setten.ipsec.ah",
+            "ip.protocol",
+            "51 (AH)",
+        ))),
+        ipproto::ICMP => Some(Box::new(Classification::new(
+            "icmp",
+            None,
+            "setten.icmp",
+            "ip.protocol",
+            "1",
+        ))),
+        ipproto::ICMPV6 => Some(Box::new(Classification::new(
+            "icmpv6",
+            None,
+            "setten.icmpv6",
+            "ip.protocol",
+            "58",
+        ))),
+        _ => None,
+    }
+}
+
+/// Helpers shared by detectors.
+pub mod util {
+    /// Printable ASCII rendering of bytes, for evidence values.
+    pub fn printable(b: &[u8]) -> String {
+        b.iter()
+            .map(|&c| {
+                if (0x20..0x7f).contains(&c) {
+                    c as char
+                } else {
+                    '.'
+                }
+            })
+            .collect()
+    }
+
+    /// Lowercase hex.
+    pub fn hex(b: &[u8]) -> String {
+        use std::fmt::Write;
+        let mut s = String::with_capacity(b.len() * 2);
+        for x in b {
+            let _ = write!(s, "{x:02x}");
+        }
+        s
+    }
+
+    /// Big-endian u16 at `off`.
+    pub fn be16(b: &[u8], off: usize) -> Option<u16> {
+        Some(u16::from_be_bytes([
+            *b.get(off)?,
+            *b.get(off.checked_add(1)?)?,
+        ]))
+    }
+
+    /// Big-endian u32 at `off`.
+    pub fn be32(b: &[u8], off: usize) -> Option<u32> {
+        let s = b.get(off..off.checked_add(4)?)?;
+        Some(u32::from_be_bytes([s[0], s[1], s[2], s[3]]))
+    }
+
+    /// Little-endian u32 at `off`.
+    pub fn le32(b: &[u8], off: usize) -> Option<u32> {
+        let s = b.get(off..off.checked_add(4)?)?;
+        Some(u32::from_le_bytes([s[0], s[1], s[2], s[3]]))
+    }
+}

@@ -1,0 +1,8 @@
+//! pptp detection (not written yet).
+
+use super::{Cx, Verdict};
+
+/// Detects pptp.
+pub fn detect(_cx: &Cx<'_>) -> Verdict {
+    Verdict::No
+}

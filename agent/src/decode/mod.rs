@@ -1,0 +1,748 @@
+//! Decode: from a captured frame to the transport-level packets the flow table tracks.
+//!
+//! Link layers: Ethernet (with 802.1Q/QinQ), Linux cooked v1/v2, raw IPv4/IPv6 and BSD
+//! loopback. The IP and transport layers are sliced with `etherparse`'s
+//! `LaxSlicedPacket` (zero-copy; tolerant of snap-length truncation). Tunnels are opened so
+//! the inner conversations are seen too: GRE (RFC 2784/2890, and PPTP's enhanced GRE,
+//! RFC 2637 section 4.1), IP-in-IP (RFC 2003), 6in4 (RFC 4213) and VXLAN (RFC 7348). The
+//! outer packet is always reported as well, so the tunnel itself is a flow.
+//!
+//! IPv4 and IPv6 fragments: the first fragment's transport header is parsed by hand
+//! (etherparse stops at a fragmented payload) and its ports are remembered, so later
+//! fragments count into the same flow.
+
+use crate::capture::LinkType;
+use etherparse::{EtherType, LaxNetSlice, LaxSlicedPacket, TransportSlice};
+
+/// Deepest tunnel nesting that is opened.
+pub const MAX_TUNNEL_DEPTH: usize = 3;
+/// Remembered first fragments; the cache is cleared when it is full.
+pub const MAX_FRAGMENT_ENTRIES: usize = 4096;
+
+/// IP protocol numbers used by the flow table (IANA "Assigned Internet Protocol Numbers").
+pub mod ipproto {
+    /// ICMP.
+    pub const ICMP: u8 = 1;
+    /// IPv4 encapsulation (IP-in-IP).
+    pub const IPIP: u8 = 4;
+    /// TCP.
+    pub const TCP: u8 = 6;
+    /// UDP.
+    pub const UDP: u8 = 17;
+    /// IPv6 encapsulation (6in4).
+    pub const IPV6: u8 = 41;
+    /// GRE.
+    pub const GRE: u8 = 47;
+    /// ESP.
+    pub const ESP: u8 = 50;
+    /// AH.
+    pub const AH: u8 = 51;
+    /// ICMPv6.
+    pub const ICMPV6: u8 = 58;
+}
+
+/// An IP address in 16 bytes; IPv4 is stored IPv4-mapped (::ffff:a.b.c.d).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord, Default)]
+pub struct Addr(pub [u8; 16]);
+
+impl Addr {
+    /// From IPv4 octets.
+    pub fn v4(o: [u8; 4]) -> Addr {
+        let mut a = [0u8; 16];
+        a[10] = 0xff;
+        a[11] = 0xff;
+        a[12..].copy_from_slice(&o);
+        Addr(a)
+    }
+    /// As a standard library address.
+    pub fn to_ip(self) -> std::net::IpAddr {
+        let v6 = std::net::Ipv6Addr::from(self.0);
+        match v6.to_ipv4_mapped() {
+            Some(v4) => std::net::IpAddr::V4(v4),
+            None => std::net::IpAddr::V6(v6),
+        }
+    }
+}
+
+impl From<std::net::IpAddr> for Addr {
+    fn from(ip: std::net::IpAddr) -> Addr {
+        match ip {
+            std::net::IpAddr::V4(v4) => Addr::v4(v4.octets()),
+            std::net::IpAddr::V6(v6) => Addr(v6.octets()),
+        }
+    }
+}
+
+/// TCP header fields the flow table needs.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct TcpMeta {
+    /// Sequence number.
+    pub seq: u32,
+    /// Flags byte (FIN 0x01, SYN 0x02, RST 0x04, PSH 0x08, ACK 0x10, URG 0x20, ECE, CWR).
+    pub flags: u8,
+}
+
+/// TCP flag bits.
+pub mod tcpflag {
+    /// FIN.
+    pub const FIN: u8 = 0x01;
+    /// SYN.
+    pub const SYN: u8 = 0x02;
+    /// RST.
+    pub const RST: u8 = 0x04;
+    /// ACK.
+    pub const ACK: u8 = 0x10;
+}
+
+/// One transport-level packet of a frame.
+#[derive(Clone, Copy, Debug)]
+pub struct L4<'a> {
+    /// Source address.
+    pub src: Addr,
+    /// Destination address.
+    pub dst: Addr,
+    /// IP protocol number.
+    pub proto: u8,
+    /// Source port (0 where the transport has none).
+    pub sport: u16,
+    /// Destination port.
+    pub dport: u16,
+    /// TCP fields, for TCP.
+    pub tcp: Option<TcpMeta>,
+    /// Transport payload (TCP/UDP payload; the IP payload for other protocols). Empty for
+    /// non-first fragments.
+    pub payload: &'a [u8],
+    /// Bytes at the IP layer (header and payload as on the wire).
+    pub ip_len: u32,
+    /// Encapsulation zone: 0 for the outermost packet, otherwise a hash of the tunnel, so
+    /// equal inner addresses in different tunnels stay apart.
+    pub zone: u32,
+    /// Outermost VLAN id, 0 when untagged.
+    pub vlan: u16,
+    /// Tunnel nesting depth (0 = outermost).
+    pub depth: u8,
+    /// Part of a fragmented IP datagram.
+    pub fragment: bool,
+}
+
+/// Why a frame gave no transport packet.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Skip {
+    /// Not IP (ARP, LLDP, STP, …).
+    NotIp,
+    /// Link type not supported.
+    UnsupportedLink,
+    /// Too short or malformed.
+    Malformed,
+    /// A later fragment whose first fragment was not seen.
+    OrphanFragment,
+}
+
+/// Per-frame result: up to `MAX_TUNNEL_DEPTH + 1` transport packets.
+#[derive(Default)]
+pub struct Decoded<'a> {
+    /// Transport packets, outermost first.
+    pub packets: [Option<L4<'a>>; MAX_TUNNEL_DEPTH + 1],
+    /// How many are set.
+    pub len: usize,
+    /// Why nothing (more) was decoded, if so.
+    pub skip: Option<Skip>,
+}
+
+impl<'a> Decoded<'a> {
+    fn push(&mut self, p: L4<'a>) {
+        if let Some(slot) = self.packets.get_mut(self.len) {
+            *slot = Some(p);
+            self.len += 1;
+        }
+    }
+    /// The decoded packets.
+    pub fn iter(&self) -> impl Iterator<Item = &L4<'a>> {
+        self.packets.iter().take(self.len).flatten()
+    }
+}
+
+#[derive(Clone, Copy, PartialEq, Eq, Hash)]
+struct FragKey {
+    src: Addr,
+    dst: Addr,
+    proto: u8,
+    ident: u32,
+}
+
+/// Decoder with the small state fragments need.
+#[derive(Default)]
+pub struct Decoder {
+    frags: hashbrown::HashMap<FragKey, (u16, u16), foldhash::fast::FixedState>,
+}
+
+enum Start<'a> {
+    Ether(&'a [u8]),
+    EtherType(u16, &'a [u8]),
+    Ip(&'a [u8]),
+}
+
+impl Decoder {
+    /// A decoder with an empty fragment cache.
+    pub fn new() -> Decoder {
+        Decoder::default()
+    }
+
+    /// Decodes one frame of the given link type.
+    pub fn decode<'a>(&mut self, link: LinkType, data: &'a [u8]) -> Decoded<'a> {
+        let mut out = Decoded::default();
+        let start = match link {
+            LinkType::ETHERNET => Start::Ether(data),
+            LinkType::LINUX_SLL => match (data.get(14..16), data.get(16..)) {
+                // Linux cooked v1: packet type, ARPHRD, address length, 8 address bytes,
+                // protocol (pcap-linktype(7), LINKTYPE_LINUX_SLL).
+                (Some(p), Some(rest)) => Start::EtherType(u16::from_be_bytes([p[0], p[1]]), rest),
+                _ => return skip(out, Skip::Malformed),
+            },
+            LinkType::LINUX_SLL2 => match (data.get(0..2), data.get(20..)) {
+                // Linux cooked v2: protocol first, then reserved, ifindex, ARPHRD, type,
+                // address length, 8 address bytes (LINKTYPE_LINUX_SLL2).
+                (Some(p), Some(rest)) => Start::EtherType(u16::from_be_bytes([p[0], p[1]]), rest),
+                _ => return skip(out, Skip::Malformed),
+            },
+            LinkType::NULL | LinkType::LOOP => match (data.get(0..4), data.get(4..)) {
+                // The family is in the capturing host's byte order for NULL, network order
+                // for LOOP; accept both. 2 = AF_INET; 24, 28, 30 = AF_INET6 on BSDs/macOS.
+                (Some(f), Some(rest)) => {
+                    let le = u32::from_le_bytes([f[0], f[1], f[2], f[3]]);
+                    let be = u32::from_be_bytes([f[0], f[1], f[2], f[3]]);
+                    let fam = if le < 256 { le } else { be };
+                    match fam {
+                        2 | 24 | 28 | 30 => Start::Ip(rest),
+                        _ => return skip(out, Skip::NotIp),
+                    }
+                }
+                _ => return skip(out, Skip::Malformed),
+            },
+            LinkType::RAW
+            | LinkType::IPV4
+            | LinkType::IPV6
+            | LinkType::RAW_BSD12
+            | LinkType::RAW_BSD14 => Start::Ip(data),
+            _ => return skip(out, Skip::UnsupportedLink),
+        };
+        let sliced = match start {
+            Start::Ether(d) => match LaxSlicedPacket::from_ethernet(d) {
+                Ok(s) => s,
+                Err(_) => return skip(out, Skip::Malformed),
+            },
+            Start::EtherType(t, d) => LaxSlicedPacket::from_ether_type(EtherType(t), d),
+            Start::Ip(d) => match LaxSlicedPacket::from_ip(d) {
+                Ok(s) => s,
+                Err(_) => return skip(out, Skip::Malformed),
+            },
+        };
+        let vlan = sliced
+            .link_exts
+            .iter()
+            .find_map(|e| match e {
+                etherparse::LaxLinkExtSlice::Vlan(v) => Some(v.vlan_identifier().value()),
+                _ => None,
+            })
+            .unwrap_or(0);
+        self.walk(&sliced, vlan, 0, 0, &mut out);
+        out
+    }
+
+    fn walk<'a>(
+        &mut self,
+        sliced: &LaxSlicedPacket<'a>,
+        vlan: u16,
+        zone: u32,
+        depth: usize,
+        out: &mut Decoded<'a>,
+    ) {
+        let Some(net) = &sliced.net else {
+            if out.len == 0 {
+                out.skip = Some(Skip::NotIp);
+            }
+            return;
+        };
+        let (src, dst, ip_len, frag) = match net {
+            LaxNetSlice::Ipv4(v4) => {
+                let h = v4.header();
+                let frag = if v4.payload().fragmented {
+                    let off = h.fragments_offset().value();
+                    Some((u32::from(h.identification()), off == 0))
+                } else {
+                    None
+                };
+                (
+                    Addr::v4(h.source()),
+                    Addr::v4(h.destination()),
+                    u32::from(h.total_len()).max(h.slice().len() as u32),
+                    frag,
+                )
+            }
+            LaxNetSlice::Ipv6(v6) => {
+                let h = v6.header();
+                let frag = if v6.payload().fragmented {
+                    ipv6_fragment(h.next_header().0, v6.extensions().slice())
+                } else {
+                    None
+                };
+                (
+                    Addr(h.source()),
+                    Addr(h.destination()),
+                    40 + u32::from(h.payload_length()),
+                    frag,
+                )
+            }
+            LaxNetSlice::Arp(_) => {
+                if out.len == 0 {
+                    out.skip = Some(Skip::NotIp);
+                }
+                return;
+            }
+        };
+        let Some(ip_payload) = net.ip_payload_ref() else {
+            return skip_into(out, Skip::Malformed);
+        };
+        let proto = ip_payload.ip_number.0;
+        let base = L4 {
+            src,
+            dst,
+            proto,
+            sport: 0,
+            dport: 0,
+            tcp: None,
+            payload: ip_payload.payload,
+            ip_len,
+            zone,
+            vlan,
+            depth: depth as u8,
+            fragment: frag.is_some(),
+        };
+
+        if let Some((ident, first)) = frag {
+            let key = FragKey {
+                src,
+                dst,
+                proto,
+                ident,
+            };
+            if first {
+                let mut p = base;
+                if let Some((sport, dport, tcp, payload)) =
+                    transport_by_hand(proto, ip_payload.payload)
+                {
+                    p.sport = sport;
+                    p.dport = dport;
+                    p.tcp = tcp;
+                    p.payload = payload;
+                    if self.frags.len() >= MAX_FRAGMENT_ENTRIES {
+                        self.frags.clear();
+                    }
+                    self.frags.insert(key, (sport, dport));
+                }
+                out.push(p);
+            } else if matches!(proto, ipproto::TCP | ipproto::UDP) {
+                match self.frags.get(&key) {
+                    Some(&(sport, dport)) => out.push(L4 {
+                        sport,
+                        dport,
+                        payload: &[],
+                        ..base
+                    }),
+                    None => skip_into(out, Skip::OrphanFragment),
+                }
+            } else {
+                out.push(L4 {
+                    payload: &[],
+                    ..base
+                });
+            }
+            return;
+        }
+
+        match &sliced.transport {
+            Some(TransportSlice::Tcp(t)) => {
+                let flags = t.header_slice().get(13).copied().unwrap_or(0);
+                out.push(L4 {
+                    sport: t.source_port(),
+                    dport: t.destination_port(),
+                    tcp: Some(TcpMeta {
+                        seq: t.sequence_number(),
+                        flags,
+                    }),
+                    payload: t.payload(),
+                    ..base
+                });
+            }
+            Some(TransportSlice::Udp(u)) => {
+                let p = L4 {
+                    sport: u.source_port(),
+                    dport: u.destination_port(),
+                    payload: u.payload(),
+                    ..base
+                };
+                out.push(p);
+                // VXLAN (RFC 7348 section 5): UDP 4789, flags byte with the I bit, VNI.
+                if p.dport == 4789 && depth < MAX_TUNNEL_DEPTH {
+                    if let (Some(&flags), Some(vni), Some(inner)) =
+                        (p.payload.first(), p.payload.get(4..7), p.payload.get(8..))
+                    {
+                        if flags & 0x08 != 0 {
+                            if let Ok(s) = LaxSlicedPacket::from_ethernet(inner) {
+                                let z = tunnel_zone(
+                                    &p,
+                                    u32::from_be_bytes([0, vni[0], vni[1], vni[2]]),
+                                );
+                                self.walk(&s, vlan, z, depth + 1, out);
+                            }
+                        }
+                    }
+                }
+            }
+            Some(TransportSlice::Icmpv4(_)) | Some(TransportSlice::Icmpv6(_)) => out.push(base),
+            Some(TransportSlice::Igmp(_)) | None => {
+                out.push(base);
+                if depth < MAX_TUNNEL_DEPTH {
+                    self.decapsulate(&base, vlan, depth, out);
+                }
+            }
+        }
+    }
+
+    fn decapsulate<'a>(&mut self, outer: &L4<'a>, vlan: u16, depth: usize, out: &mut Decoded<'a>) {
+        let zone = tunnel_zone(outer, u32::from(outer.proto));
+        match outer.proto {
+            ipproto::IPIP | ipproto::IPV6 => {
+                if let Ok(s) = LaxSlicedPacket::from_ip(outer.payload) {
+                    self.walk(&s, vlan, zone, depth + 1, out);
+                }
+            }
+            ipproto::GRE => {
+                if let Some(g) = gre::parse(outer.payload) {
+                    let inner = match (g.protocol, g.version) {
+                        (0x0800 | 0x86dd, 0) => LaxSlicedPacket::from_ip(g.payload).ok(),
+                        (0x6558, 0) => LaxSlicedPacket::from_ethernet(g.payload).ok(),
+                        (gre::PPP, 1) => {
+                            gre::ppp_ip(g.payload).and_then(|ip| LaxSlicedPacket::from_ip(ip).ok())
+                        }
+                        _ => None,
+                    };
+                    if let Some(s) = inner {
+                        let zone = tunnel_zone(outer, g.key.unwrap_or(0) ^ 0x4752_4500);
+                        self.walk(&s, vlan, zone, depth + 1, out);
+                    }
+                }
+            }
+            _ => {}
+        }
+    }
+}
+
+/// GRE header parsing (RFC 2784, RFC 2890 keys and sequence numbers; RFC 2637 section 4.1
+/// enhanced GRE for PPTP).
+pub mod gre {
+    /// PPP in enhanced GRE.
+    pub const PPP: u16 = 0x880b;
+
+    /// A parsed GRE header.
+    #[derive(Debug, Clone, Copy, PartialEq, Eq)]
+    pub struct Gre<'a> {
+        /// Version: 0 plain GRE, 1 enhanced GRE (PPTP).
+        pub version: u8,
+        /// Protocol type (an EtherType).
+        pub protocol: u16,
+        /// Key field (plain GRE) or payload length and call id (enhanced GRE).
+        pub key: Option<u32>,
+        /// What follows the header.
+        pub payload: &'a [u8],
+    }
+
+    /// Parses a GRE header; `None` when too short or of an unknown version.
+    pub fn parse(b: &[u8]) -> Option<Gre<'_>> {
+        let flags = *b.first()?;
+        let ver = b.get(1)? & 0x07;
+        let protocol = u16::from_be_bytes([*b.get(2)?, *b.get(3)?]);
+        let c = flags & 0x80 != 0;
+        let k = flags & 0x20 != 0;
+        let s = flags & 0x10 != 0;
+        let mut off = 4usize;
+        let mut key = None;
+        match ver {
+            0 => {
+                if c {
+                    off += 4;
+                }
+                if k {
+                    let kb = b.get(off..off + 4)?;
+                    key = Some(u32::from_be_bytes([kb[0], kb[1], kb[2], kb[3]]));
+                    off += 4;
+                }
+                if s {
+                    off += 4;
+                }
+            }
+            1 => {
+                // Enhanced GRE: K is always set (payload length, call id); A (ack) in the
+                // second byte's high bit.
+                let a = b.get(1)? & 0x80 != 0;
+                let kb = b.get(off..off + 4)?;
+                key = Some(u32::from_be_bytes([kb[0], kb[1], kb[2], kb[3]]));
+                off += 4;
+                if s {
+                    off += 4;
+                }
+                if a {
+                    off += 4;
+                }
+            }
+            _ => return None,
+        }
+        Some(Gre {
+            version: ver,
+            protocol,
+            key,
+            payload: b.get(off..)?,
+        })
+    }
+
+    /// The IP packet inside a PPP frame, if it carries one unencrypted (RFC 1661; address
+    /// and control fields and protocol compression per RFC 1661 section 6.5-6.6).
+    pub fn ppp_ip(b: &[u8]) -> Option<&[u8]> {
+        let b = if b.starts_with(&[0xff, 0x03]) {
+            b.get(2..)?
+        } else {
+            b
+        };
+        let first = *b.first()?;
+        let (proto, rest) = if first & 1 == 1 {
+            (u16::from(first), b.get(1..)?)
+        } else {
+            (u16::from_be_bytes([first, *b.get(1)?]), b.get(2..)?)
+        };
+        match proto {
+            0x21 | 0x57 => Some(rest),
+            _ => None,
+        }
+    }
+}
+
+fn tunnel_zone(outer: &L4<'_>, extra: u32) -> u32 {
+    // FNV-1a over the outer endpoints: cheap, stable across runs.
+    let mut h: u32 = 0x811c_9dc5;
+    let (a, b) = if outer.src <= outer.dst {
+        (outer.src, outer.dst)
+    } else {
+        (outer.dst, outer.src)
+    };
+    for byte in
+        a.0.iter()
+            .chain(b.0.iter())
+            .chain(extra.to_be_bytes().iter())
+    {
+        h ^= u32::from(*byte);
+        h = h.wrapping_mul(0x0100_0193);
+    }
+    h.wrapping_add(outer.zone).max(1)
+}
+
+fn skip(mut out: Decoded<'_>, why: Skip) -> Decoded<'_> {
+    out.skip = Some(why);
+    out
+}
+
+fn skip_into(out: &mut Decoded<'_>, why: Skip) {
+    out.skip = Some(why);
+}
+
+type ByHand<'a> = (u16, u16, Option<TcpMeta>, &'a [u8]);
+
+/// Ports (and TCP fields) from a first fragment's payload (RFC 793 section 3.1, RFC 768).
+fn transport_by_hand(proto: u8, b: &[u8]) -> Option<ByHand<'_>> {
+    let sport = u16::from_be_bytes([*b.first()?, *b.get(1)?]);
+    let dport = u16::from_be_bytes([*b.get(2)?, *b.get(3)?]);
+    match proto {
+        ipproto::TCP => {
+            let seq = u32::from_be_bytes([*b.get(4)?, *b.get(5)?, *b.get(6)?, *b.get(7)?]);
+            let doff = usize::from(b.get(12)? >> 4) * 4;
+            let flags = *b.get(13)?;
+            let payload = b.get(doff.max(20)..).unwrap_or(&[]);
+            Some((sport, dport, Some(TcpMeta { seq, flags }), payload))
+        }
+        ipproto::UDP => Some((sport, dport, None, b.get(8..).unwrap_or(&[]))),
+        _ => None,
+    }
+}
+
+/// Finds the fragment header among IPv6 extension headers (RFC 8200 section 4.5):
+/// identification and whether this is the first fragment.
+fn ipv6_fragment(first: u8, exts: &[u8]) -> Option<(u32, bool)> {
+    let mut next = first;
+    let all = exts;
+    let mut off = 0usize;
+    for _ in 0..8 {
+        match next {
+            44 => {
+                let f = all.get(off..off + 8)?;
+                let offset = u16::from_be_bytes([f[2], f[3]]) >> 3;
+                let ident = u32::from_be_bytes([f[4], f[5], f[6], f[7]]);
+                return Some((ident, offset == 0));
+            }
+            0 | 43 | 60 => {
+                next = *all.get(off)?;
+                off += (usize::from(*all.get(off + 1)?) + 1) * 8;
+            }
+            51 => {
+                next = *all.get(off)?;
+                off += (usize::from(*all.get(off + 1)?) + 2) * 4;
+            }
+            _ => return None,
+        }
+    }
+    None
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use etherparse::PacketBuilder;
+
+    fn tcp_frame(payload: &[u8]) -> Vec<u8> {
+        let b = PacketBuilder::ethernet2([1; 6], [2; 6])
+            .ipv4([10, 0, 0, 1], [192, 0, 2, 7], 64)
+            .tcp(50000, 3389, 1000, 65535)
+            .syn();
+        let mut v = Vec::new();
+        b.write(&mut v, payload).unwrap();
+        v
+    }
+
+    #[test]
+    fn ethernet_tcp() {
+        let f = tcp_frame(b"hi");
+        let mut d = Decoder::new();
+        let out = d.decode(LinkType::ETHERNET, &f);
+        let p = out.iter().next().unwrap();
+        assert_eq!((p.sport, p.dport, p.proto), (50000, 3389, ipproto::TCP));
+        assert_eq!(p.payload, b"hi");
+        assert_eq!(p.tcp.unwrap().flags & tcpflag::SYN, tcpflag::SYN);
+        assert_eq!(p.dst.to_ip().to_string(), "192.0.2.7");
+    }
+
+    #[test]
+    fn qinq_vlan_is_read() {
+        let b = PacketBuilder::ethernet2([1; 6], [2; 6])
+            .double_vlan(
+                etherparse::VlanId::try_new(100).unwrap(),
+                etherparse::VlanId::try_new(200).unwrap(),
+            )
+            .ipv4([10, 0, 0, 1], [10, 0, 0, 2], 64)
+            .udp(1000, 53);
+        let mut v = Vec::new();
+        b.write(&mut v, b"x").unwrap();
+        let mut d = Decoder::new();
+        let out = d.decode(LinkType::ETHERNET, &v);
+        let p = out.iter().next().unwrap();
+        assert_eq!(p.vlan, 100);
+        assert_eq!(p.dport, 53);
+    }
+
+    #[test]
+    fn linux_cooked_v1_and_v2() {
+        let eth = tcp_frame(b"");
+        let ip = &eth[14..];
+        let mut sll = vec![0u8; 16];
+        sll[14..16].copy_from_slice(&0x0800u16.to_be_bytes());
+        sll.extend_from_slice(ip);
+        let mut sll2 = vec![0u8; 20];
+        sll2[0..2].copy_from_slice(&0x0800u16.to_be_bytes());
+        sll2.extend_from_slice(ip);
+        let mut d = Decoder::new();
+        for (link, f) in [(LinkType::LINUX_SLL, sll), (LinkType::LINUX_SLL2, sll2)] {
+            let out = d.decode(link, &f);
+            assert_eq!(out.iter().next().map(|p| p.dport), Some(3389), "{link}");
+        }
+    }
+
+    #[test]
+    fn bsd_null_and_raw() {
+        let eth = tcp_frame(b"");
+        let ip = &eth[14..];
+        let mut null = 2u32.to_le_bytes().to_vec();
+        null.extend_from_slice(ip);
+        let mut d = Decoder::new();
+        assert_eq!(d.decode(LinkType::NULL, &null).len, 1);
+        assert_eq!(d.decode(LinkType::RAW, ip).len, 1);
+        assert_eq!(
+            d.decode(LinkType(9999), ip).skip,
+            Some(Skip::UnsupportedLink)
+        );
+    }
+
+    #[test]
+    fn gre_inner_flow_is_decoded_and_outer_kept() {
+        let inner = tcp_frame(b"abc");
+        let inner_ip = &inner[14..];
+        let mut gre = vec![0x00, 0x00, 0x08, 0x00];
+        gre.extend_from_slice(inner_ip);
+        let b = PacketBuilder::ipv4([198, 51, 100, 1], [203, 0, 113, 1], 64);
+        let mut v = Vec::new();
+        b.write(&mut v, etherparse::IpNumber(47), &gre).unwrap();
+        let mut d = Decoder::new();
+        let out = d.decode(LinkType::RAW, &v);
+        let ps: Vec<_> = out.iter().collect();
+        assert_eq!(ps.len(), 2);
+        assert_eq!(ps[0].proto, ipproto::GRE);
+        assert_eq!(ps[1].dport, 3389);
+        assert_eq!(ps[1].payload, b"abc");
+        assert_ne!(ps[1].zone, 0);
+    }
+
+    #[test]
+    fn pptp_enhanced_gre_with_plain_ppp_ip() {
+        // RFC 2637 4.1: flags K+S, version 1, protocol 0x880b, payload length, call id, seq.
+        let inner = tcp_frame(b"z");
+        let mut gre = vec![0x30, 0x01, 0x88, 0x0b, 0x00, 0x10, 0x00, 0x01, 0, 0, 0, 1];
+        gre.extend_from_slice(&[0xff, 0x03, 0x00, 0x21]);
+        gre.extend_from_slice(&inner[14..]);
+        let g = gre::parse(&gre).unwrap();
+        assert_eq!((g.version, g.protocol), (1, gre::PPP));
+        assert!(gre::ppp_ip(g.payload).is_some());
+    }
+
+    #[test]
+    fn ipv4_fragments_count_into_the_first_fragments_flow() {
+        // First fragment: UDP header + 8 payload bytes, MF set; second: rest.
+        let mut first = vec![
+            0x45, 0, 0, 36, 0x12, 0x34, 0x20, 0x00, 64, 17, 0, 0, 10, 0, 0, 1, 10, 0, 0, 2,
+        ];
+        first.extend_from_slice(&[0x04, 0xd2, 0x11, 0x94, 0, 24, 0, 0]);
+        first.extend_from_slice(&[1, 2, 3, 4, 5, 6, 7, 8]);
+        let mut second = vec![
+            0x45, 0, 0, 28, 0x12, 0x34, 0x00, 0x02, 64, 17, 0, 0, 10, 0, 0, 1, 10, 0, 0, 2,
+        ];
+        second.extend_from_slice(&[9, 10, 11, 12, 13, 14, 15, 16]);
+        let mut d = Decoder::new();
+        let a = d.decode(LinkType::RAW, &first);
+        let p = a.iter().next().unwrap();
+        assert_eq!((p.sport, p.dport, p.fragment), (1234, 4500, true));
+        let b = d.decode(LinkType::RAW, &second);
+        let q = b.iter().next().unwrap();
+        assert_eq!((q.sport, q.dport, q.payload.len()), (1234, 4500, 0));
+        let mut fresh = Decoder::new();
+        assert_eq!(
+            fresh.decode(LinkType::RAW, &second).skip,
+            Some(Skip::OrphanFragment)
+        );
+    }
+
+    #[test]
+    fn garbage_never_panics() {
+        let mut d = Decoder::new();
+        for len in 0..64 {
+            let junk: Vec<u8> = (0..len).map(|i| (i * 37 + 11) as u8).collect();
+            for link in [1, 0, 101, 113, 276, 228, 229] {
+                let _ = d.decode(LinkType(link), &junk);
+            }
+        }
+    }
+}

@@ -1,0 +1,16 @@
+//! setten agent: finds the external connection points (外部接続点) of a hospital network
+//! in captured traffic.
+//!
+//! The packet path reads top-down as its modules:
+//! [`capture`] → [`decode`] → [`flow`] → [`classify`] → [`record`], driven by
+//! [`analyze`]. Signatures and catalogues are data, loaded by [`rules`].
+#![forbid(unsafe_code)]
+#![deny(missing_docs)]
+
+pub mod analyze;
+pub mod capture;
+pub mod classify;
+pub mod decode;
+pub mod flow;
+pub mod record;
+pub mod rules;

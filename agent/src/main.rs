@@ -1,0 +1,226 @@
+//! `setten-agent`: command-line glue over the `setten_agent` library.
+
+use anyhow::{bail, Context, Result};
+use clap::{Parser, Subcommand, ValueEnum};
+use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
+use setten_agent::analyze;
+use setten_agent::classify::Classifier;
+use setten_agent::flow;
+use setten_agent::record::{table::TableSink, Cidr, FlowView, LocalNets, RecordCx};
+use setten_agent::rules::Rules;
+use std::io::{IsTerminal, Write};
+use std::path::PathBuf;
+use std::process::ExitCode;
+use std::sync::atomic::Ordering;
+use std::sync::Arc;
+
+#[derive(Parser)]
+#[command(
+    name = "setten-agent",
+    version,
+    about = "setten (接点) agent: finds remote-access and VPN connection points in network traffic"
+)]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Analyse capture files (pcap, pcapng, optionally .gz) and report every flow.
+    Analyze(AnalyzeArgs),
+}
+
+#[derive(Clone, Copy, ValueEnum, PartialEq, Eq)]
+enum Format {
+    /// A readable summary: remote-access and VPN flows first.
+    Table,
+    /// One JSON object per flow on stdout.
+    Jsonl,
+}
+
+#[derive(clap::Args)]
+struct AnalyzeArgs {
+    /// Output format.
+    #[arg(long, value_enum, default_value_t = Format::Table)]
+    format: Format,
+    /// A network that belongs to the hospital (repeatable), in addition to the private,
+    /// shared, link-local, loopback and ULA ranges.
+    #[arg(long = "local-net", value_name = "CIDR")]
+    local_net: Vec<String>,
+    /// Load rules from this directory instead of the built-in set.
+    #[arg(long, value_name = "DIR")]
+    rules: Option<PathBuf>,
+    /// Most flows tracked at once; the least recently seen is evicted beyond it.
+    #[arg(long, default_value_t = 1_000_000, value_name = "N")]
+    max_flows: usize,
+    /// Show a progress bar even when stderr is not a terminal, or never (auto: only on a terminal).
+    #[arg(long, value_enum, default_value_t = Progress::Auto)]
+    progress: Progress,
+    /// Capture files.
+    #[arg(required = true, value_name = "CAPTURE")]
+    captures: Vec<PathBuf>,
+}
+
+#[derive(Clone, Copy, ValueEnum, PartialEq, Eq)]
+enum Progress {
+    Auto,
+    Always,
+    Never,
+}
+
+fn main() -> ExitCode {
+    tracing_subscriber::fmt()
+        .with_writer(std::io::stderr)
+        .with_env_filter(
+            tracing_subscriber::EnvFilter::try_from_env("SETTEN_LOG")
+                .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info")),
+        )
+        .with_target(false)
+        .init();
+    let cli = Cli::parse();
+    let result = match cli.command {
+        Command::Analyze(a) => analyze_cmd(a),
+    };
+    match result {
+        Ok(code) => code,
+        Err(e) => {
+            eprintln!("setten-agent: error: {e:#}");
+            ExitCode::from(2)
+        }
+    }
+}
+
+fn analyze_cmd(a: AnalyzeArgs) -> Result<ExitCode> {
+    let extra: Vec<Cidr> = a
+        .local_net
+        .iter()
+        .map(|s| Cidr::parse(s).map_err(anyhow::Error::msg))
+        .collect::<Result<_>>()
+        .context("--local-net")?;
+    if a.max_flows == 0 {
+        bail!("--max-flows must be at least 1");
+    }
+    let rules = match &a.rules {
+        Some(dir) => Rules::load_dir(dir)?,
+        None => Rules::defaults().context("built-in rules")?,
+    };
+    let rules = Arc::new(rules);
+    let nets = LocalNets::with(&extra);
+    let classifier = Classifier::new(rules.clone());
+    let cfg = flow::Config {
+        max_flows: a.max_flows,
+        ..flow::Config::default()
+    };
+    let show_progress = match a.progress {
+        Progress::Always => true,
+        Progress::Never => false,
+        Progress::Auto => std::io::stderr().is_terminal(),
+    };
+    let rcx = RecordCx {
+        nets: &nets,
+        rules: &rules,
+    };
+
+    let stdout = std::io::stdout();
+    let mut out = std::io::BufWriter::with_capacity(1 << 16, stdout.lock());
+    let mut table = TableSink::default();
+    let mut write_error: Option<std::io::Error> = None;
+    let format = a.format;
+    let mut ended = |f: flow::Flow| {
+        let view = FlowView { flow: &f, cx: &rcx };
+        match format {
+            Format::Jsonl => {
+                if write_error.is_none() {
+                    let r = serde_json::to_writer(&mut out, &view)
+                        .map_err(std::io::Error::other)
+                        .and_then(|_| out.write_all(b"\n"));
+                    if let Err(e) = r {
+                        write_error = Some(e);
+                    }
+                }
+            }
+            Format::Table => table.add(&view),
+        }
+    };
+
+    let bar_slot: std::cell::RefCell<
+        Option<(
+            ProgressBar,
+            std::thread::JoinHandle<()>,
+            Arc<std::sync::atomic::AtomicBool>,
+        )>,
+    > = std::cell::RefCell::new(None);
+    let stop_bar = |slot: &std::cell::RefCell<
+        Option<(
+            ProgressBar,
+            std::thread::JoinHandle<()>,
+            Arc<std::sync::atomic::AtomicBool>,
+        )>,
+    >| {
+        if let Some((bar, handle, stop)) = slot.borrow_mut().take() {
+            stop.store(true, Ordering::Relaxed);
+            let _ = handle.join();
+            bar.finish_and_clear();
+        }
+    };
+    let summary = analyze::run(
+        &a.captures,
+        cfg,
+        &classifier,
+        |cap, counter| {
+            stop_bar(&bar_slot);
+            if !show_progress {
+                return;
+            }
+            let bar =
+                ProgressBar::with_draw_target(Some(cap.file_len()), ProgressDrawTarget::stderr());
+            bar.set_style(
+                ProgressStyle::with_template(
+                    "{msg} [{bar:30}] {bytes}/{total_bytes} {bytes_per_sec} ETA {eta}",
+                )
+                .unwrap_or_else(|_| ProgressStyle::default_bar())
+                .progress_chars("=> "),
+            );
+            bar.set_message(cap.path().display().to_string());
+            let stop = Arc::new(std::sync::atomic::AtomicBool::new(false));
+            let (b2, s2) = (bar.clone(), stop.clone());
+            let handle = std::thread::spawn(move || {
+                while !s2.load(Ordering::Relaxed) {
+                    b2.set_position(counter.load(Ordering::Relaxed));
+                    std::thread::sleep(std::time::Duration::from_millis(100));
+                }
+            });
+            *bar_slot.borrow_mut() = Some((bar, handle, stop));
+        },
+        &mut ended,
+    );
+    stop_bar(&bar_slot);
+    drop(ended);
+    if format == Format::Table {
+        table.write(&mut out)?;
+    }
+    out.flush().context("writing the output")?;
+    if let Some(e) = write_error {
+        return Err(e).context("writing the output");
+    }
+    tracing::info!(
+        files = summary.files,
+        packets = summary.packets,
+        flows = summary.table.created,
+        not_ip = summary.not_ip,
+        malformed = summary.malformed,
+        unsupported_link = summary.unsupported_link,
+        orphan_fragments = summary.orphan_fragments,
+        evicted = summary.table.evicted,
+        "analysis done"
+    );
+    if summary.errors.is_empty() {
+        Ok(ExitCode::SUCCESS)
+    } else {
+        for e in &summary.errors {
+            eprintln!("setten-agent: error: {e}");
+        }
+        Ok(ExitCode::from(1))
+    }
+}

@@ -1,0 +1,559 @@
+//! Rules are data: the service catalogue (standard ports), signatures over protocol fields
+//! (TLS SNI and certificate names, ALPN, HTTP host, SSH banner) and the IKE vendor-ID
+//! table, all in TOML under `rules/`. The defaults are compiled in; `--rules DIR` loads a
+//! directory instead. Loading checks the schema: unknown keys, unknown services or fields,
+//! empty patterns and duplicate ids are refused with the file, line and key named.
+
+use crate::classify::Service;
+use serde::Deserialize;
+use std::fmt;
+use std::path::{Path, PathBuf};
+
+/// The default rule files, embedded at build time.
+pub const DEFAULT_FILES: &[(&str, &str)] = &[
+    ("services.toml", include_str!("../../rules/services.toml")),
+    (
+        "signatures.toml",
+        include_str!("../../rules/signatures.toml"),
+    ),
+    (
+        "ike_vendor_ids.toml",
+        include_str!("../../rules/ike_vendor_ids.toml"),
+    ),
+];
+
+/// Protocol field a signature looks at.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum Field {
+    /// TLS Server Name Indication.
+    TlsSni,
+    /// Server certificate subject DN (RFC 4514 string).
+    TlsCertSubject,
+    /// Server certificate issuer DN.
+    TlsCertIssuer,
+    /// Server certificate DNS subject alternative name (each).
+    TlsCertSan,
+    /// ALPN protocol offered by the client (each).
+    TlsAlpn,
+    /// HTTP Host header.
+    HttpHost,
+    /// HTTP request target.
+    HttpUri,
+    /// HTTP User-Agent.
+    HttpUserAgent,
+    /// SSH identification string (either side).
+    SshBanner,
+}
+
+impl Field {
+    const ALL: [Field; 9] = [
+        Field::TlsSni,
+        Field::TlsCertSubject,
+        Field::TlsCertIssuer,
+        Field::TlsCertSan,
+        Field::TlsAlpn,
+        Field::HttpHost,
+        Field::HttpUri,
+        Field::HttpUserAgent,
+        Field::SshBanner,
+    ];
+
+    /// The name used in rule files and evidence.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Field::TlsSni => "tls.sni",
+            Field::TlsCertSubject => "tls.cert.subject",
+            Field::TlsCertIssuer => "tls.cert.issuer",
+            Field::TlsCertSan => "tls.cert.san",
+            Field::TlsAlpn => "tls.alpn",
+            Field::HttpHost => "http.host",
+            Field::HttpUri => "http.uri",
+            Field::HttpUserAgent => "http.user_agent",
+            Field::SshBanner => "ssh.banner",
+        }
+    }
+
+    fn parse(s: &str) -> Option<Field> {
+        Field::ALL.iter().copied().find(|f| f.as_str() == s)
+    }
+}
+
+/// How a signature matches its field (ASCII case-insensitive).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Pattern {
+    /// The whole value.
+    Equals(String),
+    /// A DNS suffix: the value is the name or ends with "." + name.
+    Domain(String),
+    /// A substring.
+    Contains(String),
+    /// A prefix.
+    Prefix(String),
+}
+
+impl Pattern {
+    fn matches(&self, value_lower: &str) -> bool {
+        match self {
+            Pattern::Equals(p) => value_lower == p,
+            Pattern::Domain(p) => {
+                value_lower == p
+                    || (value_lower.len() > p.len()
+                        && value_lower.ends_with(p.as_str())
+                        && value_lower.as_bytes().get(value_lower.len() - p.len() - 1)
+                            == Some(&b'.'))
+            }
+            Pattern::Contains(p) => value_lower.contains(p.as_str()),
+            Pattern::Prefix(p) => value_lower.starts_with(p.as_str()),
+        }
+    }
+}
+
+/// One signature.
+#[derive(Clone, Debug)]
+pub struct Signature {
+    /// Stable id.
+    pub id: String,
+    /// Service it identifies (none: it only names a vendor/product).
+    pub service: Option<Service>,
+    /// Vendor.
+    pub vendor: Option<String>,
+    /// Product.
+    pub product: Option<String>,
+    /// Field.
+    pub field: Field,
+    /// Patterns; any one matching is enough.
+    pub patterns: Vec<Pattern>,
+}
+
+/// Standard ports of a service.
+#[derive(Clone, Debug, Default)]
+pub struct Ports {
+    /// TCP ports.
+    pub tcp: Vec<u16>,
+    /// UDP ports.
+    pub udp: Vec<u16>,
+}
+
+/// One IKE vendor ID.
+#[derive(Clone, Debug)]
+pub struct IkeVendor {
+    /// Stable id.
+    pub id: String,
+    /// Leading bytes the payload must start with.
+    pub prefix: Vec<u8>,
+    /// Name.
+    pub name: String,
+    /// Vendor.
+    pub vendor: Option<String>,
+    /// Product.
+    pub product: Option<String>,
+    /// Service it implies, if any (e.g. an SSL-VPN appliance's IPsec).
+    pub service: Option<Service>,
+}
+
+/// The loaded catalogue.
+#[derive(Clone, Debug, Default)]
+pub struct Rules {
+    ports: Vec<(Service, Ports)>,
+    signatures: Vec<Signature>,
+    ike_vendors: Vec<IkeVendor>,
+    /// Files the rules came from, for logs.
+    pub sources: Vec<String>,
+}
+
+/// A rule file could not be used.
+#[derive(Debug, thiserror::Error)]
+pub struct RulesError {
+    /// The file.
+    pub file: PathBuf,
+    /// 1-based line, when known.
+    pub line: Option<usize>,
+    /// The key at fault, when known.
+    pub key: Option<String>,
+    /// What is wrong.
+    pub message: String,
+}
+
+impl fmt::Display for RulesError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}", self.file.display())?;
+        if let Some(l) = self.line {
+            write!(f, ":{l}")?;
+        }
+        if let Some(k) = &self.key {
+            write!(f, ": key `{k}`")?;
+        }
+        write!(f, ": {}", self.message)
+    }
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct FileDoc {
+    #[serde(default)]
+    service: Vec<toml::Spanned<ServiceDoc>>,
+    #[serde(default)]
+    signature: Vec<toml::Spanned<SignatureDoc>>,
+    #[serde(default)]
+    ike_vendor: Vec<toml::Spanned<IkeVendorDoc>>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct ServiceDoc {
+    name: String,
+    #[serde(default)]
+    tcp: Vec<u16>,
+    #[serde(default)]
+    udp: Vec<u16>,
+    #[serde(default)]
+    #[allow(dead_code)]
+    description: Option<String>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct SignatureDoc {
+    id: String,
+    field: String,
+    #[serde(default)]
+    service: Option<String>,
+    #[serde(default)]
+    vendor: Option<String>,
+    #[serde(default)]
+    product: Option<String>,
+    #[serde(default)]
+    equals: Vec<String>,
+    #[serde(default)]
+    domain: Vec<String>,
+    #[serde(default)]
+    contains: Vec<String>,
+    #[serde(default)]
+    prefix: Vec<String>,
+    #[serde(default)]
+    #[allow(dead_code)]
+    note: Option<String>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct IkeVendorDoc {
+    id: String,
+    hex: String,
+    name: String,
+    #[serde(default)]
+    vendor: Option<String>,
+    #[serde(default)]
+    product: Option<String>,
+    #[serde(default)]
+    service: Option<String>,
+    #[serde(default)]
+    #[allow(dead_code)]
+    sources: Vec<String>,
+}
+
+impl Rules {
+    /// The built-in defaults.
+    pub fn defaults() -> Result<Rules, RulesError> {
+        let mut r = Rules::default();
+        for (name, text) in DEFAULT_FILES {
+            r.add_text(Path::new(&format!("rules/{name}")), text)?;
+        }
+        r.check_unique()?;
+        Ok(r)
+    }
+
+    /// Every `*.toml` in a directory, in name order.
+    pub fn load_dir(dir: &Path) -> Result<Rules, RulesError> {
+        let err = |message: String| RulesError {
+            file: dir.to_owned(),
+            line: None,
+            key: None,
+            message,
+        };
+        let mut files: Vec<PathBuf> = std::fs::read_dir(dir)
+            .map_err(|e| err(format!("cannot read the rules directory: {e}")))?
+            .filter_map(|e| e.ok().map(|e| e.path()))
+            .filter(|p| p.extension().is_some_and(|x| x == "toml"))
+            .collect();
+        files.sort();
+        if files.is_empty() {
+            return Err(err("no *.toml rule files in the directory".into()));
+        }
+        let mut r = Rules::default();
+        for f in files {
+            let text = std::fs::read_to_string(&f).map_err(|e| RulesError {
+                file: f.clone(),
+                line: None,
+                key: None,
+                message: format!("cannot read: {e}"),
+            })?;
+            r.add_text(&f, &text)?;
+        }
+        r.check_unique()?;
+        Ok(r)
+    }
+
+    /// Adds one file's rules.
+    pub fn add_text(&mut self, file: &Path, text: &str) -> Result<(), RulesError> {
+        let line_of = |offset: usize| text.get(..offset).map(|t| t.lines().count().max(1));
+        let doc: FileDoc = toml::from_str(text).map_err(|e| RulesError {
+            file: file.to_owned(),
+            line: e.span().and_then(|s| line_of(s.start + 1)),
+            key: None,
+            message: e.message().to_owned(),
+        })?;
+        let fail = |span: std::ops::Range<usize>, key: &str, message: String| RulesError {
+            file: file.to_owned(),
+            line: line_of(span.start + 1),
+            key: Some(key.to_owned()),
+            message,
+        };
+        let service = |span: std::ops::Range<usize>, s: &str| {
+            Service::parse(s).ok_or_else(|| {
+                fail(
+                    span,
+                    "service",
+                    format!("unknown service {s:?} (see corpus VOCABULARY: rdp, vnc, ssh, …)"),
+                )
+            })
+        };
+        for s in doc.service {
+            let span = s.span();
+            let s = s.into_inner();
+            let svc = service(span, &s.name)?;
+            self.ports.push((
+                svc,
+                Ports {
+                    tcp: s.tcp,
+                    udp: s.udp,
+                },
+            ));
+        }
+        for s in doc.signature {
+            let span = s.span();
+            let s = s.into_inner();
+            let field = Field::parse(&s.field).ok_or_else(|| {
+                let names: Vec<_> = Field::ALL.iter().map(|f| f.as_str()).collect();
+                fail(
+                    span.clone(),
+                    "field",
+                    format!("unknown field {:?}; known: {}", s.field, names.join(", ")),
+                )
+            })?;
+            let svc = match &s.service {
+                Some(n) => Some(service(span.clone(), n)?),
+                None => None,
+            };
+            let mut patterns = Vec::new();
+            for (key, list, mk) in [
+                (
+                    "equals",
+                    &s.equals,
+                    Pattern::Equals as fn(String) -> Pattern,
+                ),
+                ("domain", &s.domain, Pattern::Domain),
+                ("contains", &s.contains, Pattern::Contains),
+                ("prefix", &s.prefix, Pattern::Prefix),
+            ] {
+                for p in list {
+                    if p.trim().is_empty() {
+                        return Err(fail(span.clone(), key, "empty pattern".into()));
+                    }
+                    patterns.push(mk(p.to_ascii_lowercase()));
+                }
+            }
+            if patterns.is_empty() {
+                return Err(fail(
+                    span,
+                    "equals",
+                    format!(
+                        "signature {} has no equals/domain/contains/prefix pattern",
+                        s.id
+                    ),
+                ));
+            }
+            if svc.is_none() && s.vendor.is_none() && s.product.is_none() {
+                return Err(fail(
+                    span,
+                    "service",
+                    format!("signature {} names no service, vendor or product", s.id),
+                ));
+            }
+            self.signatures.push(Signature {
+                id: s.id,
+                service: svc,
+                vendor: s.vendor,
+                product: s.product,
+                field,
+                patterns,
+            });
+        }
+        for v in doc.ike_vendor {
+            let span = v.span();
+            let v = v.into_inner();
+            let prefix = parse_hex(&v.hex).ok_or_else(|| {
+                fail(
+                    span.clone(),
+                    "hex",
+                    format!("not an even-length hex string: {:?}", v.hex),
+                )
+            })?;
+            if prefix.len() < 4 {
+                return Err(fail(
+                    span,
+                    "hex",
+                    "a vendor ID prefix needs at least 4 bytes".into(),
+                ));
+            }
+            let svc = match &v.service {
+                Some(n) => Some(service(span.clone(), n)?),
+                None => None,
+            };
+            self.ike_vendors.push(IkeVendor {
+                id: v.id,
+                prefix,
+                name: v.name,
+                vendor: v.vendor,
+                product: v.product,
+                service: svc,
+            });
+        }
+        self.sources.push(file.display().to_string());
+        Ok(())
+    }
+
+    fn check_unique(&self) -> Result<(), RulesError> {
+        let mut seen = std::collections::HashSet::new();
+        let ids = self
+            .signatures
+            .iter()
+            .map(|s| &s.id)
+            .chain(self.ike_vendors.iter().map(|v| &v.id));
+        for id in ids {
+            if !seen.insert(id) {
+                return Err(RulesError {
+                    file: PathBuf::from(self.sources.join(", ")),
+                    line: None,
+                    key: Some("id".into()),
+                    message: format!("duplicate rule id {id}"),
+                });
+            }
+        }
+        Ok(())
+    }
+
+    /// Signatures matching a field value.
+    pub fn matching<'a>(
+        &'a self,
+        field: Field,
+        value: &str,
+    ) -> impl Iterator<Item = &'a Signature> + 'a {
+        let lower = value.to_ascii_lowercase();
+        self.signatures
+            .iter()
+            .filter(move |s| s.field == field && s.patterns.iter().any(|p| p.matches(&lower)))
+    }
+
+    /// The IKE vendor ID a payload starts with.
+    pub fn ike_vendor(&self, payload: &[u8]) -> Option<&IkeVendor> {
+        self.ike_vendors
+            .iter()
+            .filter(|v| payload.starts_with(&v.prefix))
+            .max_by_key(|v| v.prefix.len())
+    }
+
+    /// Standard ports of a service.
+    pub fn ports(&self, s: Service) -> Option<&Ports> {
+        self.ports.iter().find(|(x, _)| *x == s).map(|(_, p)| p)
+    }
+
+    /// Whether `port` is a standard port of `s` on this transport. Services without
+    /// listed ports (none fixed) are never "non-standard".
+    pub fn is_standard_port(&self, s: Service, tcp: bool, port: u16) -> bool {
+        match self.ports(s) {
+            Some(p) => {
+                let list = if tcp { &p.tcp } else { &p.udp };
+                list.is_empty() || list.contains(&port)
+            }
+            None => true,
+        }
+    }
+
+    /// Number of signatures.
+    pub fn signature_count(&self) -> usize {
+        self.signatures.len()
+    }
+}
+
+fn parse_hex(s: &str) -> Option<Vec<u8>> {
+    let s: String = s
+        .chars()
+        .filter(|c| !c.is_whitespace() && *c != ':')
+        .collect();
+    if s.len() % 2 != 0 {
+        return None;
+    }
+    (0..s.len())
+        .step_by(2)
+        .map(|i| u8::from_str_radix(s.get(i..i + 2)?, 16).ok())
+        .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn defaults_load() {
+        let r = Rules::defaults().unwrap();
+        assert!(r.signature_count() > 20);
+        assert!(r.is_standard_port(Service::Rdp, true, 3389));
+        assert!(!r.is_standard_port(Service::Rdp, true, 3390));
+    }
+
+    #[test]
+    fn domain_pattern_respects_label_boundaries() {
+        let p = Pattern::Domain("teamviewer.com".into());
+        assert!(p.matches("teamviewer.com"));
+        assert!(p.matches("router1.teamviewer.com"));
+        assert!(!p.matches("notteamviewer.com"));
+    }
+
+    #[test]
+    fn unknown_key_names_file_and_line() {
+        let mut r = Rules::default();
+        let text = "[[signature]]\nid = \"x\"\nfield = \"tls.sni\"\nservice = \"rdp\"\nequals = [\"a\"]\ncolour = \"red\"\n";
+        let e = r.add_text(Path::new("rules/extra.toml"), text).unwrap_err();
+        let msg = e.to_string();
+        assert!(msg.starts_with("rules/extra.toml:"), "{msg}");
+        assert!(msg.contains("colour"), "{msg}");
+    }
+
+    #[test]
+    fn unknown_service_and_field_are_refused() {
+        let mut r = Rules::default();
+        let bad_svc = "\n[[signature]]\nid = \"x\"\nfield = \"tls.sni\"\nservice = \"vpnz\"\nequals = [\"a\"]\n";
+        let e = r.add_text(Path::new("f.toml"), bad_svc).unwrap_err();
+        assert_eq!(e.line, Some(2));
+        assert_eq!(e.key.as_deref(), Some("service"));
+        let bad_field =
+            "[[signature]]\nid = \"x\"\nfield = \"tls.snx\"\nservice = \"rdp\"\nequals = [\"a\"]\n";
+        let e = r.add_text(Path::new("f.toml"), bad_field).unwrap_err();
+        assert!(e.to_string().contains("unknown field"), "{e}");
+    }
+
+    #[test]
+    fn duplicate_ids_are_refused() {
+        let mut r = Rules::default();
+        let one =
+            "[[signature]]\nid = \"x\"\nfield = \"tls.sni\"\nservice = \"rdp\"\nequals = [\"a\"]\n";
+        r.add_text(Path::new("a.toml"), one).unwrap();
+        r.add_text(Path::new("b.toml"), one).unwrap();
+        assert!(r
+            .check_unique()
+            .unwrap_err()
+            .to_string()
+            .contains("duplicate rule id x"));
+    }
+}
