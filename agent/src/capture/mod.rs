@@ -223,6 +223,26 @@ impl CaptureFile {
         Self::from_reader(path, source, gzip, file_read, last_error, file_len)
     }
 
+    /// Reads a capture held in memory (tests, fuzzing); `name` stands for the path in
+    /// error messages. Gzip is recognised as for files.
+    pub fn from_bytes(name: &str, bytes: Vec<u8>) -> Result<CaptureFile, CaptureError> {
+        let len = bytes.len() as u64;
+        let gzip = bytes.starts_with(&[0x1f, 0x8b]);
+        let file_read = Arc::new(AtomicU64::new(0));
+        let last_error = Arc::new(std::sync::Mutex::new(None));
+        let counting = CountingReader {
+            inner: io::Cursor::new(bytes),
+            read: file_read.clone(),
+            last_error: last_error.clone(),
+        };
+        let source: Box<dyn Read + Send> = if gzip {
+            Box::new(flate2::read::MultiGzDecoder::new(counting))
+        } else {
+            Box::new(counting)
+        };
+        Self::from_reader(Path::new(name), source, gzip, file_read, last_error, len)
+    }
+
     fn from_reader(
         path: &Path,
         source: Box<dyn Read + Send>,

@@ -712,6 +712,41 @@ impl Classifier {
     }
 }
 
+/// Runs every applicable detector once over given opening bytes, as at the end of a flow
+/// (`last` set), and returns the first identification. For fuzzing, benchmarks and tests.
+pub fn classify_streams(
+    proto: u8,
+    client_port: u16,
+    server_port: u16,
+    c2s: &Stream,
+    s2c: &Stream,
+    rules: &Rules,
+) -> Option<Classification> {
+    let cx = Cx {
+        proto,
+        client_port,
+        server_port,
+        c2s,
+        s2c,
+        last: true,
+        rules,
+    };
+    DETECTORS.iter().find_map(|d| {
+        let applies = match d.on {
+            On::Tcp => cx.is_tcp(),
+            On::Udp => cx.is_udp(),
+            On::Both => true,
+        };
+        if !applies {
+            return None;
+        }
+        match (d.detect)(&cx) {
+            Verdict::Yes(c) => Some(c),
+            _ => None,
+        }
+    })
+}
+
 /// Transports that are classified from the IP header alone.
 fn by_transport(proto: u8, _flow: &Flow) -> Option<Box<Classification>> {
     match proto {
