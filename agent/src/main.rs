@@ -11,7 +11,7 @@ use setten_agent::rules::Rules;
 use std::io::{IsTerminal, Write};
 use std::path::PathBuf;
 use std::process::ExitCode;
-use std::sync::atomic::Ordering;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::Arc;
 
 #[derive(Parser)]
@@ -144,59 +144,20 @@ fn analyze_cmd(a: AnalyzeArgs) -> Result<ExitCode> {
         }
     };
 
-    let bar_slot: std::cell::RefCell<
-        Option<(
-            ProgressBar,
-            std::thread::JoinHandle<()>,
-            Arc<std::sync::atomic::AtomicBool>,
-        )>,
-    > = std::cell::RefCell::new(None);
-    let stop_bar = |slot: &std::cell::RefCell<
-        Option<(
-            ProgressBar,
-            std::thread::JoinHandle<()>,
-            Arc<std::sync::atomic::AtomicBool>,
-        )>,
-    >| {
-        if let Some((bar, handle, stop)) = slot.borrow_mut().take() {
-            stop.store(true, Ordering::Relaxed);
-            let _ = handle.join();
-            bar.finish_and_clear();
-        }
-    };
+    let mut ui = ProgressUi::default();
     let summary = analyze::run(
         &a.captures,
         cfg,
         &classifier,
         |cap, counter| {
-            stop_bar(&bar_slot);
-            if !show_progress {
-                return;
+            ui.stop();
+            if show_progress {
+                ui.start(cap, counter);
             }
-            let bar =
-                ProgressBar::with_draw_target(Some(cap.file_len()), ProgressDrawTarget::stderr());
-            bar.set_style(
-                ProgressStyle::with_template(
-                    "{msg} [{bar:30}] {bytes}/{total_bytes} {bytes_per_sec} ETA {eta}",
-                )
-                .unwrap_or_else(|_| ProgressStyle::default_bar())
-                .progress_chars("=> "),
-            );
-            bar.set_message(cap.path().display().to_string());
-            let stop = Arc::new(std::sync::atomic::AtomicBool::new(false));
-            let (b2, s2) = (bar.clone(), stop.clone());
-            let handle = std::thread::spawn(move || {
-                while !s2.load(Ordering::Relaxed) {
-                    b2.set_position(counter.load(Ordering::Relaxed));
-                    std::thread::sleep(std::time::Duration::from_millis(100));
-                }
-            });
-            *bar_slot.borrow_mut() = Some((bar, handle, stop));
         },
         &mut ended,
     );
-    stop_bar(&bar_slot);
-    drop(ended);
+    ui.stop();
     if format == Format::Table {
         table.write(&mut out)?;
     }
@@ -222,5 +183,42 @@ fn analyze_cmd(a: AnalyzeArgs) -> Result<ExitCode> {
             eprintln!("setten-agent: error: {e}");
         }
         Ok(ExitCode::from(1))
+    }
+}
+
+/// A progress bar on stderr for one capture file, updated from the reader's byte counter.
+#[derive(Default)]
+struct ProgressUi {
+    running: Option<(ProgressBar, std::thread::JoinHandle<()>, Arc<AtomicBool>)>,
+}
+
+impl ProgressUi {
+    fn start(&mut self, cap: &setten_agent::capture::CaptureFile, counter: Arc<AtomicU64>) {
+        let bar = ProgressBar::with_draw_target(Some(cap.file_len()), ProgressDrawTarget::stderr());
+        bar.set_style(
+            ProgressStyle::with_template(
+                "{msg} [{bar:30}] {bytes}/{total_bytes} {bytes_per_sec} ETA {eta}",
+            )
+            .unwrap_or_else(|_| ProgressStyle::default_bar())
+            .progress_chars("=> "),
+        );
+        bar.set_message(cap.path().display().to_string());
+        let stop = Arc::new(AtomicBool::new(false));
+        let (b2, s2) = (bar.clone(), stop.clone());
+        let handle = std::thread::spawn(move || {
+            while !s2.load(Ordering::Relaxed) {
+                b2.set_position(counter.load(Ordering::Relaxed));
+                std::thread::sleep(std::time::Duration::from_millis(100));
+            }
+        });
+        self.running = Some((bar, handle, stop));
+    }
+
+    fn stop(&mut self) {
+        if let Some((bar, handle, stop)) = self.running.take() {
+            stop.store(true, Ordering::Relaxed);
+            let _ = handle.join();
+            bar.finish_and_clear();
+        }
     }
 }

@@ -1,8 +1,780 @@
-//! tls detection (not written yet).
+//! TLS: records and handshake messages of both directions, reassembled across records
+//! (a ClientHello or Certificate split over several records or segments still parses).
+//!
+//! Gives every TLS flow its metadata — negotiated version, SNI, ALPN, JA4, and for
+//! TLS ≤ 1.2 the server's leaf certificate (subject, issuer, SANs, validity) — and then
+//! lets the signature catalogue (`rules/signatures.toml`) name SSL-VPN appliances,
+//! remote-access tools and consumer VPNs from those fields. Tor is recognised by the
+//! shape of the names it generates (see [`tor_like`]).
+//!
+//! Only JA4 (BSD-3-Clause) is computed; JA4S/JA4X and the rest of JA4+ are under a
+//! licence that forbids use in products.
 
-use super::{Cx, Verdict};
+use super::util::hex;
+use super::{CertMeta, Classification, Cx, Evidence, Service, TlsMeta, Verdict};
+use crate::rules::Field;
+use sha2::{Digest, Sha256};
 
-/// Detects tls.
-pub fn detect(_cx: &Cx<'_>) -> Verdict {
-    Verdict::No
+/// TLS record content types (RFC 8446 section 5.1).
+pub mod content {
+    /// change_cipher_spec.
+    pub const CHANGE_CIPHER_SPEC: u8 = 20;
+    /// alert.
+    pub const ALERT: u8 = 21;
+    /// handshake.
+    pub const HANDSHAKE: u8 = 22;
+    /// application_data.
+    pub const APPLICATION_DATA: u8 = 23;
+}
+
+/// Handshake message types (RFC 8446 section 4).
+pub mod hs {
+    /// client_hello.
+    pub const CLIENT_HELLO: u8 = 1;
+    /// server_hello.
+    pub const SERVER_HELLO: u8 = 2;
+    /// certificate.
+    pub const CERTIFICATE: u8 = 11;
+}
+
+/// Extension types (IANA "TLS ExtensionType Values").
+pub mod ext {
+    /// server_name (RFC 6066).
+    pub const SERVER_NAME: u16 = 0;
+    /// signature_algorithms (RFC 8446).
+    pub const SIGNATURE_ALGORITHMS: u16 = 13;
+    /// application_layer_protocol_negotiation (RFC 7301).
+    pub const ALPN: u16 = 16;
+    /// supported_versions (RFC 8446).
+    pub const SUPPORTED_VERSIONS: u16 = 43;
+}
+
+/// Largest record payload: 2^14 plus the 2048 bytes of expansion TLS 1.2 allows
+/// (RFC 5246 section 6.2.3).
+pub const MAX_RECORD: usize = 16384 + 2048;
+/// Most handshake bytes collected per direction.
+pub const MAX_HANDSHAKE: usize = 16 * 1024;
+/// Most extensions read from one hello.
+pub const MAX_EXTENSIONS: usize = 64;
+/// Most ALPN values kept.
+pub const MAX_ALPN: usize = 8;
+
+/// One direction's records, as far as they are present.
+#[derive(Debug, Default)]
+struct Records {
+    /// Concatenated handshake-record payloads (handshake messages may span records).
+    handshake: Vec<u8>,
+    /// Content types seen, in order (at most a few).
+    types: Vec<u8>,
+    /// The bytes did not look like TLS records.
+    not_tls: bool,
+}
+
+fn records(b: &[u8]) -> Records {
+    let mut r = Records::default();
+    let mut rest = b;
+    while rest.len() >= 5 {
+        let ctype = rest[0];
+        let major = rest[1];
+        let len = usize::from(u16::from_be_bytes([rest[3], rest[4]]));
+        if !(content::CHANGE_CIPHER_SPEC..=content::APPLICATION_DATA).contains(&ctype)
+            || major != 3
+            || rest[2] > 4
+            || len == 0
+            || len > MAX_RECORD
+        {
+            if r.types.is_empty() {
+                r.not_tls = true;
+            }
+            break;
+        }
+        if r.types.len() < 16 {
+            r.types.push(ctype);
+        }
+        let body = rest
+            .get(5..5 + len)
+            .unwrap_or_else(|| rest.get(5..).unwrap_or(&[]));
+        if ctype == content::HANDSHAKE {
+            let room = MAX_HANDSHAKE.saturating_sub(r.handshake.len());
+            r.handshake
+                .extend_from_slice(body.get(..body.len().min(room)).unwrap_or(&[]));
+        } else if ctype != content::HANDSHAKE && r.handshake.is_empty() && ctype != content::ALERT {
+            // Handshake must come first; once encrypted records flow, stop.
+        }
+        match rest.get(5 + len..) {
+            Some(next) => rest = next,
+            None => break,
+        }
+        if ctype == content::APPLICATION_DATA || ctype == content::CHANGE_CIPHER_SPEC {
+            // After these, handshake messages (if any) are encrypted.
+            break;
+        }
+    }
+    if rest.len() < 5 && r.types.is_empty() && !b.is_empty() {
+        // Fewer than five bytes: cannot tell yet unless they already contradict TLS.
+        if b.first().is_some_and(|&t| {
+            !(content::CHANGE_CIPHER_SPEC..=content::APPLICATION_DATA).contains(&t)
+        }) || b.get(1).is_some_and(|&m| m != 3)
+        {
+            r.not_tls = true;
+        }
+    }
+    r
+}
+
+/// Handshake messages in concatenated handshake bytes: (type, body). A truncated last
+/// message is returned with what is present and `complete = false`.
+fn messages(b: &[u8]) -> impl Iterator<Item = (u8, &[u8], bool)> {
+    let mut rest = b;
+    std::iter::from_fn(move || {
+        if rest.len() < 4 {
+            return None;
+        }
+        let t = rest[0];
+        let len = (usize::from(rest[1]) << 16) | (usize::from(rest[2]) << 8) | usize::from(rest[3]);
+        let body_all = rest.get(4..).unwrap_or(&[]);
+        if body_all.len() >= len {
+            let body = body_all.get(..len).unwrap_or(&[]);
+            rest = body_all.get(len..).unwrap_or(&[]);
+            Some((t, body, true))
+        } else {
+            let body = body_all;
+            rest = &[];
+            Some((t, body, false))
+        }
+    })
+}
+
+/// GREASE values (RFC 8701): 0x?a?a with both bytes equal.
+pub fn is_grease(v: u16) -> bool {
+    (v & 0x0f0f) == 0x0a0a && (v >> 8) == (v & 0xff)
+}
+
+/// What a ClientHello tells.
+#[derive(Debug, Default, Clone, PartialEq, Eq)]
+pub struct ClientHello {
+    /// legacy_version.
+    pub version: u16,
+    /// Cipher suites in order.
+    pub ciphers: Vec<u16>,
+    /// Extension types in order.
+    pub extensions: Vec<u16>,
+    /// server_name host_name.
+    pub sni: Option<String>,
+    /// ALPN values.
+    pub alpn: Vec<String>,
+    /// supported_versions values.
+    pub versions: Vec<u16>,
+    /// signature_algorithms values in order.
+    pub sig_algs: Vec<u16>,
+}
+
+/// Parses a ClientHello body (after the 4-byte handshake header).
+pub fn parse_client_hello(body: &[u8]) -> Option<ClientHello> {
+    let (_, ch) = tls_parser::parse_tls_handshake_client_hello(body).ok()?;
+    let mut out = ClientHello {
+        version: ch.version.0,
+        ciphers: ch.ciphers.iter().map(|c| c.0).collect(),
+        ..ClientHello::default()
+    };
+    if let Some(exts) = ch.ext {
+        walk_extensions(exts, |t, data| {
+            out.extensions.push(t);
+            match t {
+                ext::SERVER_NAME => out.sni = parse_sni(data),
+                ext::ALPN => out.alpn = parse_alpn(data),
+                ext::SUPPORTED_VERSIONS => {
+                    // Client form: 1-byte length, then u16 versions (RFC 8446 4.2.1).
+                    if let Some(list) = data.get(1..) {
+                        out.versions = u16s(list);
+                    }
+                }
+                ext::SIGNATURE_ALGORITHMS => {
+                    if let Some(list) = data.get(2..) {
+                        out.sig_algs = u16s(list);
+                    }
+                }
+                _ => {}
+            }
+        });
+    }
+    Some(out)
+}
+
+fn u16s(b: &[u8]) -> Vec<u16> {
+    b.chunks_exact(2)
+        .take(256)
+        .map(|c| u16::from_be_bytes([c[0], c[1]]))
+        .collect()
+}
+
+fn walk_extensions(mut b: &[u8], mut f: impl FnMut(u16, &[u8])) {
+    let mut n = 0;
+    while b.len() >= 4 && n < MAX_EXTENSIONS {
+        let t = u16::from_be_bytes([b[0], b[1]]);
+        let len = usize::from(u16::from_be_bytes([b[2], b[3]]));
+        let Some(data) = b.get(4..4 + len) else { break };
+        f(t, data);
+        b = b.get(4 + len..).unwrap_or(&[]);
+        n += 1;
+    }
+}
+
+/// RFC 6066 section 3: server_name_list of (type 0 = host_name, opaque name).
+fn parse_sni(data: &[u8]) -> Option<String> {
+    let list = data.get(2..)?;
+    if *list.first()? != 0 {
+        return None;
+    }
+    let len = usize::from(u16::from_be_bytes([*list.get(1)?, *list.get(2)?]));
+    let name = list.get(3..3 + len)?;
+    let s = std::str::from_utf8(name).ok()?;
+    if s.is_empty() || s.len() > 255 {
+        return None;
+    }
+    Some(s.to_ascii_lowercase())
+}
+
+/// RFC 7301 section 3.1: protocol_name_list of length-prefixed names.
+fn parse_alpn(data: &[u8]) -> Vec<String> {
+    let mut out = Vec::new();
+    let mut rest = data.get(2..).unwrap_or(&[]);
+    while let Some((&len, tail)) = rest.split_first() {
+        let Some(name) = tail.get(..usize::from(len)) else {
+            break;
+        };
+        if out.len() < MAX_ALPN {
+            out.push(String::from_utf8_lossy(name).into_owned());
+        }
+        rest = tail.get(usize::from(len)..).unwrap_or(&[]);
+    }
+    out
+}
+
+/// What a ServerHello tells: the negotiated version and ALPN.
+fn parse_server_hello(body: &[u8]) -> Option<(u16, Option<String>)> {
+    let (_, sh) = tls_parser::parse_tls_handshake_server_hello(body).ok()?;
+    let mut version = sh.version.0;
+    let mut alpn = None;
+    if let Some(exts) = sh.ext {
+        walk_extensions(exts, |t, data| match t {
+            // Server form: the selected version itself (RFC 8446 4.2.1).
+            ext::SUPPORTED_VERSIONS if data.len() == 2 => {
+                version = u16::from_be_bytes([data[0], data[1]]);
+            }
+            ext::ALPN => alpn = parse_alpn(data).into_iter().next(),
+            _ => {}
+        });
+    }
+    Some((version, alpn))
+}
+
+/// Version name.
+pub fn version_name(v: u16) -> String {
+    match v {
+        0x0304 => "1.3".into(),
+        0x0303 => "1.2".into(),
+        0x0302 => "1.1".into(),
+        0x0301 => "1.0".into(),
+        0x0300 => "ssl3".into(),
+        other => format!("0x{other:04x}"),
+    }
+}
+
+/// JA4 (FoxIO, BSD-3-Clause; github.com/FoxIO-LLC/ja4 technical_details/JA4.md):
+/// `t` + version + `d`/`i` + cipher count + extension count + ALPN first/last character,
+/// then the truncated SHA-256 of the sorted ciphers, then of the sorted extensions
+/// (without SNI and ALPN) and the signature algorithms in order.
+pub fn ja4(ch: &ClientHello, transport: char) -> String {
+    let version = ch
+        .versions
+        .iter()
+        .copied()
+        .filter(|v| !is_grease(*v))
+        .max()
+        .unwrap_or(ch.version);
+    let v = match version {
+        0x0304 => "13",
+        0x0303 => "12",
+        0x0302 => "11",
+        0x0301 => "10",
+        0x0300 => "s3",
+        0x0002 => "s2",
+        0xfeff => "d1",
+        0xfefd => "d2",
+        0xfefc => "d3",
+        _ => "00",
+    };
+    let sni = if ch.sni.is_some() { 'd' } else { 'i' };
+    let ciphers: Vec<u16> = ch
+        .ciphers
+        .iter()
+        .copied()
+        .filter(|c| !is_grease(*c))
+        .collect();
+    let exts: Vec<u16> = ch
+        .extensions
+        .iter()
+        .copied()
+        .filter(|e| !is_grease(*e))
+        .collect();
+    let alpn = match ch.alpn.first() {
+        None => "00".to_owned(),
+        Some(a) if a.is_empty() => "00".to_owned(),
+        Some(a) => {
+            let bytes = a.as_bytes();
+            let (f, l) = (bytes[0], bytes[bytes.len() - 1]);
+            if f.is_ascii_alphanumeric() && l.is_ascii_alphanumeric() {
+                format!("{}{}", f as char, l as char)
+            } else {
+                let h = hex(bytes);
+                let hb = h.as_bytes();
+                format!("{}{}", hb[0] as char, hb[hb.len() - 1] as char)
+            }
+        }
+    };
+    let a = format!(
+        "{transport}{v}{sni}{:02}{:02}{alpn}",
+        ciphers.len().min(99),
+        exts.len().min(99)
+    );
+    let mut sorted_c = ciphers.clone();
+    sorted_c.sort_unstable();
+    let b = trunc_hash(&join_hex(&sorted_c));
+    let mut sorted_e: Vec<u16> = exts
+        .iter()
+        .copied()
+        .filter(|e| *e != ext::SERVER_NAME && *e != ext::ALPN)
+        .collect();
+    sorted_e.sort_unstable();
+    let c = if sorted_e.is_empty() {
+        "000000000000".to_owned()
+    } else {
+        let mut s = join_hex(&sorted_e);
+        let sig: Vec<u16> = ch
+            .sig_algs
+            .iter()
+            .copied()
+            .filter(|x| !is_grease(*x))
+            .collect();
+        if !sig.is_empty() {
+            s.push('_');
+            s.push_str(&join_hex(&sig));
+        }
+        trunc_hash(&s)
+    };
+    format!("{a}_{b}_{c}")
+}
+
+fn join_hex(v: &[u16]) -> String {
+    v.iter()
+        .map(|x| format!("{x:04x}"))
+        .collect::<Vec<_>>()
+        .join(",")
+}
+
+fn trunc_hash(s: &str) -> String {
+    if s.is_empty() {
+        return "000000000000".into();
+    }
+    let d = Sha256::digest(s.as_bytes());
+    hex(&d[..6])
+}
+
+/// The leaf certificate from a Certificate message body (RFC 5246 7.4.2: a 3-byte list
+/// length, then 3-byte-length-prefixed DER certificates; the leaf is first). Works on a
+/// truncated message as long as the leaf is complete.
+fn leaf_certificate(body: &[u8]) -> Option<CertMeta> {
+    let list = body.get(3..)?;
+    let len = (usize::from(*list.first()?) << 16)
+        | (usize::from(*list.get(1)?) << 8)
+        | usize::from(*list.get(2)?);
+    let der = list.get(3..3 + len)?;
+    let (_, cert) = x509_parser::parse_x509_certificate(der).ok()?;
+    let subject = cert.subject().to_string();
+    let issuer = cert.issuer().to_string();
+    let mut san = Vec::new();
+    if let Ok(Some(ext)) = cert.subject_alternative_name() {
+        for n in &ext.value.general_names {
+            if let x509_parser::extensions::GeneralName::DNSName(d) = n {
+                if san.len() < 32 {
+                    san.push(d.to_ascii_lowercase());
+                }
+            }
+        }
+    }
+    let validity = cert.validity();
+    let fmt = |t: &x509_parser::time::ASN1Time| {
+        let secs = u64::try_from(t.timestamp()).unwrap_or(0);
+        let full = crate::record::Rfc3339(secs.saturating_mul(1_000_000)).to_string();
+        // Drop the microseconds: certificates carry whole seconds.
+        match full.split_once('.') {
+            Some((head, _)) => format!("{head}Z"),
+            None => full,
+        }
+    };
+    Some(CertMeta {
+        self_signed: subject == issuer,
+        not_before: fmt(&validity.not_before),
+        not_after: fmt(&validity.not_after),
+        subject,
+        issuer,
+        san,
+    })
+}
+
+/// Tor's link handshake uses generated host names: the client's SNI is
+/// `www.<4..25 base32 chars>.com`, the server's certificate subject CN
+/// `www.<8..20>.net` issued by CN `www.<8..20>.com` (tor `src/lib/tls/tortls.c`,
+/// `crypto_random_hostname()` in `src/lib/crypt_ops/crypto_rand.c`, base32 alphabet
+/// a-z and 2-7).
+pub fn tor_like(sni: Option<&str>, alpn: &[String], cert: Option<&CertMeta>) -> Option<Evidence> {
+    fn random_host(s: &str, min: usize, max: usize, tld: &str) -> bool {
+        let Some(mid) = s.strip_prefix("www.").and_then(|r| r.strip_suffix(tld)) else {
+            return false;
+        };
+        (min..=max).contains(&mid.len())
+            && mid
+                .bytes()
+                .all(|c| c.is_ascii_lowercase() || (b'2'..=b'7').contains(&c))
+    }
+    fn cn(dn: &str) -> Option<&str> {
+        dn.split(',')
+            .map(str::trim)
+            .find_map(|p| p.strip_prefix("CN="))
+    }
+    if let Some(c) = cert {
+        let (Some(s), Some(i)) = (cn(&c.subject), cn(&c.issuer)) else {
+            return None;
+        };
+        if random_host(s, 8, 20, ".net")
+            && random_host(i, 8, 20, ".com")
+            && c.san.is_empty()
+            && c.subject.split(',').count() == 1
+        {
+            return Some(Evidence::new(
+                "setten.tor.cert-names",
+                "tls.cert.subject",
+                format!("{} (issuer {})", c.subject, c.issuer),
+            ));
+        }
+        return None;
+    }
+    // Without a visible certificate (TLS 1.3): the generated SNI, no ALPN (browsers and
+    // common clients always offer one), and a digit in the name (random base32 of that
+    // length almost always has one; real names like www.example.com do not).
+    let s = sni?;
+    if alpn.is_empty()
+        && random_host(s, 8, 25, ".com")
+        && s.bytes().skip(4).any(|c| (b'2'..=b'7').contains(&c))
+    {
+        return Some(Evidence::new("setten.tor.sni-shape", "tls.sni", s));
+    }
+    None
+}
+
+/// Detects TLS and refines it with the catalogue.
+pub fn detect(cx: &Cx<'_>) -> Verdict {
+    let c2s = cx.c2s.bytes();
+    if c2s.is_empty() {
+        // TLS clients speak first; a server speaking first is not TLS.
+        return if cx.s2c.bytes().is_empty() && !cx.last {
+            Verdict::Wait
+        } else {
+            Verdict::No
+        };
+    }
+    let client = records(c2s);
+    if client.not_tls
+        || client
+            .types
+            .first()
+            .is_some_and(|t| *t != content::HANDSHAKE)
+    {
+        return Verdict::No;
+    }
+    let Some((t, body, complete)) = messages(&client.handshake).next() else {
+        return if cx.last { Verdict::No } else { Verdict::Wait };
+    };
+    if t != hs::CLIENT_HELLO {
+        return Verdict::No;
+    }
+    let hello = if complete {
+        match parse_client_hello(body) {
+            Some(h) => h,
+            None => return Verdict::No,
+        }
+    } else if cx.last || cx.c2s.is_done() {
+        // The hello never completed; the record and handshake headers agree, so this is
+        // TLS, with no more to say.
+        return Verdict::Yes(finish(cx, None, None, None, None));
+    } else {
+        return Verdict::Wait;
+    };
+
+    // Server side: the negotiated version, and the certificate while it is in the clear.
+    let server = records(cx.s2c.bytes());
+    let mut negotiated = None;
+    let mut alpn_selected = None;
+    let mut cert = None;
+    let mut server_done = server.not_tls;
+    for (t, body, complete) in messages(&server.handshake) {
+        match t {
+            hs::SERVER_HELLO if complete => {
+                if let Some((v, a)) = parse_server_hello(body) {
+                    negotiated = Some(v);
+                    alpn_selected = a;
+                    if v >= 0x0304 {
+                        server_done = true;
+                    }
+                }
+            }
+            hs::CERTIFICATE => {
+                cert = leaf_certificate(body);
+                if cert.is_some() || complete {
+                    server_done = true;
+                }
+            }
+            _ => {}
+        }
+        if server_done {
+            break;
+        }
+    }
+    if server.types.iter().any(|t| {
+        *t == content::CHANGE_CIPHER_SPEC || *t == content::APPLICATION_DATA || *t == content::ALERT
+    }) {
+        server_done = true;
+    }
+    if !server_done && !cx.last && !cx.s2c.is_done() {
+        return Verdict::Wait;
+    }
+    Verdict::Yes(finish(cx, Some(hello), negotiated, alpn_selected, cert))
+}
+
+fn finish(
+    cx: &Cx<'_>,
+    hello: Option<ClientHello>,
+    negotiated: Option<u16>,
+    alpn_selected: Option<String>,
+    cert: Option<CertMeta>,
+) -> Classification {
+    let mut c = Classification {
+        protocol: "tls",
+        ..Classification::default()
+    };
+    let mut meta = TlsMeta {
+        alpn_selected,
+        cert,
+        ..TlsMeta::default()
+    };
+    if let Some(h) = &hello {
+        meta.sni.clone_from(&h.sni);
+        meta.alpn.clone_from(&h.alpn);
+        meta.ja4 = Some(ja4(h, 't'));
+        let offered = h
+            .versions
+            .iter()
+            .copied()
+            .filter(|v| !is_grease(*v))
+            .max()
+            .unwrap_or(h.version);
+        meta.version = Some(version_name(negotiated.unwrap_or(offered)));
+        if negotiated.is_some_and(|v| v <= 0x0301) {
+            c.weak = Some(format!("tls {}", version_name(negotiated.unwrap_or(0))));
+        }
+    }
+    c.evidence.push(Evidence::new(
+        "setten.tls.handshake",
+        "tls.handshake",
+        match &meta.sni {
+            Some(s) => format!("ClientHello sni={s}"),
+            None => "ClientHello".to_owned(),
+        },
+    ));
+    // Catalogue: certificate first (the server's own identity), then SNI and ALPN.
+    if let Some(cert) = &meta.cert {
+        c.apply_rules(cx.rules, Field::TlsCertSubject, &cert.subject);
+        c.apply_rules(cx.rules, Field::TlsCertIssuer, &cert.issuer);
+        for s in &cert.san {
+            c.apply_rules(cx.rules, Field::TlsCertSan, s);
+        }
+    }
+    if let Some(sni) = &meta.sni {
+        c.apply_rules(cx.rules, Field::TlsSni, sni);
+    }
+    for a in &meta.alpn {
+        c.apply_rules(cx.rules, Field::TlsAlpn, a);
+    }
+    if c.service.is_none() {
+        if let Some(e) = tor_like(meta.sni.as_deref(), &meta.alpn, meta.cert.as_ref()) {
+            c.service = Some(Service::Tor);
+            c.product = Some("Tor".into());
+            c.evidence.push(e);
+        }
+    }
+    c.meta.tls = Some(Box::new(meta));
+    c
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::flow::reassembly::Stream;
+    use crate::rules::Rules;
+
+    /// A ClientHello built per RFC 8446 4.1.2 with SNI, ALPN h2/http1.1, supported
+    /// versions and signature algorithms, plus GREASE entries.
+    fn client_hello(sni: &str, alpn: &[&str]) -> Vec<u8> {
+        let mut exts = Vec::new();
+        let mut push = |t: u16, d: &[u8]| {
+            exts.extend_from_slice(&t.to_be_bytes());
+            exts.extend_from_slice(&(d.len() as u16).to_be_bytes());
+            exts.extend_from_slice(d);
+        };
+        push(0x0a0a, &[]);
+        let mut s = vec![0u8];
+        s.extend_from_slice(&(sni.len() as u16).to_be_bytes());
+        s.extend_from_slice(sni.as_bytes());
+        let mut sn = (s.len() as u16).to_be_bytes().to_vec();
+        sn.extend(s);
+        push(ext::SERVER_NAME, &sn);
+        if !alpn.is_empty() {
+            let mut l = Vec::new();
+            for a in alpn {
+                l.push(a.len() as u8);
+                l.extend_from_slice(a.as_bytes());
+            }
+            let mut al = (l.len() as u16).to_be_bytes().to_vec();
+            al.extend(l);
+            push(ext::ALPN, &al);
+        }
+        push(ext::SUPPORTED_VERSIONS, &[4, 0x03, 0x04, 0x03, 0x03]);
+        push(ext::SIGNATURE_ALGORITHMS, &[0, 4, 0x04, 0x03, 0x08, 0x04]);
+        let mut body = vec![0x03, 0x03];
+        body.extend_from_slice(&[7u8; 32]);
+        body.push(0);
+        body.extend_from_slice(&[0, 6, 0x1a, 0x1a, 0x13, 0x01, 0x13, 0x02]);
+        body.extend_from_slice(&[1, 0]);
+        body.extend_from_slice(&(exts.len() as u16).to_be_bytes());
+        body.extend(exts);
+        let mut hsm = vec![hs::CLIENT_HELLO, 0];
+        hsm.extend_from_slice(&(body.len() as u16).to_be_bytes());
+        hsm.extend(body);
+        let mut rec = vec![content::HANDSHAKE, 3, 1];
+        rec.extend_from_slice(&(hsm.len() as u16).to_be_bytes());
+        rec.extend(hsm);
+        rec
+    }
+
+    fn run(c2s: &[u8], s2c: &[u8], last: bool, rules: &Rules) -> Verdict {
+        let mut a = Stream::default();
+        a.add_segment(1, c2s);
+        let mut b = Stream::default();
+        b.add_segment(1, s2c);
+        let cx = Cx {
+            proto: 6,
+            client_port: 50000,
+            server_port: 443,
+            c2s: &a,
+            s2c: &b,
+            last,
+            rules,
+        };
+        detect(&cx)
+    }
+
+    #[test]
+    fn client_hello_fields_and_ja4() {
+        let ch = client_hello("vpn.example.jp", &["h2", "http/1.1"]);
+        let h = parse_client_hello(&ch[9..]).unwrap();
+        assert_eq!(h.sni.as_deref(), Some("vpn.example.jp"));
+        assert_eq!(h.alpn, vec!["h2", "http/1.1"]);
+        let j = ja4(&h, 't');
+        // 2 ciphers (GREASE dropped), 4 extensions (GREASE dropped), ALPN h2.
+        assert!(j.starts_with("t13d0204h2_"), "{j}");
+        let b = trunc_hash("1301,1302");
+        assert_eq!(&j[11..23], b);
+        let c = trunc_hash("000d,002b_0403,0804");
+        assert_eq!(&j[24..], c);
+    }
+
+    #[test]
+    fn ja4_of_a_published_example() {
+        // JA4 technical details: ciphers/extensions given in the spec's worked example
+        // produce JA4_b 8daaf6152771 and JA4_c e5627efa2ab1.
+        let ciphers = "002f,0035,009c,009d,1301,1302,1303,c013,c014,c02b,c02c,c02f,c030,cca8,cca9";
+        assert_eq!(trunc_hash(ciphers), "8daaf6152771");
+        let exts = "0005,000a,000b,000d,0012,0015,0017,001b,0023,002b,002d,0033,4469,ff01_0403,0804,0401,0503,0805,0501,0806,0601";
+        assert_eq!(trunc_hash(exts), "e5627efa2ab1");
+    }
+
+    #[test]
+    fn split_client_hello_waits_then_parses() {
+        let rules = Rules::defaults().unwrap();
+        let ch = client_hello("api.polargrizzly.com", &["h2"]);
+        assert!(matches!(run(&ch[..20], b"", false, &rules), Verdict::Wait));
+        // Split over two records of 30 and rest bytes (RFC 8446 5.1 allows fragmentation).
+        let hsm = &ch[5..];
+        let mut two = vec![content::HANDSHAKE, 3, 1, 0, 30];
+        two.extend_from_slice(&hsm[..30]);
+        two.extend_from_slice(&[content::HANDSHAKE, 3, 1]);
+        two.extend_from_slice(&((hsm.len() - 30) as u16).to_be_bytes());
+        two.extend_from_slice(&hsm[30..]);
+        match run(&two, b"", true, &rules) {
+            Verdict::Yes(c) => {
+                assert_eq!(c.service, Some(Service::ConsumerVpn));
+                assert_eq!(c.vendor.as_deref(), Some("TunnelBear"));
+                assert!(c
+                    .evidence
+                    .iter()
+                    .any(|e| e.rule == "consumervpn.tunnelbear"));
+            }
+            v => panic!("{v:?}"),
+        }
+    }
+
+    #[test]
+    fn not_tls_is_refused() {
+        let rules = Rules::defaults().unwrap();
+        assert!(matches!(
+            run(b"GET / HTTP/1.1\r\n", b"", false, &rules),
+            Verdict::No
+        ));
+        assert!(matches!(
+            run(b"SSH-2.0-OpenSSH_9.6\r\n", b"", false, &rules),
+            Verdict::No
+        ));
+        assert!(matches!(
+            run(b"", b"220 mail ESMTP\r\n", false, &rules),
+            Verdict::No
+        ));
+    }
+
+    #[test]
+    fn tor_name_shapes() {
+        let cert = CertMeta {
+            subject: "CN=www.g6ghvisevf3ibuu5.net".into(),
+            issuer: "CN=www.xkgk7fdx362yyyxib.com".into(),
+            ..CertMeta::default()
+        };
+        assert!(tor_like(Some("www.gfu7hbxpfp.com"), &[], Some(&cert)).is_some());
+        let real = CertMeta {
+            subject: "CN=www.example.net, O=Example".into(),
+            issuer: "CN=R3, O=Let's Encrypt, C=US".into(),
+            ..CertMeta::default()
+        };
+        assert!(tor_like(Some("www.example.net"), &[], Some(&real)).is_none());
+        assert!(tor_like(Some("www.wikipedia.com"), &[], None).is_none());
+        assert!(tor_like(Some("www.ct7ctrgb6cr7.com"), &["h2".into()], None).is_none());
+        assert!(tor_like(Some("www.ct7ctrgb6cr7.com"), &[], None).is_some());
+    }
+
+    #[test]
+    fn grease() {
+        assert!(is_grease(0x0a0a));
+        assert!(is_grease(0xfafa));
+        assert!(!is_grease(0x0a1a));
+        assert!(!is_grease(0x1301));
+    }
 }
