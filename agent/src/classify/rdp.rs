@@ -1,8 +1,320 @@
-//! rdp detection (not written yet).
+//! RDP: the X.224 Connection Request and Confirm in TPKT ([MS-RDPBCGR] 2.2.1.1 and
+//! 2.2.1.2), with the optional `mstshash` cookie or routing token and the RDP negotiation
+//! request/response that name the security protocols; and RDP over UDP ([MS-RDPEUDP]
+//! 2.2.2.1, the SYN datagram).
+//!
+//! A server that answers without a negotiation response, or selects PROTOCOL_RDP, uses
+//! RDP's own "standard security" (RC4, no server authentication): flagged weak.
+//! X.224 alone is not RDP (ISO-on-TCP, e.g. S7comm on port 102, uses the same TPDU), so
+//! RDP needs the cookie, a negotiation structure, or — for old clients that send neither —
+//! the standard port as tie-breaker.
 
-use super::{Cx, Verdict};
+use super::util::{be16, be32, le32, printable};
+use super::{Classification, Cx, RdpMeta, Service, Verdict};
 
-/// Detects rdp.
-pub fn detect(_cx: &Cx<'_>) -> Verdict {
-    Verdict::No
+/// TPKT version (RFC 1006 section 6).
+pub const TPKT_VERSION: u8 = 3;
+/// X.224 Connection Request TPDU code (ITU-T X.224 13.3).
+pub const X224_CR: u8 = 0xe0;
+/// X.224 Connection Confirm TPDU code.
+pub const X224_CC: u8 = 0xd0;
+/// RDP_NEG_REQ type ([MS-RDPBCGR] 2.2.1.1.1).
+pub const NEG_REQ: u8 = 0x01;
+/// RDP_NEG_RSP type (2.2.1.2.1).
+pub const NEG_RSP: u8 = 0x02;
+/// RDP_NEG_FAILURE type (2.2.1.2.2).
+pub const NEG_FAILURE: u8 = 0x03;
+/// RDPUDP_FLAG_SYN ([MS-RDPEUDP] 2.2.2.1).
+pub const RDPUDP_FLAG_SYN: u16 = 0x0001;
+
+/// Names of the security protocol bits ([MS-RDPBCGR] 2.2.1.1.1 requestedProtocols).
+pub fn protocol_names(bits: u32) -> Vec<String> {
+    let mut v = Vec::new();
+    if bits == 0 {
+        v.push("standard".to_owned());
+    }
+    for (bit, name) in [
+        (0x1, "tls"),
+        (0x2, "credssp"),
+        (0x4, "rdstls"),
+        (0x8, "credssp-ex"),
+        (0x10, "rdsaad"),
+    ] {
+        if bits & bit != 0 {
+            v.push(name.to_owned());
+        }
+    }
+    v
+}
+
+/// A parsed X.224 CR or CC inside TPKT: TPDU code and the variable part.
+fn tpkt_x224(b: &[u8]) -> Option<(u8, &[u8])> {
+    if *b.first()? != TPKT_VERSION || *b.get(1)? != 0 {
+        return None;
+    }
+    let len = usize::from(be16(b, 2)?);
+    if !(11..=512).contains(&len) {
+        return None;
+    }
+    let li = usize::from(*b.get(4)?);
+    // The length indicator counts the TPDU header after itself (X.224 13.2.1).
+    if li + 5 != len {
+        return None;
+    }
+    let code = *b.get(5)? & 0xf0;
+    // dst-ref must be zero in a CR; class option 0 (class 0, no extended formats).
+    if code == X224_CR && be16(b, 6)? != 0 {
+        return None;
+    }
+    if *b.get(10)? & 0xf0 != 0 {
+        return None;
+    }
+    let tpdu = b.get(11..len)?;
+    Some((code, tpdu))
+}
+
+struct Request {
+    cookie: Option<String>,
+    requested: Option<u32>,
+}
+
+fn parse_request(var: &[u8]) -> Option<Request> {
+    let mut rest = var;
+    let mut cookie = None;
+    if rest.starts_with(b"Cookie: ") {
+        let end = rest.windows(2).position(|w| w == b"\r\n")?;
+        let line = rest.get(8..end)?;
+        cookie = Some(printable(line));
+        rest = rest.get(end + 2..)?;
+    }
+    let mut requested = None;
+    if rest.len() >= 8 {
+        if *rest.first()? == NEG_REQ && le16(rest, 2)? == 8 {
+            requested = le32(rest, 4);
+            rest = rest.get(8..)?;
+        } else {
+            return None;
+        }
+    }
+    // Anything else left over (X.224 parameters such as TSAPs) is not RDP.
+    if !rest.is_empty() && !(rest.len() < 8 && cookie.is_some()) {
+        return None;
+    }
+    if cookie.is_none() && requested.is_none() && !var.is_empty() {
+        return None;
+    }
+    Some(Request { cookie, requested })
+}
+
+fn le16(b: &[u8], off: usize) -> Option<u16> {
+    Some(u16::from_le_bytes([*b.get(off)?, *b.get(off + 1)?]))
+}
+
+enum Confirm {
+    Selected(u32),
+    Failure(u32),
+    Legacy,
+}
+
+fn parse_confirm(var: &[u8]) -> Option<Confirm> {
+    if var.is_empty() {
+        return Some(Confirm::Legacy);
+    }
+    if var.len() < 8 || le16(var, 2)? != 8 {
+        return None;
+    }
+    match *var.first()? {
+        NEG_RSP => Some(Confirm::Selected(le32(var, 4)?)),
+        NEG_FAILURE => Some(Confirm::Failure(le32(var, 4)?)),
+        _ => None,
+    }
+}
+
+fn detect_udp(cx: &Cx<'_>) -> Verdict {
+    let d = cx.first_c2s_datagram();
+    if d.is_empty() {
+        return if cx.last { Verdict::No } else { Verdict::Wait };
+    }
+    // RDPUDP_FEC_HEADER: snSourceAck = -1 on the SYN, uReceiveWindowSize, uFlags; then
+    // RDPUDP_SYNDATA_PAYLOAD with the MTUs, which must be 1132..=1232 (3.1.5.1.1); the
+    // SYN datagram is padded to 1232 bytes.
+    let ok = be32(d, 0) == Some(0xffff_ffff)
+        && be16(d, 6).is_some_and(|f| f & RDPUDP_FLAG_SYN != 0)
+        && be16(d, 12).is_some_and(|m| (1132..=1232).contains(&m))
+        && be16(d, 14).is_some_and(|m| (1132..=1232).contains(&m))
+        && d.len() >= 1232;
+    if !ok {
+        return Verdict::No;
+    }
+    let mut c = Classification::new(
+        "rdp",
+        Some(Service::Rdp),
+        "setten.rdp.udp-syn",
+        "rdpudp.syn",
+        format!("SYN mtu={}", be16(d, 12).unwrap_or(0)),
+    );
+    c.meta.rdp = Some(Box::new(RdpMeta {
+        udp: true,
+        ..RdpMeta::default()
+    }));
+    Verdict::Yes(c)
+}
+
+/// Detects RDP.
+pub fn detect(cx: &Cx<'_>) -> Verdict {
+    if cx.is_udp() {
+        return detect_udp(cx);
+    }
+    let c2s = cx.c2s.bytes();
+    if c2s.len() < 11 {
+        if c2s.first().is_some_and(|&v| v != TPKT_VERSION) || cx.last {
+            return Verdict::No;
+        }
+        return Verdict::Wait;
+    }
+    let Some((code, var)) = tpkt_x224(c2s) else {
+        return Verdict::No;
+    };
+    if code != X224_CR {
+        return Verdict::No;
+    }
+    let Some(req) = parse_request(var) else {
+        return Verdict::No;
+    };
+    let s2c = cx.s2c.bytes();
+    let confirm = match tpkt_x224(s2c) {
+        Some((X224_CC, v)) => parse_confirm(v),
+        _ => None,
+    };
+    if confirm.is_none() && s2c.len() < 11 && !cx.last {
+        return Verdict::Wait;
+    }
+    let structural = req.cookie.is_some()
+        || req.requested.is_some()
+        || matches!(confirm, Some(Confirm::Selected(_)) | Some(Confirm::Failure(_)));
+    if !structural && cx.server_port != 3389 {
+        return Verdict::No;
+    }
+    let mut meta = RdpMeta {
+        cookie: req
+            .cookie
+            .as_ref()
+            .and_then(|c| c.strip_prefix("mstshash=").map(str::to_owned)),
+        requested: req.requested.map(protocol_names).unwrap_or_default(),
+        ..RdpMeta::default()
+    };
+    let (rule, value) = match (&req.cookie, req.requested) {
+        (Some(c), _) => ("setten.rdp.x224-cookie", format!("Cookie: {c}")),
+        (None, Some(r)) => (
+            "setten.rdp.neg-req",
+            format!("requestedProtocols=0x{r:x}"),
+        ),
+        (None, None) => ("setten.rdp.x224-port", "X.224 CR on 3389".to_owned()),
+    };
+    let mut c = Classification::new("rdp", Some(Service::Rdp), rule, "rdp.x224", value);
+    match confirm {
+        Some(Confirm::Selected(p)) => {
+            let names = protocol_names(p);
+            meta.selected = names.first().cloned();
+            if p == 0 {
+                c.weak = Some("rdp standard security".into());
+            }
+        }
+        Some(Confirm::Legacy) => {
+            meta.selected = Some("standard".into());
+            c.weak = Some("rdp standard security".into());
+        }
+        Some(Confirm::Failure(code)) => meta.selected = Some(format!("failure {code}")),
+        None => {}
+    }
+    c.meta.rdp = Some(Box::new(meta));
+    Verdict::Yes(c)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::flow::reassembly::Stream;
+    use crate::rules::Rules;
+
+    /// [MS-RDPBCGR] 4.1.1 Client X.224 Connection Request PDU example:
+    /// TPKT, X.224 CR, "Cookie: mstshash=eltons\r\n", RDP_NEG_REQ requesting TLS.
+    const CR: &[u8] = b"\x03\x00\x00\x2c\x27\xe0\x00\x00\x00\x00\x00Cookie: mstshash=eltons\r\n\x01\x00\x08\x00\x01\x00\x00\x00";
+    /// [MS-RDPBCGR] 4.1.2 Server X.224 Connection Confirm PDU: RDP_NEG_RSP selecting TLS.
+    const CC: &[u8] = b"\x03\x00\x00\x13\x0e\xd0\x00\x00\x12\x34\x00\x02\x00\x08\x00\x01\x00\x00\x00";
+
+    fn run(c2s: &[u8], s2c: &[u8], sport: u16, last: bool) -> Verdict {
+        let rules = Rules::defaults().unwrap();
+        let mut a = Stream::default();
+        a.add_segment(1, c2s);
+        let mut b = Stream::default();
+        b.add_segment(1, s2c);
+        detect(&Cx {
+            proto: 6,
+            client_port: 50000,
+            server_port: sport,
+            c2s: &a,
+            s2c: &b,
+            last,
+            rules: &rules,
+        })
+    }
+
+    #[test]
+    fn spec_example_connection_request_and_confirm() {
+        match run(CR, CC, 3389, false) {
+            Verdict::Yes(c) => {
+                let m = c.meta.rdp.unwrap();
+                assert_eq!(m.cookie.as_deref(), Some("eltons"));
+                assert_eq!(m.requested, vec!["tls"]);
+                assert_eq!(m.selected.as_deref(), Some("tls"));
+                assert!(c.weak.is_none());
+            }
+            v => panic!("{v:?}"),
+        }
+    }
+
+    #[test]
+    fn legacy_confirm_is_standard_security() {
+        let cc_legacy = b"\x03\x00\x00\x0b\x06\xd0\x00\x00\x12\x34\x00";
+        match run(CR, cc_legacy, 13389, false) {
+            Verdict::Yes(c) => assert_eq!(c.weak.as_deref(), Some("rdp standard security")),
+            v => panic!("{v:?}"),
+        }
+    }
+
+    #[test]
+    fn iso_on_tcp_with_tsaps_is_not_rdp() {
+        // S7comm COTP CR with calling/called TSAP parameters (0xc1, 0xc2, 0xc0), port 102.
+        let cotp = b"\x03\x00\x00\x16\x11\xe0\x00\x00\x00\x01\x00\xc1\x02\x01\x00\xc2\x02\x01\x02\xc0\x01\x0a";
+        assert!(matches!(run(cotp, b"", 102, true), Verdict::No));
+    }
+
+    #[test]
+    fn bare_cr_needs_the_standard_port() {
+        let bare = b"\x03\x00\x00\x0b\x06\xe0\x00\x00\x00\x00\x00";
+        assert!(matches!(run(bare, b"", 3389, true), Verdict::Yes(_)));
+        assert!(matches!(run(bare, b"", 4000, true), Verdict::No));
+    }
+
+    #[test]
+    fn rdp_udp_syn() {
+        let mut d = vec![0xff, 0xff, 0xff, 0xff, 0x00, 0x40, 0x00, 0x01];
+        d.extend_from_slice(&[0, 0, 0, 1, 0x04, 0xd0, 0x04, 0xd0]);
+        d.resize(1232, 0);
+        let rules = Rules::defaults().unwrap();
+        let mut a = Stream::default();
+        a.add_datagram(&d);
+        let b = Stream::default();
+        let v = detect(&Cx {
+            proto: 17,
+            client_port: 50000,
+            server_port: 3389,
+            c2s: &a,
+            s2c: &b,
+            last: false,
+            rules: &rules,
+        });
+        assert!(matches!(v, Verdict::Yes(_)));
+    }
 }
