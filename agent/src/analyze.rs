@@ -6,8 +6,8 @@
 
 use crate::capture::{CaptureError, CaptureFile, Packet};
 use crate::classify::Classifier;
-use crate::decode::{ipproto, Decoder, Skip};
-use crate::flow::{self, Dir, Flow, FlowTable};
+use crate::decode::{ipproto, Decoded, Decoder, Skip};
+use crate::flow::{self, Flow, FlowTable};
 use std::path::PathBuf;
 use std::sync::atomic::AtomicU64;
 use std::sync::Arc;
@@ -63,7 +63,8 @@ impl<'c> Pipeline<'c> {
             ended(f);
         };
         self.table.advance(p.ts_us, &mut finish);
-        let d = self.decoder.decode(p.link, p.data);
+        let mut d = Decoded::default();
+        self.decoder.decode_into(p.link, p.data, &mut d);
         match d.skip {
             Some(Skip::NotIp) => self.summary.not_ip += 1,
             Some(Skip::Malformed) => self.summary.malformed += 1,
@@ -81,15 +82,14 @@ impl<'c> Pipeline<'c> {
                 continue;
             }
             let mut grew = false;
-            if let Some(streams) = flow.streams.as_deref_mut() {
-                let s = &mut streams[dir as usize];
+            if flow.inspectable && !l4.payload.is_empty() {
+                let s = &mut flow.streams_mut()[dir as usize];
                 grew = match (l4.proto, l4.tcp) {
                     (ipproto::TCP, Some(t)) => s.add_segment(t.seq, l4.payload),
                     (ipproto::UDP, _) => s.add_datagram(l4.payload),
                     _ => false,
                 };
             }
-            let _ = Dir::ToServer;
             classifier.on_packet(flow, grew, !l4.payload.is_empty());
         }
     }

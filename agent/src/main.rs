@@ -6,9 +6,10 @@ use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
 use setten_agent::analyze;
 use setten_agent::classify::Classifier;
 use setten_agent::flow;
-use setten_agent::record::{table::TableSink, Cidr, FlowView, LocalNets, RecordCx};
+use setten_agent::record::sink::{self, FlowSink};
+use setten_agent::record::{Cidr, LocalNets};
 use setten_agent::rules::Rules;
-use std::io::{IsTerminal, Write};
+use std::io::IsTerminal;
 use std::path::PathBuf;
 use std::process::ExitCode;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
@@ -117,33 +118,17 @@ fn analyze_cmd(a: AnalyzeArgs) -> Result<ExitCode> {
         Progress::Never => false,
         Progress::Auto => std::io::stderr().is_terminal(),
     };
-    let rcx = RecordCx {
-        nets: &nets,
-        rules: &rules,
+    let sink_format = match a.format {
+        Format::Jsonl => sink::Format::Jsonl,
+        Format::Table => sink::Format::Table,
     };
-
-    let stdout = std::io::stdout();
-    let mut out = std::io::BufWriter::with_capacity(1 << 16, stdout.lock());
-    let mut table = TableSink::default();
-    let mut write_error: Option<std::io::Error> = None;
-    let format = a.format;
-    let mut ended = |f: flow::Flow| {
-        let view = FlowView { flow: &f, cx: &rcx };
-        match format {
-            Format::Jsonl => {
-                if write_error.is_none() {
-                    let r = serde_json::to_writer(&mut out, &view)
-                        .map_err(std::io::Error::other)
-                        .and_then(|_| out.write_all(b"\n"));
-                    if let Err(e) = r {
-                        write_error = Some(e);
-                    }
-                }
-            }
-            Format::Table => table.add(&view),
-        }
-    };
-
+    let mut sink = FlowSink::spawn(
+        sink_format,
+        nets,
+        rules.clone(),
+        Box::new(std::io::stdout()),
+    );
+    let mut ended = |f: flow::Flow| sink.push(f);
     let mut ui = ProgressUi::default();
     let summary = analyze::run(
         &a.captures,
@@ -158,13 +143,7 @@ fn analyze_cmd(a: AnalyzeArgs) -> Result<ExitCode> {
         &mut ended,
     );
     ui.stop();
-    if format == Format::Table {
-        table.write(&mut out)?;
-    }
-    out.flush().context("writing the output")?;
-    if let Some(e) = write_error {
-        return Err(e).context("writing the output");
-    }
+    sink.finish().context("writing the output")?;
     tracing::info!(
         files = summary.files,
         packets = summary.packets,

@@ -367,7 +367,10 @@ impl CaptureFile {
                         return Err(self.corrupt(what));
                     }
                     self.offset += len as u64;
-                    self.reader.consume(len);
+                    // No shift on consume: pcap-parser (circular::Buffer) would move half the
+                    // buffer every time the read position passes its middle; refill() shifts
+                    // only the incomplete remainder.
+                    self.reader.consume_noshift(len);
                 }
                 Err(PcapError::Eof) => return Ok(self.stats),
                 Err(PcapError::Incomplete(_)) => {

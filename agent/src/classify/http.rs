@@ -15,10 +15,31 @@ pub const MAX_LINE: usize = 4096;
 pub const MAX_HEADERS: usize = 64;
 
 const METHODS: &[&[u8]] = &[
-    b"GET", b"POST", b"HEAD", b"PUT", b"DELETE", b"OPTIONS", b"CONNECT", b"PATCH", b"TRACE",
-    b"PROPFIND", b"PROPPATCH", b"MKCOL", b"COPY", b"MOVE", b"LOCK", b"UNLOCK", b"REPORT",
-    b"SEARCH", b"SUBSCRIBE", b"NOTIFY", b"M-SEARCH", b"RPC_IN_DATA", b"RPC_OUT_DATA",
-    b"RDG_OUT_DATA", b"RDG_IN_DATA",
+    b"GET",
+    b"POST",
+    b"HEAD",
+    b"PUT",
+    b"DELETE",
+    b"OPTIONS",
+    b"CONNECT",
+    b"PATCH",
+    b"TRACE",
+    b"PROPFIND",
+    b"PROPPATCH",
+    b"MKCOL",
+    b"COPY",
+    b"MOVE",
+    b"LOCK",
+    b"UNLOCK",
+    b"REPORT",
+    b"SEARCH",
+    b"SUBSCRIBE",
+    b"NOTIFY",
+    b"M-SEARCH",
+    b"RPC_IN_DATA",
+    b"RPC_OUT_DATA",
+    b"RDG_OUT_DATA",
+    b"RDG_IN_DATA",
 ];
 
 /// A parsed request head.
@@ -53,7 +74,11 @@ pub fn parse_request(b: &[u8]) -> Option<Result<Request, ()>> {
     }
     let line_end = b.iter().take(MAX_LINE).position(|&c| c == b'\n');
     let Some(line_end) = line_end else {
-        return if b.len() < MAX_LINE { Some(Err(())) } else { None };
+        return if b.len() < MAX_LINE {
+            Some(Err(()))
+        } else {
+            None
+        };
     };
     let line = b.get(..line_end)?;
     let line = line.strip_suffix(b"\r").unwrap_or(line);
@@ -194,7 +219,10 @@ mod tests {
 
     #[test]
     fn plain_request_has_no_service() {
-        match run(b"GET /index.html HTTP/1.1\r\nHost: Example.org\r\nUser-Agent: curl/8\r\n\r\n", false) {
+        match run(
+            b"GET /index.html HTTP/1.1\r\nHost: Example.org\r\nUser-Agent: curl/8\r\n\r\n",
+            false,
+        ) {
             Verdict::Yes(c) => {
                 assert_eq!(c.service, None);
                 let m = c.meta.http.unwrap();
@@ -214,14 +242,20 @@ mod tests {
 
     #[test]
     fn not_http() {
-        assert!(matches!(run(b"\x16\x03\x01\x02\x00\x01", false), Verdict::No));
+        assert!(matches!(
+            run(b"\x16\x03\x01\x02\x00\x01", false),
+            Verdict::No
+        ));
         assert!(matches!(run(b"GETTING STARTED\r\n", false), Verdict::No));
         assert!(matches!(run(b"GET / SIP/2.0\r\n", false), Verdict::No));
     }
 
     #[test]
     fn rd_gateway() {
-        match run(b"RDG_OUT_DATA /remoteDesktopGateway/ HTTP/1.1\r\nHost: gw\r\n\r\n", false) {
+        match run(
+            b"RDG_OUT_DATA /remoteDesktopGateway/ HTTP/1.1\r\nHost: gw\r\n\r\n",
+            false,
+        ) {
             Verdict::Yes(c) => assert_eq!(c.service, Some(Service::Rdp)),
             v => panic!("{v:?}"),
         }

@@ -627,7 +627,7 @@ impl Classifier {
         if flow.inspect.done {
             return;
         }
-        if flow.streams.is_none() {
+        if !flow.inspectable {
             // Transports without payload inspection are decided from the header alone.
             flow.class = by_transport(flow.key.proto, flow);
             flow.inspect.done = true;
@@ -649,7 +649,7 @@ impl Classifier {
     /// The flow ended: decide with what there is.
     pub fn on_end(&self, flow: &mut Flow) {
         if !flow.inspect.done {
-            if flow.streams.is_some() {
+            if flow.inspectable {
                 self.run(flow, true);
             } else {
                 flow.class = by_transport(flow.key.proto, flow);
@@ -660,6 +660,10 @@ impl Classifier {
 
     fn run(&self, flow: &mut Flow, last: bool) {
         let Some(streams) = flow.streams.as_deref() else {
+            // No payload was ever seen: nothing to classify.
+            if last {
+                flow.inspect.done = true;
+            }
             return;
         };
         let cx = Cx {

@@ -191,7 +191,10 @@ pub fn detect(cx: &Cx<'_>) -> Verdict {
     }
     let structural = req.cookie.is_some()
         || req.requested.is_some()
-        || matches!(confirm, Some(Confirm::Selected(_)) | Some(Confirm::Failure(_)));
+        || matches!(
+            confirm,
+            Some(Confirm::Selected(_)) | Some(Confirm::Failure(_))
+        );
     if !structural && cx.server_port != 3389 {
         return Verdict::No;
     }
@@ -205,10 +208,7 @@ pub fn detect(cx: &Cx<'_>) -> Verdict {
     };
     let (rule, value) = match (&req.cookie, req.requested) {
         (Some(c), _) => ("setten.rdp.x224-cookie", format!("Cookie: {c}")),
-        (None, Some(r)) => (
-            "setten.rdp.neg-req",
-            format!("requestedProtocols=0x{r:x}"),
-        ),
+        (None, Some(r)) => ("setten.rdp.neg-req", format!("requestedProtocols=0x{r:x}")),
         (None, None) => ("setten.rdp.x224-port", "X.224 CR on 3389".to_owned()),
     };
     let mut c = Classification::new("rdp", Some(Service::Rdp), rule, "rdp.x224", value);
@@ -241,7 +241,8 @@ mod tests {
     /// TPKT, X.224 CR, "Cookie: mstshash=eltons\r\n", RDP_NEG_REQ requesting TLS.
     const CR: &[u8] = b"\x03\x00\x00\x2c\x27\xe0\x00\x00\x00\x00\x00Cookie: mstshash=eltons\r\n\x01\x00\x08\x00\x01\x00\x00\x00";
     /// [MS-RDPBCGR] 4.1.2 Server X.224 Connection Confirm PDU: RDP_NEG_RSP selecting TLS.
-    const CC: &[u8] = b"\x03\x00\x00\x13\x0e\xd0\x00\x00\x12\x34\x00\x02\x00\x08\x00\x01\x00\x00\x00";
+    const CC: &[u8] =
+        b"\x03\x00\x00\x13\x0e\xd0\x00\x00\x12\x34\x00\x02\x00\x08\x00\x01\x00\x00\x00";
 
     fn run(c2s: &[u8], s2c: &[u8], sport: u16, last: bool) -> Verdict {
         let rules = Rules::defaults().unwrap();

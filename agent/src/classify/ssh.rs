@@ -78,7 +78,12 @@ fn kexinit_lists(b: &[u8]) -> Option<[Vec<String>; 10]> {
         let n = usize::try_from(super::util::be32(rest, 0)?).ok()?;
         let s = rest.get(4..4 + n)?;
         let s = std::str::from_utf8(s).ok()?;
-        *l = s.split(',').filter(|x| !x.is_empty()).take(128).map(str::to_owned).collect();
+        *l = s
+            .split(',')
+            .filter(|x| !x.is_empty())
+            .take(128)
+            .map(str::to_owned)
+            .collect();
         rest = rest.get(4 + n..)?;
     }
     Some(lists)
@@ -146,7 +151,11 @@ pub fn detect(cx: &Cx<'_>) -> Verdict {
                 .push(Evidence::new("setten.ssh.banner", "ssh.banner", cb));
         }
     }
-    let proto_version = |b: &str| b.get(4..).and_then(|r| r.split('-').next()).map(str::to_owned);
+    let proto_version = |b: &str| {
+        b.get(4..)
+            .and_then(|r| r.split('-').next())
+            .map(str::to_owned)
+    };
     let version = meta
         .server_banner
         .as_deref()
@@ -194,7 +203,9 @@ mod tests {
         payload.push(0);
         payload.extend_from_slice(&[0, 0, 0, 0]);
         let pad = 4u8;
-        let mut pkt = ((payload.len() + 1 + pad as usize) as u32).to_be_bytes().to_vec();
+        let mut pkt = ((payload.len() + 1 + pad as usize) as u32)
+            .to_be_bytes()
+            .to_vec();
         pkt.push(pad);
         pkt.extend(payload);
         pkt.extend_from_slice(&[0u8; 4]);
@@ -228,9 +239,13 @@ mod tests {
             Verdict::Yes(cl) => {
                 let m = cl.meta.ssh.as_ref().unwrap();
                 // md5("curve25519-sha256;aes128-ctr;hmac-sha2-256;none")
-                let want = hex(&Md5::digest(b"curve25519-sha256;aes128-ctr;hmac-sha2-256;none"));
+                let want = hex(&Md5::digest(
+                    b"curve25519-sha256;aes128-ctr;hmac-sha2-256;none",
+                ));
                 assert_eq!(m.hassh.as_deref(), Some(want.as_str()));
-                let want_s = hex(&Md5::digest(b"curve25519-sha256;aes256-ctr;hmac-sha2-512;zlib"));
+                let want_s = hex(&Md5::digest(
+                    b"curve25519-sha256;aes256-ctr;hmac-sha2-512;zlib",
+                ));
                 assert_eq!(m.hassh_server.as_deref(), Some(want_s.as_str()));
                 assert_eq!(cl.product.as_deref(), Some("OpenSSH"));
                 assert_eq!(cl.meta.version.as_deref(), Some("2.0"));
@@ -251,14 +266,29 @@ mod tests {
 
     #[test]
     fn waits_for_kexinit_then_decides_at_end() {
-        assert!(matches!(cx_run(b"SSH-2.0-x\r\n", b"", false), Verdict::Wait));
-        assert!(matches!(cx_run(b"SSH-2.0-x\r\n", b"", true), Verdict::Yes(_)));
+        assert!(matches!(
+            cx_run(b"SSH-2.0-x\r\n", b"", false),
+            Verdict::Wait
+        ));
+        assert!(matches!(
+            cx_run(b"SSH-2.0-x\r\n", b"", true),
+            Verdict::Yes(_)
+        ));
     }
 
     #[test]
     fn other_protocols_are_not_ssh() {
-        assert!(matches!(cx_run(b"GET / HTTP/1.1\r\n", b"", false), Verdict::No));
-        assert!(matches!(cx_run(b"\x16\x03\x01\x00\x05hello", b"", false), Verdict::No));
-        assert!(matches!(cx_run(b"", b"220 ftp ready\r\n", true), Verdict::No));
+        assert!(matches!(
+            cx_run(b"GET / HTTP/1.1\r\n", b"", false),
+            Verdict::No
+        ));
+        assert!(matches!(
+            cx_run(b"\x16\x03\x01\x00\x05hello", b"", false),
+            Verdict::No
+        ));
+        assert!(matches!(
+            cx_run(b"", b"220 ftp ready\r\n", true),
+            Verdict::No
+        ));
     }
 }

@@ -167,6 +167,8 @@ pub struct Flow {
     fin: [bool; 2],
     /// Opening bytes per direction, while the flow is being inspected.
     pub streams: Option<Box<[Stream; 2]>>,
+    /// TCP or UDP: the payload is inspected until classification is done.
+    pub inspectable: bool,
     /// Classifier progress while inspecting.
     pub inspect: Inspect,
     /// The classification once decided (or at the end).
@@ -193,6 +195,11 @@ impl Flow {
         } else {
             Dir::ToClient
         }
+    }
+
+    /// The stream buffers, allocated on first use.
+    pub fn streams_mut(&mut self) -> &mut [Stream; 2] {
+        self.streams.get_or_insert_with(Box::default)
     }
 
     /// TCP close seen (FIN both ways, or RST).
@@ -378,10 +385,8 @@ impl FlowTable {
             if t.flags & tcpflag::FIN != 0 {
                 f.fin[d] = true;
             }
-            if t.flags & tcpflag::SYN != 0 {
-                if let Some(s) = f.streams.as_deref_mut() {
-                    s[d].syn(t.seq);
-                }
+            if t.flags & tcpflag::SYN != 0 && !f.inspect.done {
+                f.streams_mut()[d].syn(t.seq);
             }
             if f.tcp_flags[0] & tcpflag::SYN != 0
                 && f.tcp_flags[1] & (tcpflag::SYN | tcpflag::ACK) == tcpflag::SYN | tcpflag::ACK
@@ -430,11 +435,10 @@ impl FlowTable {
             handshake: false,
             fragments: 0,
             fin: [false; 2],
-            streams: if inspectable {
-                Some(Box::default())
-            } else {
-                None
-            },
+            // Stream buffers are allocated with the first payload byte (see
+            // `Flow::streams_mut`); many flows never carry any.
+            streams: None,
+            inspectable,
             inspect: Inspect::default(),
             class: None,
             end: None,

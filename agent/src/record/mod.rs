@@ -5,6 +5,7 @@
 //! (`transport`, `client`, `server`, `service`) plus everything the inventory and a
 //! reader need. [`table`] renders the same for a person.
 
+pub mod sink;
 pub mod table;
 
 use crate::classify::{Classification, Family};
@@ -327,21 +328,34 @@ impl Serialize for FlowView<'_> {
         m.serialize_entry("transport", &transport_name(f.key.proto))?;
         m.serialize_entry("client", &Endpoint(f.client.addr, f.client.port))?;
         m.serialize_entry("server", &Endpoint(f.server.addr, f.server.port))?;
-        m.serialize_entry("service", &c.and_then(|c| c.service).map(|s| s.as_str()))?;
-        m.serialize_entry(
-            "family",
-            &c.and_then(|c| c.service).map(|s| match s.family() {
+        // `service` is always present (null when the flow is no remote access or VPN);
+        // the other optional fields only when known.
+        let service = c.and_then(|c| c.service);
+        m.serialize_entry("service", &service.map(|s| s.as_str()))?;
+        if let Some(s) = service {
+            let family = match s.family() {
                 Family::RemoteAccess => "remote-access",
                 Family::Vpn => "vpn",
                 Family::Anonymiser => "anonymiser",
-            }),
-        )?;
-        m.serialize_entry("protocol", &c.map(|c| c.protocol))?;
-        m.serialize_entry("vendor", &c.and_then(|c| c.vendor.as_deref()))?;
-        m.serialize_entry("product", &c.and_then(|c| c.product.as_deref()))?;
-        m.serialize_entry("evidence", c.map_or(&[][..], |c| &c.evidence[..]))?;
+            };
+            m.serialize_entry("family", family)?;
+        }
+        if let Some(c) = c {
+            m.serialize_entry("protocol", c.protocol)?;
+            if let Some(v) = &c.vendor {
+                m.serialize_entry("vendor", v)?;
+            }
+            if let Some(p) = &c.product {
+                m.serialize_entry("product", p)?;
+            }
+            if !c.evidence.is_empty() {
+                m.serialize_entry("evidence", &c.evidence)?;
+            }
+            if let Some(w) = &c.weak {
+                m.serialize_entry("weak", w)?;
+            }
+        }
         m.serialize_entry("non_standard_port", &self.non_standard_port())?;
-        m.serialize_entry("weak", &c.and_then(|c| c.weak.as_deref()))?;
         m.serialize_entry("external", ext.as_str())?;
         m.serialize_entry("direction", ext.direction())?;
         m.serialize_entry("packets", &Pair(f.packets[0], f.packets[1]))?;
