@@ -6,7 +6,8 @@
 
 use crate::capture::{CaptureError, CaptureFile, Packet};
 use crate::classify::Classifier;
-use crate::decode::{ipproto, Decoded, Decoder, Skip};
+use crate::decode::{ipproto, tcpflag, Decoded, Decoder, Skip, L4};
+use crate::flow::reassembly::Stream;
 use crate::flow::{self, Flow, FlowTable};
 use std::path::PathBuf;
 use std::sync::atomic::AtomicU64;
@@ -81,15 +82,9 @@ impl<'c> Pipeline<'c> {
             if flow.inspect.done {
                 continue;
             }
-            let mut grew = false;
-            if flow.inspectable && !l4.payload.is_empty() {
-                let s = &mut flow.streams_mut()[dir as usize];
-                grew = match (l4.proto, l4.tcp) {
-                    (ipproto::TCP, Some(t)) => s.add_segment(t.seq, l4.payload),
-                    (ipproto::UDP, _) => s.add_datagram(l4.payload),
-                    _ => false,
-                };
-            }
+            let grew = flow.inspectable
+                && !l4.payload.is_empty()
+                && add_to_stream(&mut flow.streams_mut()[dir as usize], l4);
             classifier.on_packet(flow, grew, !l4.payload.is_empty());
         }
     }
@@ -120,6 +115,25 @@ impl<'c> Pipeline<'c> {
     }
 }
 
+/// Adds a packet's payload to its direction's opening bytes; returns whether they grew.
+fn add_to_stream(s: &mut Stream, l4: &L4<'_>) -> bool {
+    match (l4.proto, l4.tcp) {
+        (ipproto::TCP, Some(t)) => {
+            // A SYN occupies one sequence number; data it carries (TCP Fast Open, RFC 7413)
+            // starts at ISN + 1, where `Stream::syn` put the stream's first byte
+            // (RFC 9293 section 3.4).
+            let seq = if t.flags & tcpflag::SYN != 0 {
+                t.seq.wrapping_add(1)
+            } else {
+                t.seq
+            };
+            s.add_segment(seq, l4.payload)
+        }
+        (ipproto::UDP, _) => s.add_datagram(l4.payload),
+        _ => false,
+    }
+}
+
 /// Opens the captures in order, reporting progress through `progress` (bytes read,
 /// total bytes) and handing every finished flow to `ended`.
 pub fn run(
@@ -140,4 +154,51 @@ pub fn run(
         }
     }
     pipe.finish(ended)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::decode::{Addr, TcpMeta};
+
+    fn client_tcp(seq: u32, flags: u8, payload: &[u8]) -> L4<'_> {
+        L4 {
+            src: Addr::v4([10, 0, 0, 1]),
+            dst: Addr::v4([192, 0, 2, 7]),
+            proto: ipproto::TCP,
+            sport: 50000,
+            dport: 443,
+            tcp: Some(TcpMeta { seq, flags }),
+            payload,
+            ip_len: 40 + payload.len() as u32,
+            zone: 0,
+            vlan: 0,
+            depth: 0,
+            fragment: false,
+        }
+    }
+
+    /// TCP Fast Open (RFC 7413 section 2): the client's SYN carries the first bytes, the
+    /// next segment follows at ISN + 1 + their length. Before the fix the SYN's first byte
+    /// was dropped (its data was placed at ISN, one before the stream) and the next segment
+    /// waited forever for a one-byte gap.
+    #[test]
+    fn data_on_a_syn_starts_at_isn_plus_one() {
+        let mut table = FlowTable::new(flow::Config::default());
+        let isn = 0xffff_fffe; // and across the wrap
+        let mut added = Vec::new();
+        for p in [
+            client_tcp(isn, tcpflag::SYN, b"\x16\x03\x01"),
+            client_tcp(isn.wrapping_add(4), tcpflag::ACK, b"\x02\x00"),
+        ] {
+            let (r, dir) = table.update(&p, 1, &mut |_| {});
+            let f = table.get_mut(r).unwrap();
+            let s = &mut f.streams_mut()[dir as usize];
+            added.push(add_to_stream(s, &p));
+            if added.len() == 2 {
+                assert_eq!(s.bytes(), b"\x16\x03\x01\x02\x00");
+            }
+        }
+        assert_eq!(added, vec![true, true]);
+    }
 }

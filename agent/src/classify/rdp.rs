@@ -97,7 +97,8 @@ fn parse_request(var: &[u8]) -> Option<Request> {
         }
     }
     // Anything else left over (X.224 parameters such as TSAPs) is not RDP.
-    if !rest.is_empty() && !(rest.len() < 8 && cookie.is_some()) {
+    let leftover_ok = rest.is_empty() || (rest.len() < 8 && cookie.is_some());
+    if !leftover_ok {
         return None;
     }
     if cookie.is_none() && requested.is_none() && !var.is_empty() {

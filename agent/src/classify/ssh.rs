@@ -124,7 +124,8 @@ pub fn detect(cx: &Cx<'_>) -> Verdict {
         .and_then(|(_, off)| cx.s2c.bytes().get(*off..))
         .and_then(kexinit_lists);
     let complete = client.is_some() && server.is_some() && ckex.is_some() && skex.is_some();
-    if !complete && !cx.last && !(cx.c2s.is_done() && cx.s2c.is_done()) {
+    let no_more = cx.last || (cx.c2s.is_done() && cx.s2c.is_done());
+    if !complete && !no_more {
         return Verdict::Wait;
     }
     let meta = SshMeta {
