@@ -1,8 +1,427 @@
-//! nomachine detection (not written yet).
+//! NoMachine NX (version 4 and later), TCP and UDP 4000 by default.
+//!
+//! NoMachine publishes no wire specification. The facts used here are nDPI's
+//! (`src/lib/protocols/nomachine.c`, 2023): a NoMachine TCP connection opens with a short
+//! handshake line holding only `NXSH-` (the client's request) or `NXD-` (the server's
+//! answer) and a version number, 11 to 14 bytes in one packet, after which the peers
+//! start TLS; its UDP multimedia datagrams carry a little-endian 1 at offset 2, their own
+//! length (little-endian) at offset 4 and two zero bytes at offset 8. No capture was
+//! available, so the test fixtures are built from that description.
+//!
+//! Promise on TCP: `Yes` only when a direction opens with `NXSH-` or `NXD-`, a dotted
+//! numeric version (two to four parts of one to four digits), and the end of the line
+//! (LF or CR LF) or the start of a TLS record; and the other direction either answers with
+//! the other prefix or, at the end of the flow, has sent nothing. Both prefixes are
+//! accepted in either direction, since nothing public says which side speaks first.
+//!
+//! Promise on UDP: the datagram layout is too weak to stand alone (any protocol with a
+//! little-endian version 1 and length header fits it), so it is used only on the standard
+//! port 4000 as tie-breaker, and then every opening datagram must fit and two must have
+//! been seen (one, once the flow is over).
 
-use super::{Cx, Verdict};
+use super::{util, Classification, Cx, Service, Verdict};
 
-/// Detects nomachine.
-pub fn detect(_cx: &Cx<'_>) -> Verdict {
-    Verdict::No
+/// The client's handshake prefix (nDPI `nomachine.c`).
+pub const CLIENT_PREFIX: &[u8] = b"NXSH-";
+/// The server's handshake prefix (nDPI `nomachine.c`).
+pub const SERVER_PREFIX: &[u8] = b"NXD-";
+/// Longest version string accepted ("9999.9999.9999.9999").
+pub const MAX_VERSION: usize = 19;
+/// Version parts accepted at most.
+const MAX_VERSION_PARTS: usize = 4;
+/// Digits per version part accepted at most.
+const MAX_PART_DIGITS: usize = 4;
+/// First byte of a TLS handshake record (RFC 8446 section 5.1), which may follow the line.
+const TLS_HANDSHAKE: u8 = 0x16;
+/// Standard port.
+pub const PORT: u16 = 4000;
+
+/// Shortest UDP datagram nDPI accepts (probably a keep-alive).
+pub const UDP_MIN_LEN: usize = 10;
+/// Offset of the little-endian constant 1 in a UDP datagram.
+const UDP_ONE_OFFSET: usize = 2;
+/// Offset of the little-endian datagram length.
+const UDP_LEN_OFFSET: usize = 4;
+/// Offset of the two zero bytes.
+const UDP_ZERO_OFFSET: usize = 8;
+/// UDP datagrams needed before the flow is over.
+const UDP_MIN_DATAGRAMS: usize = 2;
+
+/// Which handshake line.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Side {
+    /// `NXSH-`.
+    Client,
+    /// `NXD-`.
+    Server,
+}
+
+/// A handshake line.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Hello<'a> {
+    /// Which prefix.
+    pub side: Side,
+    /// The version text, e.g. "8.11.3".
+    pub version: &'a [u8],
+}
+
+/// Why a handshake line could not be read.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Error {
+    /// The bytes so far fit, but the line is not complete.
+    Incomplete,
+    /// Not a NoMachine handshake line.
+    Invalid,
+}
+
+fn version_ok(v: &[u8]) -> bool {
+    let parts = v.split(|&c| c == b'.');
+    let mut n = 0usize;
+    for p in parts {
+        n += 1;
+        if p.is_empty() || p.len() > MAX_PART_DIGITS || n > MAX_VERSION_PARTS {
+            return false;
+        }
+    }
+    n >= 2
+}
+
+/// Parses a handshake line at the start of `b`; returns it and the bytes after it (the
+/// TLS record, if one follows without a line end).
+pub fn parse_hello(b: &[u8]) -> Result<(Hello<'_>, &[u8]), Error> {
+    let mut candidate = None;
+    for (side, prefix) in [(Side::Client, CLIENT_PREFIX), (Side::Server, SERVER_PREFIX)] {
+        if b.starts_with(prefix) {
+            candidate = Some((side, prefix.len()));
+        } else if prefix.starts_with(b) {
+            return Err(Error::Incomplete);
+        }
+    }
+    let (side, start) = candidate.ok_or(Error::Invalid)?;
+    let tail = b.get(start..).unwrap_or(&[]);
+    let digits = tail
+        .iter()
+        .take(MAX_VERSION + 1)
+        .take_while(|&&c| c.is_ascii_digit() || c == b'.')
+        .count();
+    if digits > MAX_VERSION {
+        return Err(Error::Invalid);
+    }
+    let (version, after) = (
+        tail.get(..digits).unwrap_or(&[]),
+        tail.get(digits..).unwrap_or(&[]),
+    );
+    let rest = match (after.first(), after.get(1)) {
+        (None, _) | (Some(b'\r'), None) => return Err(Error::Incomplete),
+        (Some(b'\n'), _) => after.get(1..).unwrap_or(&[]),
+        (Some(b'\r'), Some(b'\n')) => after.get(2..).unwrap_or(&[]),
+        (Some(&TLS_HANDSHAKE), _) => after,
+        _ => return Err(Error::Invalid),
+    };
+    if !version_ok(version) {
+        return Err(Error::Invalid);
+    }
+    Ok((Hello { side, version }, rest))
+}
+
+/// Whether a UDP datagram has NoMachine's layout (nDPI `nomachine.c`).
+pub fn udp_layout_ok(d: &[u8]) -> bool {
+    let le16 = |off: usize| Some(u16::from_le_bytes([*d.get(off)?, *d.get(off + 1)?]));
+    d.len() >= UDP_MIN_LEN
+        && le16(UDP_ONE_OFFSET) == Some(1)
+        && le16(UDP_LEN_OFFSET).map(usize::from) == Some(d.len())
+        && util::be16(d, UDP_ZERO_OFFSET) == Some(0)
+}
+
+fn classification(rule: &str, field: &str, value: String) -> Classification {
+    let mut c = Classification::new("nx", Some(Service::Nomachine), rule, field, value);
+    c.vendor = Some("NoMachine".to_owned());
+    c.product = Some("NoMachine".to_owned());
+    c
+}
+
+fn line(h: &Hello<'_>) -> String {
+    let prefix = match h.side {
+        Side::Client => CLIENT_PREFIX,
+        Side::Server => SERVER_PREFIX,
+    };
+    format!("{}{}", util::printable(prefix), util::printable(h.version))
+}
+
+fn detect_tcp(cx: &Cx<'_>) -> Verdict {
+    let (cb, sb) = (cx.c2s.bytes(), cx.s2c.bytes());
+    let (c, s) = (parse_hello(cb), parse_hello(sb));
+    let found = match (&c, &s) {
+        (Ok((ch, _)), Ok((sh, _))) if ch.side != sh.side => {
+            Some(format!("c2s {}; s2c {}", line(ch), line(sh)))
+        }
+        (Ok((ch, _)), Err(Error::Incomplete)) if cx.last && sb.is_empty() => {
+            Some(format!("c2s {}", line(ch)))
+        }
+        (Err(Error::Incomplete), Ok((sh, _))) if cx.last && cb.is_empty() => {
+            Some(format!("s2c {}", line(sh)))
+        }
+        _ => None,
+    };
+    if let Some(value) = found {
+        let mut cl = classification("setten.nomachine.handshake", "nx.handshake", value);
+        let version = match (&c, &s) {
+            (_, Ok((h, _))) | (Ok((h, _)), _) => Some(util::printable(h.version)),
+            _ => None,
+        };
+        cl.meta.version = version;
+        return Verdict::Yes(cl);
+    }
+    match (c, s) {
+        (Err(Error::Invalid), _) | (_, Err(Error::Invalid)) => Verdict::No,
+        // Both sides sent the same prefix.
+        (Ok(_), Ok(_)) => Verdict::No,
+        _ if cx.last => Verdict::No,
+        _ => Verdict::Wait,
+    }
+}
+
+fn detect_udp(cx: &Cx<'_>) -> Verdict {
+    if !cx.port_is(PORT) {
+        return Verdict::No;
+    }
+    let mut seen = 0usize;
+    for dir in [cx.c2s, cx.s2c] {
+        for d in cx.datagrams(dir) {
+            if !udp_layout_ok(d) {
+                return Verdict::No;
+            }
+            seen += 1;
+        }
+    }
+    if seen >= UDP_MIN_DATAGRAMS || (cx.last && seen > 0) {
+        let mut cl = classification(
+            "setten.nomachine.udp-layout",
+            "nx.udp_datagrams",
+            format!("{seen} datagrams with version 1 and their own length at offset 4"),
+        );
+        cl.evidence.push(super::Evidence::new(
+            "setten.nomachine.port",
+            "udp.port",
+            PORT.to_string(),
+        ));
+        return Verdict::Yes(cl);
+    }
+    if cx.last {
+        Verdict::No
+    } else {
+        Verdict::Wait
+    }
+}
+
+/// Detects NoMachine NX.
+pub fn detect(cx: &Cx<'_>) -> Verdict {
+    if cx.is_tcp() {
+        detect_tcp(cx)
+    } else if cx.is_udp() {
+        detect_udp(cx)
+    } else {
+        Verdict::No
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::decode::ipproto;
+    use crate::flow::reassembly::Stream;
+    use crate::rules::Rules;
+
+    fn tcp_stream(parts: &[&[u8]]) -> Stream {
+        let mut s = Stream::default();
+        s.syn(0);
+        let mut seq = 1u32;
+        for p in parts {
+            s.add_segment(seq, p);
+            seq = seq.wrapping_add(p.len() as u32);
+        }
+        s
+    }
+
+    fn udp_stream(parts: &[&[u8]]) -> Stream {
+        let mut s = Stream::default();
+        for p in parts {
+            s.add_datagram(p);
+        }
+        s
+    }
+
+    fn run(tcp: bool, c2s: &[&[u8]], s2c: &[&[u8]], server_port: u16, last: bool) -> Verdict {
+        let rules = Rules::defaults().expect("default rules");
+        let (c, s) = if tcp {
+            (tcp_stream(c2s), tcp_stream(s2c))
+        } else {
+            (udp_stream(c2s), udp_stream(s2c))
+        };
+        let cx = Cx {
+            proto: if tcp { ipproto::TCP } else { ipproto::UDP },
+            client_port: 51000,
+            server_port,
+            c2s: &c,
+            s2c: &s,
+            last,
+            rules: &rules,
+        };
+        detect(&cx)
+    }
+
+    // Built from nDPI nomachine.c's description: "NXSH-" / "NXD-" and a version number,
+    // 11 to 14 bytes, then TLS.
+    const CLIENT_LINE: &[u8] = b"NXSH-8.11.3\n";
+    const SERVER_LINE: &[u8] = b"NXD-8.11.3\n";
+    const TLS_START: &[u8] = &[0x16, 0x03, 0x01, 0x00, 0xf4, 0x01];
+
+    #[test]
+    fn handshake_lines() {
+        let v = run(true, &[CLIENT_LINE, TLS_START], &[SERVER_LINE], PORT, false);
+        let Verdict::Yes(c) = v else {
+            panic!("expected Yes, got {v:?}")
+        };
+        assert_eq!(c.service, Some(Service::Nomachine));
+        assert_eq!(c.evidence[0].value, "c2s NXSH-8.11.3; s2c NXD-8.11.3");
+        assert_eq!(c.meta.version.as_deref(), Some("8.11.3"));
+        // CR LF, and TLS right after the version, are line ends too.
+        assert!(matches!(
+            run(
+                true,
+                &[b"NXSH-1.0.0\r\n"],
+                &[b"NXD-1.0.0\x16\x03\x03"],
+                4000,
+                false
+            ),
+            Verdict::Yes(_)
+        ));
+    }
+
+    #[test]
+    fn one_side_only_at_the_end() {
+        assert!(matches!(
+            run(true, &[CLIENT_LINE], &[], PORT, false),
+            Verdict::Wait
+        ));
+        assert!(matches!(
+            run(true, &[CLIENT_LINE], &[], PORT, true),
+            Verdict::Yes(_)
+        ));
+        assert!(matches!(
+            run(true, &[b"NXSH-8.1"], &[], PORT, false),
+            Verdict::Wait
+        ));
+        assert!(matches!(
+            run(true, &[b"NXSH-8.1"], &[], PORT, true),
+            Verdict::No
+        ));
+        // The same prefix from both sides is not a handshake.
+        assert!(matches!(
+            run(true, &[CLIENT_LINE], &[CLIENT_LINE], PORT, false),
+            Verdict::No
+        ));
+    }
+
+    #[test]
+    fn version_must_be_dotted_digits() {
+        assert_eq!(parse_hello(b"NXSH-8\n").err(), Some(Error::Invalid));
+        assert_eq!(parse_hello(b"NXSH-8..1\n").err(), Some(Error::Invalid));
+        assert_eq!(parse_hello(b"NXSH-1.2.3.4.5\n").err(), Some(Error::Invalid));
+        assert_eq!(parse_hello(b"NXSH-12345.1\n").err(), Some(Error::Invalid));
+        assert_eq!(parse_hello(b"NXSH-8.1 beta\n").err(), Some(Error::Invalid));
+        assert_eq!(parse_hello(b"NXD-").err(), Some(Error::Incomplete));
+        assert_eq!(parse_hello(b"NX").err(), Some(Error::Incomplete));
+        let long = [b"NXSH-".as_slice(), &[b'1'; 40]].concat();
+        assert_eq!(parse_hello(&long).err(), Some(Error::Invalid));
+    }
+
+    // UDP layout from nDPI nomachine.c: LE 1 at offset 2, LE length at 4, zeros at 8.
+    fn datagram(len: usize) -> Vec<u8> {
+        let mut d = vec![0u8; len];
+        d[2] = 1;
+        d[4..6].copy_from_slice(&(len as u16).to_le_bytes());
+        d[6] = 0x5a;
+        if let Some(x) = d.get_mut(10) {
+            *x = 0x77;
+        }
+        d
+    }
+
+    #[test]
+    fn udp_on_the_standard_port() {
+        let (a, b) = (datagram(10), datagram(120));
+        assert!(matches!(
+            run(false, &[&a], &[&b], PORT, false),
+            Verdict::Yes(_)
+        ));
+        assert!(matches!(run(false, &[&a], &[], PORT, false), Verdict::Wait));
+        assert!(matches!(
+            run(false, &[&a], &[], PORT, true),
+            Verdict::Yes(_)
+        ));
+        // Off the port the layout is not trusted.
+        assert!(matches!(run(false, &[&a], &[&b], 4001, false), Verdict::No));
+        // One datagram that does not fit decides.
+        let mut bad = datagram(40);
+        bad[4] = 41;
+        assert!(matches!(
+            run(false, &[&a], &[&bad], PORT, false),
+            Verdict::No
+        ));
+    }
+
+    #[test]
+    fn other_protocols_are_not_nomachine() {
+        assert!(matches!(
+            run(true, &[b"GET / HTTP/1.1\r\n"], &[], PORT, false),
+            Verdict::No
+        ));
+        assert!(matches!(
+            run(true, &[TLS_START], &[], PORT, false),
+            Verdict::No
+        ));
+        assert!(matches!(
+            run(true, &[b"SSH-2.0-x\r\n"], &[b"SSH-2.0-y\r\n"], PORT, false),
+            Verdict::No
+        ));
+        // NX 3 ran inside SSH and greeted with "NX> 105 Hello" lines: not this protocol.
+        assert!(matches!(
+            run(
+                true,
+                &[],
+                &[b"NX> 105 hello NXCLIENT - Version 3.5.0\n"],
+                PORT,
+                false
+            ),
+            Verdict::No
+        ));
+        // DNS on UDP 4000.
+        let dns: &[u8] = &[0x12, 0x34, 0x01, 0x00, 0x00, 0x01, 0, 0, 0, 0, 0, 0, 0];
+        assert!(matches!(run(false, &[dns], &[], PORT, false), Verdict::No));
+    }
+
+    /// Every truncation and single-byte corruption of the fixtures is handled without a
+    /// panic.
+    #[test]
+    fn mutations_never_panic() {
+        let whole = [CLIENT_LINE, TLS_START].concat();
+        for cut in 0..=whole.len() {
+            for last in [false, true] {
+                let _ = run(
+                    true,
+                    &[&whole[..cut]],
+                    &[&SERVER_LINE[..cut.min(11)]],
+                    PORT,
+                    last,
+                );
+                let _ = run(false, &[&whole[..cut]], &[], PORT, last);
+            }
+        }
+        for i in 0..CLIENT_LINE.len() {
+            let mut bad = CLIENT_LINE.to_vec();
+            bad[i] ^= 0x40;
+            let _ = run(true, &[&bad], &[SERVER_LINE], PORT, true);
+        }
+    }
 }
