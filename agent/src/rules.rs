@@ -444,15 +444,19 @@ impl Rules {
     }
 
     /// Signatures matching a field value.
-    pub fn matching<'a>(
-        &'a self,
-        field: Field,
-        value: &str,
-    ) -> impl Iterator<Item = &'a Signature> + 'a {
-        let lower = value.to_ascii_lowercase();
-        self.signatures
+    pub fn matching(&self, field: Field, value: &str) -> Vec<&Signature> {
+        let mut candidates = self
+            .signatures
             .iter()
-            .filter(move |s| s.field == field && s.patterns.iter().any(|p| p.matches(&lower)))
+            .filter(|s| s.field == field)
+            .peekable();
+        if candidates.peek().is_none() {
+            return Vec::new();
+        }
+        let lower = value.to_ascii_lowercase();
+        candidates
+            .filter(|s| s.patterns.iter().any(|p| p.matches(&lower)))
+            .collect()
     }
 
     /// The IKE vendor ID a payload starts with.

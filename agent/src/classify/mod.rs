@@ -186,7 +186,7 @@ impl Evidence {
         value: impl AsRef<str>,
     ) -> Evidence {
         let v = value.as_ref();
-        let value = match v.char_indices().nth(200) {
+        let value = match (v.len() > 200).then(|| v.char_indices().nth(200)).flatten() {
             Some((i, _)) => format!("{}…", &v[..i]),
             None => v.to_owned(),
         };

@@ -499,11 +499,13 @@ pub fn detect(cx: &Cx<'_>) -> Verdict {
     if t != hs::CLIENT_HELLO {
         return Verdict::No;
     }
-    let hello = if complete {
-        match parse_client_hello(body) {
-            Some(h) => h,
-            None => return Verdict::No,
+    // The full ClientHello parse waits until the flow is decided (below); while the
+    // server side is still coming, checking the message header is enough.
+    let hello_body = if complete {
+        if body.len() < 38 || body.first() != Some(&3) {
+            return Verdict::No;
         }
+        body
     } else if cx.last || cx.c2s.is_done() {
         // The hello never completed; the record and handshake headers agree, so this is
         // TLS, with no more to say.
@@ -516,7 +518,9 @@ pub fn detect(cx: &Cx<'_>) -> Verdict {
     let server = records(cx.s2c.bytes());
     let mut negotiated = None;
     let mut alpn_selected = None;
-    let mut cert = None;
+    // The certificate is parsed once, when the flow is decided (x509 parsing is the most
+    // expensive step here and `detect` runs again on every new segment).
+    let mut cert_body: Option<&[u8]> = None;
     let mut server_done = server.not_tls;
     for (t, body, complete) in messages(&server.handshake) {
         match t {
@@ -530,8 +534,8 @@ pub fn detect(cx: &Cx<'_>) -> Verdict {
                 }
             }
             hs::CERTIFICATE => {
-                cert = leaf_certificate(body);
-                if cert.is_some() || complete {
+                cert_body = Some(body);
+                if complete || leaf_present(body) {
                     server_done = true;
                 }
             }
@@ -549,7 +553,25 @@ pub fn detect(cx: &Cx<'_>) -> Verdict {
     if !server_done && !cx.last && !cx.s2c.is_done() {
         return Verdict::Wait;
     }
+    let Some(hello) = parse_client_hello(hello_body) else {
+        return Verdict::No;
+    };
+    let cert = cert_body.and_then(leaf_certificate);
     Verdict::Yes(finish(cx, Some(hello), negotiated, alpn_selected, cert))
+}
+
+/// Whether a (possibly truncated) Certificate message already holds the whole leaf.
+fn leaf_present(body: &[u8]) -> bool {
+    let Some(list) = body.get(3..) else {
+        return false;
+    };
+    match (list.first(), list.get(1), list.get(2)) {
+        (Some(&a), Some(&b), Some(&c)) => {
+            let len = (usize::from(a) << 16) | (usize::from(b) << 8) | usize::from(c);
+            list.len() >= 3 + len
+        }
+        _ => false,
+    }
 }
 
 fn finish(
