@@ -271,3 +271,28 @@ fn concatenated_captures_share_one_flow_table() {
         .unwrap();
     assert_eq!(rdp[0]["packets"]["c2s"].as_u64().unwrap(), 2 * p1);
 }
+
+#[test]
+fn bundled_sample_shows_the_four_connection_points() {
+    let sample = Path::new(env!("CARGO_MANIFEST_DIR")).join("../tests/fixtures/sample.pcapng");
+    let out = analyze(&["--format", "jsonl"], &[&sample]);
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let flows = jsonl(&out);
+    let by_service = |s: &str| -> Vec<&serde_json::Value> {
+        flows.iter().filter(|f| f["service"] == s).collect()
+    };
+    let rdp = by_service("rdp");
+    assert_eq!(rdp.len(), 1);
+    assert_eq!(rdp[0]["direction"], "inbound");
+    assert_eq!(rdp[0]["weak"], "rdp standard security");
+    assert_eq!(rdp[0]["rdp"]["cookie"], "vendor");
+    let vpn = by_service("ssl-vpn");
+    assert_eq!(vpn.len(), 1);
+    assert_eq!(vpn[0]["vendor"], "Fortinet");
+    assert_eq!(vpn[0]["direction"], "outbound");
+    assert_eq!(by_service("ssh").len(), 1);
+    assert_eq!(by_service("vnc").len(), 1);
+    let remote = flows.iter().filter(|f| !f["service"].is_null()).count();
+    assert_eq!(remote, 4, "nothing else is remote access");
+    assert!(flows.iter().any(|f| f["protocol"] == "dns"));
+}
