@@ -1,8 +1,358 @@
-//! l2tp detection (not written yet).
+//! L2TP over UDP: L2TPv2 (RFC 2661) and L2TPv3 (RFC 3931).
+//!
+//! Promise: `Yes` for a control message whose header is self-consistent — T, L and S set,
+//! O and P clear, version 2 or 3, a length field equal to the datagram's length — and
+//! whose first AVP is the Message Type AVP (mandatory bit set, not hidden, length 8,
+//! vendor 0, attribute 0) with a defined message type (RFC 2661 section 4.4.1; RFC 3931
+//! section 5.4.1). Zero-length-body acknowledgements only count alongside such a message.
+//! L2TPv2 data messages (T clear, PPP inside) are structurally weak: they count only on
+//! UDP 1701 and when both directions keep one tunnel/session pair.
+//! L2TP inside IPsec (the usual Windows/macOS setup) is ESP and is the IPsec detector's.
 
-use super::{Cx, Verdict};
+use super::{util, Classification, Cx, Service, Verdict};
 
-/// Detects l2tp.
-pub fn detect(_cx: &Cx<'_>) -> Verdict {
-    Verdict::No
+/// Header flag bits of the first byte (RFC 2661 section 3.1, RFC 3931 section 4.1.2.1).
+const FLAG_T: u8 = 0x80;
+/// Length field present.
+const FLAG_L: u8 = 0x40;
+/// Ns/Nr present.
+const FLAG_S: u8 = 0x08;
+/// Offset size present (L2TPv2 data only).
+const FLAG_O: u8 = 0x02;
+/// Priority (L2TPv2 data only).
+const FLAG_P: u8 = 0x01;
+/// Version nibble of the second byte.
+const VERSION_MASK: u8 = 0x0f;
+/// L2TPv2 (RFC 2661).
+const VERSION_2: u8 = 2;
+/// L2TPv3 (RFC 3931).
+const VERSION_3: u8 = 3;
+/// Control header: flags/version, length, tunnel+session (v2) or control connection id
+/// (v3), Ns, Nr — 12 bytes for both versions.
+const CONTROL_HEADER_LEN: usize = 12;
+/// AVP header: M/H/length, vendor id, attribute type (RFC 2661 section 4.1).
+const AVP_HEADER_LEN: usize = 6;
+/// Mandatory bit of an AVP.
+const AVP_MANDATORY: u16 = 0x8000;
+/// Hidden bit of an AVP.
+const AVP_HIDDEN: u16 = 0x4000;
+/// AVP length: the low 10 bits.
+const AVP_LENGTH_MASK: u16 = 0x03ff;
+/// Message Type AVP: attribute 0, 2-byte value, so length 8 (RFC 2661 section 4.4.1).
+const MESSAGE_TYPE_AVP_LEN: u16 = 8;
+/// L2TP's port (tie-breaker for data messages only).
+const PORT_L2TP: u16 = 1701;
+/// Data messages needed per direction for the port-assisted rule.
+const MIN_DATA_PER_DIRECTION: usize = 2;
+
+/// Message type name, or `None` when it is not defined for the version.
+/// L2TPv2: RFC 2661 section 3.2 (5 and 13 are reserved). L2TPv3 adds ACK (20,
+/// RFC 3931 section 3.3).
+fn message_name(version: u8, t: u16) -> Option<&'static str> {
+    let name = match t {
+        1 => "SCCRQ",
+        2 => "SCCRP",
+        3 => "SCCCN",
+        4 => "StopCCN",
+        6 => "HELLO",
+        7 => "OCRQ",
+        8 => "OCRP",
+        9 => "OCCN",
+        10 => "ICRQ",
+        11 => "ICRP",
+        12 => "ICCN",
+        14 => "CDN",
+        15 => "WEN",
+        16 => "SLI",
+        20 if version == VERSION_3 => "ACK",
+        _ => return None,
+    };
+    Some(name)
+}
+
+/// One classified datagram.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Message {
+    /// Control message with its Message Type AVP.
+    Control { version: u8, message_type: u16 },
+    /// Zero-length-body control acknowledgement.
+    Zlb { version: u8 },
+    /// L2TPv2 data message with its tunnel and session ids.
+    Data { tunnel: u16, session: u16 },
+}
+
+/// Parses one datagram. `cut` says the flow table may have truncated it.
+fn parse(d: &[u8], cut: bool) -> Option<Message> {
+    let flags = *d.first()?;
+    let version = *d.get(1)? & VERSION_MASK;
+    if version != VERSION_2 && version != VERSION_3 {
+        return None;
+    }
+    if flags & FLAG_T == 0 {
+        return parse_data_v2(d, flags, version);
+    }
+    // Control: L and S must be 1, O and P 0 (RFC 2661 section 3.1; RFC 3931 4.1.2.1).
+    if flags & (FLAG_L | FLAG_S) != FLAG_L | FLAG_S || flags & (FLAG_O | FLAG_P) != 0 {
+        return None;
+    }
+    let len = usize::from(util::be16(d, 2)?);
+    if len < CONTROL_HEADER_LEN || !(len == d.len() || (cut && len > d.len())) {
+        return None;
+    }
+    if len == CONTROL_HEADER_LEN {
+        return Some(Message::Zlb { version });
+    }
+    let off = CONTROL_HEADER_LEN;
+    let avp_flags = util::be16(d, off)?;
+    let vendor = util::be16(d, off + 2)?;
+    let attr = util::be16(d, off + 4)?;
+    if avp_flags & AVP_MANDATORY == 0
+        || avp_flags & AVP_HIDDEN != 0
+        || avp_flags & AVP_LENGTH_MASK != MESSAGE_TYPE_AVP_LEN
+        || vendor != 0
+        || attr != 0
+    {
+        return None;
+    }
+    let message_type = util::be16(d, off + AVP_HEADER_LEN)?;
+    message_name(version, message_type)?;
+    Some(Message::Control {
+        version,
+        message_type,
+    })
+}
+
+/// L2TPv2 data header (RFC 2661 section 3.1): optional length, tunnel, session,
+/// optional Ns/Nr and offset.
+fn parse_data_v2(d: &[u8], flags: u8, version: u8) -> Option<Message> {
+    if version != VERSION_2 {
+        return None;
+    }
+    // Bits other than T, L, S, O, P are reserved and zero; so is the rest of byte 1.
+    if flags & !(FLAG_T | FLAG_L | FLAG_S | FLAG_O | FLAG_P) != 0 || d.get(1)? & 0xf0 != 0 {
+        return None;
+    }
+    let mut off = 2;
+    if flags & FLAG_L != 0 {
+        if usize::from(util::be16(d, off)?) != d.len() {
+            return None;
+        }
+        off += 2;
+    }
+    let tunnel = util::be16(d, off)?;
+    let session = util::be16(d, off + 2)?;
+    off += 4;
+    if flags & FLAG_S != 0 {
+        off += 4;
+    }
+    if flags & FLAG_O != 0 {
+        off = off.checked_add(2 + usize::from(util::be16(d, off)?))?;
+    }
+    // Some PPP frame must follow.
+    (d.len() > off).then_some(Message::Data { tunnel, session })
+}
+
+/// Detects L2TP.
+pub fn detect(cx: &Cx<'_>) -> Verdict {
+    if !cx.is_udp() {
+        return Verdict::No;
+    }
+    const CUT: usize = crate::flow::reassembly::MAX_DATAGRAM;
+    let side =
+        |s| -> Option<Vec<Message>> { cx.datagrams(s).map(|d| parse(d, d.len() >= CUT)).collect() };
+    let (Some(a), Some(b)) = (side(cx.c2s), side(cx.s2c)) else {
+        return Verdict::No;
+    };
+    if a.is_empty() && b.is_empty() {
+        return if cx.last { Verdict::No } else { Verdict::Wait };
+    }
+    if let Some((version, t)) = a.iter().chain(&b).find_map(|m| match *m {
+        Message::Control {
+            version,
+            message_type,
+        } => Some((version, message_type)),
+        _ => None,
+    }) {
+        let name = message_name(version, t).unwrap_or("?");
+        let mut c = Classification::new(
+            "l2tp",
+            Some(Service::L2tp),
+            "setten.l2tp.control",
+            "l2tp.message_type",
+            format!("L2TPv{version} {name} ({t}), length matches the datagram"),
+        );
+        c.meta.version = Some(format!("L2TPv{version}"));
+        return Verdict::Yes(c);
+    }
+    // Data only (or ZLBs): the port must agree and each direction keep one session.
+    let run = |msgs: &[Message]| -> Option<(usize, Option<(u16, u16)>)> {
+        let mut ids = None;
+        let mut n = 0;
+        for m in msgs {
+            if let Message::Data { tunnel, session } = *m {
+                if ids.is_some_and(|x| x != (tunnel, session)) {
+                    return None;
+                }
+                ids = Some((tunnel, session));
+                n += 1;
+            }
+        }
+        Some((n, ids))
+    };
+    let (Some((na, _)), Some((nb, _))) = (run(&a), run(&b)) else {
+        return Verdict::No;
+    };
+    if cx.port_is(PORT_L2TP) && na >= MIN_DATA_PER_DIRECTION && nb >= MIN_DATA_PER_DIRECTION {
+        let mut c = Classification::new(
+            "l2tp",
+            Some(Service::L2tp),
+            "setten.l2tp.data-port",
+            "l2tp.session",
+            "L2TPv2 data messages both ways on one tunnel/session, UDP 1701",
+        );
+        c.meta.version = Some("L2TPv2".into());
+        return Verdict::Yes(c);
+    }
+    if cx.last {
+        Verdict::No
+    } else {
+        Verdict::Wait
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::flow::reassembly::Stream;
+    use crate::rules::Rules;
+
+    fn run(c2s: &[Vec<u8>], s2c: &[Vec<u8>], ports: (u16, u16), last: bool) -> Verdict {
+        let rules = Rules::defaults().unwrap();
+        let mut a = Stream::default();
+        let mut b = Stream::default();
+        c2s.iter().for_each(|d| {
+            a.add_datagram(d);
+        });
+        s2c.iter().for_each(|d| {
+            b.add_datagram(d);
+        });
+        let cx = Cx {
+            proto: crate::decode::ipproto::UDP,
+            client_port: ports.0,
+            server_port: ports.1,
+            c2s: &a,
+            s2c: &b,
+            last,
+            rules: &rules,
+        };
+        detect(&cx)
+    }
+
+    /// SCCRQ as RFC 2661 sections 3.1, 4.1, 4.4.1 and 6.1 lay it out: flags 0xc802,
+    /// length, tunnel 0, session 0, Ns 0, Nr 0; Message Type AVP (0x8008, vendor 0,
+    /// type 0, value 1); Protocol Version AVP (0x8008, 0, 2, 0x0100).
+    fn sccrq_v2() -> Vec<u8> {
+        let mut m = vec![0xc8, 0x02, 0x00, 0x00, 0, 0, 0, 0, 0, 0, 0, 0];
+        m.extend([0x80, 0x08, 0, 0, 0, 0, 0, 1]);
+        m.extend([0x80, 0x08, 0, 0, 0, 2, 1, 0]);
+        let len = u16::try_from(m.len()).unwrap().to_be_bytes();
+        m[2..4].copy_from_slice(&len);
+        m
+    }
+
+    /// SCCRQ over UDP per RFC 3931 section 4.1.2.1: version 3 and a 32-bit control
+    /// connection id of 0 in place of tunnel/session.
+    fn sccrq_v3() -> Vec<u8> {
+        let mut m = sccrq_v2();
+        m[1] = 0x03;
+        m
+    }
+
+    #[test]
+    fn sccrq_v2_and_v3_are_yes() {
+        for (m, v) in [(sccrq_v2(), "L2TPv2"), (sccrq_v3(), "L2TPv3")] {
+            match run(&[m], &[], (1701, 1701), false) {
+                Verdict::Yes(c) => {
+                    assert_eq!(c.service, Some(Service::L2tp));
+                    assert_eq!(c.meta.version.as_deref(), Some(v));
+                    assert!(c.evidence[0].value.contains("SCCRQ"));
+                }
+                x => panic!("{x:?}"),
+            }
+        }
+    }
+
+    #[test]
+    fn broken_headers_are_no() {
+        let mut len = sccrq_v2();
+        len.push(0);
+        assert!(matches!(run(&[len], &[], (1701, 1701), false), Verdict::No));
+        let mut hidden = sccrq_v2();
+        hidden[12] |= 0x40;
+        assert!(matches!(
+            run(&[hidden], &[], (1701, 1701), false),
+            Verdict::No
+        ));
+        let mut reserved_type = sccrq_v2();
+        reserved_type[19] = 5;
+        assert!(matches!(
+            run(&[reserved_type], &[], (1701, 1701), false),
+            Verdict::No
+        ));
+        let mut no_seq = sccrq_v2();
+        no_seq[0] = 0xc0;
+        assert!(matches!(
+            run(&[no_seq], &[], (1701, 1701), false),
+            Verdict::No
+        ));
+    }
+
+    #[test]
+    fn zlb_alone_waits() {
+        let zlb = vec![0xc8, 0x02, 0x00, 0x0c, 0, 1, 0, 0, 0, 1, 0, 1];
+        assert!(matches!(
+            run(std::slice::from_ref(&zlb), &[], (1701, 1701), false),
+            Verdict::Wait
+        ));
+        assert!(matches!(run(&[zlb], &[], (1701, 1701), true), Verdict::No));
+    }
+
+    #[test]
+    fn data_messages_need_port_and_constant_session() {
+        // L2TPv2 data, no optional fields: 0x0002, tunnel 5, session 9, PPP ff03 c021 ...
+        let d = |t: u16| {
+            let mut m = vec![0x00, 0x02];
+            m.extend(t.to_be_bytes());
+            m.extend(9u16.to_be_bytes());
+            m.extend([0xff, 0x03, 0xc0, 0x21, 1, 1, 0, 4]);
+            m
+        };
+        let c = vec![d(5), d(5)];
+        let s = vec![d(7), d(7)];
+        assert!(matches!(run(&c, &s, (1701, 1701), false), Verdict::Yes(_)));
+        assert!(matches!(run(&c, &s, (1702, 40000), true), Verdict::No));
+        assert!(matches!(
+            run(&[d(5), d(6)], &s, (1701, 1701), false),
+            Verdict::No
+        ));
+    }
+
+    #[test]
+    fn other_protocols_are_no() {
+        // NTP client request (RFC 5905 section 7.3): first byte 0x23.
+        let mut ntp = vec![0x23, 0x02, 0x06, 0xe8];
+        ntp.resize(48, 0);
+        assert!(matches!(run(&[ntp], &[], (123, 123), false), Verdict::No));
+        let mut x = 7u32;
+        for len in 0..64 {
+            let r: Vec<u8> = (0..len)
+                .map(|_| {
+                    x = x.wrapping_mul(1_103_515_245).wrapping_add(12345);
+                    (x >> 16) as u8
+                })
+                .collect();
+            let _ = parse(&r, false);
+            assert!(!matches!(run(&[r], &[], (1, 2), true), Verdict::Yes(_)));
+        }
+    }
 }

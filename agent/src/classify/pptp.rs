@@ -1,8 +1,264 @@
-//! pptp detection (not written yet).
+//! PPTP control connection (RFC 2637 section 2), a legacy VPN: classified `weak`.
+//!
+//! Promise: `Yes` when a direction opens with a complete PPTP control message — length,
+//! PPTP message type 1 (control), the magic cookie 0x1A2B3C4D and a defined control
+//! message type — that is the Start-Control-Connection-Request from the client or the
+//! Start-Control-Connection-Reply from the server, each with its fixed length of 156
+//! bytes. The cookie and the two length checks make a chance match negligible. The host
+//! name and vendor strings of the request/reply are reported as evidence.
 
-use super::{Cx, Verdict};
+use super::{util, Classification, Cx, Evidence, Service, Verdict};
 
-/// Detects pptp.
-pub fn detect(_cx: &Cx<'_>) -> Verdict {
-    Verdict::No
+/// PPTP message type "control message" (RFC 2637 section 2).
+const PPTP_MESSAGE_CONTROL: u16 = 1;
+/// Magic cookie (RFC 2637 section 2).
+const MAGIC_COOKIE: u32 = 0x1A2B_3C4D;
+/// Start-Control-Connection-Request (RFC 2637 section 2.1).
+const CTRL_SCCRQ: u16 = 1;
+/// Start-Control-Connection-Reply (RFC 2637 section 2.2).
+const CTRL_SCCRP: u16 = 2;
+/// Highest control message type defined (Set-Link-Info, RFC 2637 section 2).
+const CTRL_MAX: u16 = 15;
+/// Length of SCCRQ and SCCRP (RFC 2637 sections 2.1 and 2.2).
+const SCC_LEN: usize = 156;
+/// Common header: length, message type, cookie, control type, reserved.
+const HEADER_LEN: usize = 12;
+/// Offset of the protocol version in SCCRQ/SCCRP.
+const OFF_VERSION: usize = 12;
+/// Offset and size of the 64-byte host name in SCCRQ/SCCRP.
+const OFF_HOST_NAME: usize = 28;
+/// Offset of the 64-byte vendor string.
+const OFF_VENDOR: usize = 92;
+/// Size of the host name and vendor fields.
+const NAME_FIELD_LEN: usize = 64;
+/// Protocol version 1.0 (RFC 2637 section 2.1).
+const PROTOCOL_VERSION_1_0: u16 = 0x0100;
+
+/// A parsed Start-Control-Connection message.
+#[derive(Debug, Clone, PartialEq, Eq)]
+struct Scc {
+    control_type: u16,
+    version: u16,
+    host_name: String,
+    vendor: String,
+}
+
+/// Reads a NUL-padded text field as printable ASCII.
+fn text_field(b: &[u8], off: usize) -> String {
+    let f = b.get(off..off + NAME_FIELD_LEN).unwrap_or(&[]);
+    let end = f.iter().position(|&c| c == 0).unwrap_or(f.len());
+    util::printable(f.get(..end).unwrap_or(&[]))
+        .trim()
+        .to_owned()
+}
+
+/// Checks the common header of the first control message of a direction. `Err(())`
+/// means the bytes are not PPTP; `Ok(None)` that more bytes are needed.
+fn parse_first(b: &[u8]) -> Result<Option<Scc>, ()> {
+    let need = |v: Option<u16>| v.ok_or(());
+    if b.len() < HEADER_LEN {
+        // Check what is there already.
+        if let Some(len) = util::be16(b, 0) {
+            if usize::from(len) != SCC_LEN {
+                return Err(());
+            }
+        }
+        if let Some(t) = util::be16(b, 2) {
+            if t != PPTP_MESSAGE_CONTROL {
+                return Err(());
+            }
+        }
+        return Ok(None);
+    }
+    let len = usize::from(need(util::be16(b, 0))?);
+    let msg_type = need(util::be16(b, 2))?;
+    let cookie = util::be32(b, 4).ok_or(())?;
+    let ctrl = need(util::be16(b, 8))?;
+    if msg_type != PPTP_MESSAGE_CONTROL || cookie != MAGIC_COOKIE || ctrl == 0 || ctrl > CTRL_MAX {
+        return Err(());
+    }
+    if !(ctrl == CTRL_SCCRQ || ctrl == CTRL_SCCRP) || len != SCC_LEN {
+        return Err(());
+    }
+    if b.len() < SCC_LEN {
+        return Ok(None);
+    }
+    Ok(Some(Scc {
+        control_type: ctrl,
+        version: need(util::be16(b, OFF_VERSION))?,
+        host_name: text_field(b, OFF_HOST_NAME),
+        vendor: text_field(b, OFF_VENDOR),
+    }))
+}
+
+/// Detects PPTP.
+pub fn detect(cx: &Cx<'_>) -> Verdict {
+    if !cx.is_tcp() {
+        return Verdict::No;
+    }
+    let (c, s) = (cx.c2s.bytes(), cx.s2c.bytes());
+    if c.is_empty() && s.is_empty() {
+        return if cx.last { Verdict::No } else { Verdict::Wait };
+    }
+    let pc = if c.is_empty() {
+        Ok(None)
+    } else {
+        parse_first(c)
+    };
+    let ps = if s.is_empty() {
+        Ok(None)
+    } else {
+        parse_first(s)
+    };
+    let (Ok(pc), Ok(ps)) = (pc, ps) else {
+        return Verdict::No;
+    };
+    // The request comes from the client, the reply from the server.
+    if pc.as_ref().is_some_and(|m| m.control_type != CTRL_SCCRQ)
+        || ps.as_ref().is_some_and(|m| m.control_type != CTRL_SCCRP)
+    {
+        return Verdict::No;
+    }
+    let Some(first) = pc.as_ref().or(ps.as_ref()) else {
+        return if cx.last { Verdict::No } else { Verdict::Wait };
+    };
+    let (rule, what) = if pc.is_some() {
+        ("setten.pptp.sccrq", "Start-Control-Connection-Request")
+    } else {
+        ("setten.pptp.sccrp", "Start-Control-Connection-Reply")
+    };
+    let mut cl = Classification::new(
+        "pptp",
+        Some(Service::Pptp),
+        rule,
+        "pptp.magic_cookie",
+        format!(
+            "0x1a2b3c4d, {what}, protocol version {}.{}",
+            first.version >> 8,
+            first.version & 0xff
+        ),
+    );
+    cl.weak = Some("pptp".into());
+    if first.version == PROTOCOL_VERSION_1_0 {
+        cl.meta.version = Some("1.0".into());
+    }
+    for (side, m) in [("client", &pc), ("server", &ps)] {
+        if let Some(m) = m {
+            if !m.host_name.is_empty() {
+                cl.evidence.push(Evidence::new(
+                    "setten.pptp.host-name",
+                    format!("pptp.{side}.host_name"),
+                    &m.host_name,
+                ));
+            }
+            if !m.vendor.is_empty() {
+                cl.evidence.push(Evidence::new(
+                    "setten.pptp.vendor",
+                    format!("pptp.{side}.vendor"),
+                    &m.vendor,
+                ));
+            }
+        }
+    }
+    Verdict::Yes(cl)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::flow::reassembly::Stream;
+    use crate::rules::Rules;
+
+    fn run(c2s: &[u8], s2c: &[u8], last: bool) -> Verdict {
+        let rules = Rules::defaults().unwrap();
+        let mut a = Stream::default();
+        let mut b = Stream::default();
+        a.syn(1);
+        b.syn(7);
+        a.add_segment(2, c2s);
+        b.add_segment(8, s2c);
+        let cx = Cx {
+            proto: crate::decode::ipproto::TCP,
+            client_port: 41366,
+            server_port: 1723,
+            c2s: &a,
+            s2c: &b,
+            last,
+            rules: &rules,
+        };
+        detect(&cx)
+    }
+
+    /// Corpus ndpi-pptp.pcap frame 4 (192.168.43.22:41366 -> 191.101.61.1:1723): SCCRQ,
+    /// version 1.0, framing and bearer capabilities 3, max channels 0xffff, firmware 1,
+    /// host name "local", empty vendor.
+    fn sccrq() -> Vec<u8> {
+        let mut m = vec![
+            0x00, 0x9c, 0x00, 0x01, 0x1a, 0x2b, 0x3c, 0x4d, 0x00, 0x01, 0x00, 0x00, 0x01, 0x00,
+            0x00, 0x00, 0x00, 0x00, 0x00, 0x03, 0x00, 0x00, 0x00, 0x03, 0xff, 0xff, 0x00, 0x01,
+        ];
+        m.extend(b"local");
+        m.resize(SCC_LEN, 0);
+        m
+    }
+
+    /// Corpus ndpi-pptp.pcap frame 6: SCCRP, result code 1, host name and vendor empty.
+    fn sccrp() -> Vec<u8> {
+        let mut m = vec![
+            0x00, 0x9c, 0x00, 0x01, 0x1a, 0x2b, 0x3c, 0x4d, 0x00, 0x02, 0x00, 0x00, 0x01, 0x00,
+            0x01, 0x00, 0x00, 0x00, 0x00, 0x02, 0x00, 0x00, 0x00, 0x03,
+        ];
+        m.resize(SCC_LEN, 0);
+        m
+    }
+
+    #[test]
+    fn sccrq_from_corpus_is_weak_pptp() {
+        match run(&sccrq(), &sccrp(), false) {
+            Verdict::Yes(c) => {
+                assert_eq!(c.service, Some(Service::Pptp));
+                assert_eq!(c.weak.as_deref(), Some("pptp"));
+                assert_eq!(c.evidence[0].rule, "setten.pptp.sccrq");
+                assert_eq!(c.meta.version.as_deref(), Some("1.0"));
+                assert!(c.evidence.iter().any(|e| e.value == "local"));
+            }
+            v => panic!("{v:?}"),
+        }
+    }
+
+    #[test]
+    fn partial_request_waits_and_reply_alone_decides() {
+        assert!(matches!(run(&sccrq()[..40], &[], false), Verdict::Wait));
+        assert!(matches!(run(&[], &sccrp(), false), Verdict::Yes(_)));
+    }
+
+    #[test]
+    fn wrong_cookie_type_or_role_is_no() {
+        let mut m = sccrq();
+        m[7] ^= 1;
+        assert!(matches!(run(&m, &[], false), Verdict::No));
+        // A reply sent by the client is not how PPTP starts.
+        assert!(matches!(run(&sccrp(), &[], false), Verdict::No));
+        // Outgoing-Call-Request (type 7, 168 bytes) first is not a fresh control connection.
+        let mut o = sccrq();
+        o[1] = 0xa8;
+        o[9] = 7;
+        o.resize(168, 0);
+        assert!(matches!(run(&o, &[], false), Verdict::No));
+    }
+
+    #[test]
+    fn other_protocols_are_no() {
+        assert!(matches!(
+            run(b"SSH-2.0-OpenSSH_9.6\r\n", b"", false),
+            Verdict::No
+        ));
+        assert!(matches!(
+            run(b"\x16\x03\x01\x02\x00\x01\x00\x01\xfc\x03\x03", b"", false),
+            Verdict::No
+        ));
+        for cut in 0..sccrq().len() {
+            let _ = parse_first(&sccrq()[..cut]);
+        }
+    }
 }
