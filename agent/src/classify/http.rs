@@ -174,12 +174,22 @@ pub fn detect(cx: &Cx<'_>) -> Verdict {
     if let Some(ua) = &req.user_agent {
         c.apply_rules(cx.rules, Field::HttpUserAgent, ua);
     }
-    c.meta.http = Some(Box::new(HttpMeta {
+    let meta = HttpMeta {
         method: req.method,
         uri: req.uri,
         host: req.host,
         user_agent: req.user_agent,
-    }));
+    };
+    // A POST body may be a SoftEther PACK (its DDNS / VPN Azure clients speak plain
+    // HTTP); the body check lives with the rest of SoftEther.
+    if c.service.is_none() && meta.method == "POST" {
+        if let Verdict::Yes(mut s) = super::softether::detect(cx) {
+            s.protocol = "http";
+            s.meta.http = Some(Box::new(meta));
+            return Verdict::Yes(s);
+        }
+    }
+    c.meta.http = Some(Box::new(meta));
     Verdict::Yes(c)
 }
 
