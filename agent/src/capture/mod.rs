@@ -440,7 +440,7 @@ fn on_ng_block(
             }
             // if_tsresol: default 10^-6 (pcapng spec, section 4.2). An unrepresentable
             // resolution falls back to microseconds rather than failing the file.
-            let units = idb.ts_resolution().filter(|u| *u > 0).unwrap_or(1_000_000);
+            let units = ts_units_per_sec(idb.if_tsresol).unwrap_or(1_000_000);
             interfaces.push(Interface {
                 link: LinkType(idb.linktype.0 as u32),
                 units_per_sec: units,
@@ -496,13 +496,32 @@ fn clamp(data: &[u8], caplen: u32) -> &[u8] {
     data.get(..n).unwrap_or(data)
 }
 
-fn to_micros(units: u64, ifc: &Interface) -> u64 {
-    let us = if ifc.units_per_sec == 1_000_000 {
-        units
-    } else if ifc.units_per_sec > 1_000_000 {
-        units / (ifc.units_per_sec / 1_000_000).max(1)
+/// Timestamp units per second from an `if_tsresol` byte (pcapng spec, section 4.2): bit 7
+/// clear, 10^-n seconds; set, 2^-n seconds. `None` when it does not fit in a `u64`.
+///
+/// Not pcap-parser's `ts_resolution()`: 0.17 compares the whole byte, flag included, with
+/// 63, so it refuses every power-of-two resolution.
+fn ts_units_per_sec(tsresol: u8) -> Option<u64> {
+    let n = u32::from(tsresol & 0x7f);
+    if tsresol & 0x80 == 0 {
+        10u64.checked_pow(n)
     } else {
-        units.saturating_mul(1_000_000 / ifc.units_per_sec.max(1))
+        1u64.checked_shl(n)
+    }
+}
+
+fn to_micros(units: u64, ifc: &Interface) -> u64 {
+    let per_sec = ifc.units_per_sec.max(1);
+    let us = if per_sec == 1_000_000 {
+        units
+    } else if per_sec % 1_000_000 == 0 {
+        units / (per_sec / 1_000_000)
+    } else if 1_000_000 % per_sec == 0 {
+        units.saturating_mul(1_000_000 / per_sec)
+    } else {
+        // Resolutions that are not a power of ten (2^-n): exact in 128 bits.
+        let us = u128::from(units) * 1_000_000 / u128::from(per_sec);
+        u64::try_from(us).unwrap_or(u64::MAX)
     };
     let off = ifc.offset_sec.saturating_mul(1_000_000);
     if off >= 0 {
@@ -709,5 +728,52 @@ mod tests {
             ]
         );
         assert_eq!(stats.orphan_packets, 1);
+    }
+
+    /// if_tsresol (pcapng spec section 4.2) with bit 7 set is a power of two: 0x94 is
+    /// 2^-20 s. pcap-parser 0.17's own helper refuses every such value, and the file was read
+    /// as microseconds (3.5 s came out as 3.67 s); decimal resolutions still work.
+    #[test]
+    fn pcapng_binary_and_decimal_timestamp_resolutions() {
+        fn block(t: u32, body: &[u8]) -> Vec<u8> {
+            let len = (12 + body.len()) as u32;
+            let mut b = t.to_le_bytes().to_vec();
+            b.extend_from_slice(&len.to_le_bytes());
+            b.extend_from_slice(body);
+            b.extend_from_slice(&len.to_le_bytes());
+            b
+        }
+        let mut shb = 0x1a2b3c4du32.to_le_bytes().to_vec();
+        shb.extend_from_slice(&1u16.to_le_bytes());
+        shb.extend_from_slice(&0u16.to_le_bytes());
+        shb.extend_from_slice(&(-1i64).to_le_bytes());
+        // Ethernet, snaplen 0, options: if_tsresol (code 9, length 1, padded to 4), end.
+        let idb = |tsresol: u8| {
+            let mut b = 1u16.to_le_bytes().to_vec();
+            b.extend_from_slice(&0u16.to_le_bytes());
+            b.extend_from_slice(&0u32.to_le_bytes());
+            b.extend_from_slice(&[9, 0, 1, 0, tsresol, 0, 0, 0, 0, 0, 0, 0]);
+            b
+        };
+        let epb = |ifc: u32, ts: u64| {
+            let mut b = ifc.to_le_bytes().to_vec();
+            b.extend_from_slice(&((ts >> 32) as u32).to_le_bytes());
+            b.extend_from_slice(&(ts as u32).to_le_bytes());
+            b.extend_from_slice(&4u32.to_le_bytes());
+            b.extend_from_slice(&4u32.to_le_bytes());
+            b.extend_from_slice(&[0, 0, 0, 0]);
+            b
+        };
+        let mut file = block(0x0a0d0d0a, &shb);
+        file.extend(block(1, &idb(0x80 | 20)));
+        file.extend(block(1, &idb(9)));
+        file.extend(block(1, &idb(0x80 | 10)));
+        file.extend(block(6, &epb(0, 7 << 19)));
+        file.extend(block(6, &epb(1, 1_234_567_891)));
+        file.extend(block(6, &epb(2, 3 * 1024 + 256)));
+        let mut cap = CaptureFile::from_bytes("tsresol.pcapng", file).unwrap();
+        let mut seen = Vec::new();
+        cap.for_each_packet(|p| seen.push(p.ts_us)).unwrap();
+        assert_eq!(seen, vec![3_500_000, 1_234_567, 3_250_000]);
     }
 }

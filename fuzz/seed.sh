@@ -1,0 +1,20 @@
+#!/bin/sh
+# Regenerates the seed corpora fuzz/corpus/<target>/ from the real captures.
+#
+#   fuzz/seed.sh [captures dir]     (default: ../shared/corpus/pcap beside the repository,
+#                                    or $SETTEN_CORPUS)
+#
+# The seeds are cut from the captures by the agent's own reader, decoder and flow table
+# (fuzz/examples/seed.rs), so each target starts from bytes its parser meets in a real
+# run. fuzz/corpus is git-ignored; re-run this after the captures change. Existing files
+# are kept (libFuzzer adds its own finds next to them); remove fuzz/corpus for a clean set.
+set -eu
+here=$(cd "$(dirname "$0")" && pwd)
+repo=$(dirname "$here")
+captures=${1:-${SETTEN_CORPUS:-$repo/../shared/corpus/pcap}}
+if [ ! -d "$captures" ]; then
+    echo "seed.sh: no capture directory at $captures (pass one, or set SETTEN_CORPUS)" >&2
+    exit 2
+fi
+cd "$here"
+cargo run --quiet --release --example seed -- "$captures" "$repo/rules" "$here/corpus"

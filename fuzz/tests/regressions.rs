@@ -1,0 +1,86 @@
+//! Replays every saved input under `regressions/<target>/` through its harness, so a crash
+//! once found stays fixed (and a crash in code still being written stays visible) with a
+//! plain `cargo test`, no libFuzzer needed.
+
+use std::path::Path;
+
+fn replay(target: &str, harness: fn(&[u8])) -> usize {
+    let dir = Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("regressions")
+        .join(target);
+    let Ok(entries) = std::fs::read_dir(&dir) else {
+        return 0;
+    };
+    let mut paths: Vec<_> = entries.filter_map(|e| e.ok().map(|e| e.path())).collect();
+    paths.sort();
+    let mut n = 0;
+    for p in paths.iter().filter(|p| p.is_file()) {
+        if p.extension().is_some_and(|x| x == "txt" || x == "md") {
+            continue; // notes beside the inputs
+        }
+        let data = std::fs::read(p).unwrap();
+        eprintln!("replaying {}", p.display());
+        harness(&data);
+        n += 1;
+    }
+    n
+}
+
+#[test]
+fn capture_file() {
+    replay("capture_file", setten_fuzz::capture_file);
+}
+
+#[test]
+fn decode() {
+    replay("decode", setten_fuzz::decode);
+}
+
+#[test]
+fn reassembly() {
+    replay("reassembly", setten_fuzz::reassembly);
+}
+
+#[test]
+fn classify() {
+    replay("classify", setten_fuzz::classify);
+}
+
+#[test]
+fn rules() {
+    replay("rules", setten_fuzz::rules_text);
+}
+
+/// The harnesses accept the empty input and their own seed formats.
+#[test]
+fn harnesses_run_on_small_inputs() {
+    for h in [
+        setten_fuzz::capture_file,
+        setten_fuzz::decode,
+        setten_fuzz::reassembly,
+        setten_fuzz::classify,
+        setten_fuzz::rules_text,
+    ] {
+        h(b"");
+        h(b"\x00\x01\x02\x03\x04\x05\x06\x07\x08");
+    }
+    let seg = setten_fuzz::encode_reassembly(
+        false,
+        Some(99),
+        &[
+            setten_fuzz::Piece::Segment(106, b"world"),
+            setten_fuzz::Piece::Segment(100, b"hello "),
+        ],
+    );
+    setten_fuzz::reassembly(&seg);
+    let cls = setten_fuzz::encode_classify(
+        6,
+        50000,
+        22,
+        &[
+            (false, b"SSH-2.0-OpenSSH_9.6\r\n"),
+            (true, b"SSH-2.0-x\r\n"),
+        ],
+    );
+    setten_fuzz::classify(&cls);
+}
