@@ -151,11 +151,27 @@ pub struct IkeVendor {
     pub service: Option<Service>,
 }
 
+/// Signatures by field and pattern kind, so a value is matched by hash lookups of itself
+/// and of its DNS suffixes instead of against every pattern (a certificate can carry
+/// hundreds of SANs).
+#[derive(Clone, Debug, Default)]
+struct SignatureIndex {
+    /// (field, lowercase value) → signatures with that `equals` or `domain` pattern.
+    exact: std::collections::HashMap<(Field, String), Vec<usize>>,
+    /// (field, lowercase domain) → signatures with that `domain` pattern.
+    domain: std::collections::HashMap<(Field, String), Vec<usize>>,
+    /// Signatures with `contains`/`prefix` patterns, by field.
+    scan: std::collections::HashMap<Field, Vec<usize>>,
+    /// Fields with any `equals`/`domain` pattern.
+    exact_fields: Vec<Field>,
+}
+
 /// The loaded catalogue.
 #[derive(Clone, Debug, Default)]
 pub struct Rules {
     ports: Vec<(Service, Ports)>,
     signatures: Vec<Signature>,
+    index: SignatureIndex,
     ike_vendors: Vec<IkeVendor>,
     /// Files the rules came from, for logs.
     pub sources: Vec<String>,
@@ -420,6 +436,7 @@ impl Rules {
             });
         }
         self.sources.push(file.display().to_string());
+        self.build_index();
         Ok(())
     }
 
@@ -445,18 +462,75 @@ impl Rules {
 
     /// Signatures matching a field value.
     pub fn matching(&self, field: Field, value: &str) -> Vec<&Signature> {
-        let mut candidates = self
-            .signatures
-            .iter()
-            .filter(|s| s.field == field)
-            .peekable();
-        if candidates.peek().is_none() {
+        let idx = &self.index;
+        let scan = idx.scan.get(&field);
+        let has_exact = idx.exact_fields.contains(&field);
+        if scan.is_none() && !has_exact {
             return Vec::new();
         }
         let lower = value.to_ascii_lowercase();
-        candidates
-            .filter(|s| s.patterns.iter().any(|p| p.matches(&lower)))
-            .collect()
+        let mut hits: Vec<usize> = Vec::new();
+        if has_exact {
+            let mut key = (field, lower.clone());
+            if let Some(v) = idx.exact.get(&key) {
+                hits.extend(v);
+            }
+            // Every proper DNS suffix at a label boundary.
+            let mut rest = lower.as_str();
+            while let Some(dot) = rest.find('.') {
+                rest = &rest[dot + 1..];
+                if rest.is_empty() {
+                    break;
+                }
+                key.1.clear();
+                key.1.push_str(rest);
+                if let Some(v) = idx.domain.get(&key) {
+                    hits.extend(v);
+                }
+            }
+        }
+        if let Some(list) = scan {
+            for &i in list {
+                if let Some(sig) = self.signatures.get(i) {
+                    if sig.patterns.iter().any(|p| p.matches(&lower)) {
+                        hits.push(i);
+                    }
+                }
+            }
+        }
+        hits.sort_unstable();
+        hits.dedup();
+        hits.iter().filter_map(|&i| self.signatures.get(i)).collect()
+    }
+
+    fn build_index(&mut self) {
+        let mut index = SignatureIndex::default();
+        for (i, sig) in self.signatures.iter().enumerate() {
+            for p in &sig.patterns {
+                match p {
+                    Pattern::Equals(v) | Pattern::Domain(v) => {
+                        index
+                            .exact
+                            .entry((sig.field, v.clone()))
+                            .or_default()
+                            .push(i);
+                        if !index.exact_fields.contains(&sig.field) {
+                            index.exact_fields.push(sig.field);
+                        }
+                    }
+                    Pattern::Contains(_) | Pattern::Prefix(_) => {
+                        let list = index.scan.entry(sig.field).or_default();
+                        if list.last() != Some(&i) {
+                            list.push(i);
+                        }
+                    }
+                }
+                if let Pattern::Domain(v) = p {
+                    index.domain.entry((sig.field, v.clone())).or_default().push(i);
+                }
+            }
+        }
+        self.index = index;
     }
 
     /// The IKE vendor ID a payload starts with.
@@ -514,6 +588,24 @@ mod tests {
         assert!(r.signature_count() > 20);
         assert!(r.is_standard_port(Service::Rdp, true, 3389));
         assert!(!r.is_standard_port(Service::Rdp, true, 3390));
+    }
+
+    #[test]
+    fn index_matches_like_the_patterns() {
+        let r = Rules::defaults().unwrap();
+        let ids = |f: Field, v: &str| -> Vec<String> {
+            r.matching(f, v).iter().map(|s| s.id.clone()).collect()
+        };
+        assert_eq!(ids(Field::TlsSni, "Router7.TeamViewer.com"), vec!["teamviewer.domain"]);
+        assert_eq!(ids(Field::TlsSni, "teamviewer.com"), vec!["teamviewer.domain"]);
+        assert!(ids(Field::TlsSni, "notteamviewer.com").is_empty());
+        assert!(ids(Field::TlsSni, "teamviewer.com.evil.example").is_empty());
+        assert_eq!(ids(Field::TlsAlpn, "anydesk/6.2.0/linux"), vec!["anydesk.alpn"]);
+        assert_eq!(
+            ids(Field::TlsCertSubject, "C=US, O=Fortinet, OU=FortiGate, CN=FGT60"),
+            vec!["sslvpn.fortinet.cert-ou"]
+        );
+        assert!(ids(Field::HttpHost, "example.org").is_empty());
     }
 
     #[test]
