@@ -276,7 +276,11 @@ fn concatenated_captures_share_one_flow_table() {
 fn bundled_sample_shows_the_four_connection_points() {
     let sample = Path::new(env!("CARGO_MANIFEST_DIR")).join("../tests/fixtures/sample.pcapng");
     let out = analyze(&["--format", "jsonl"], &[&sample]);
-    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
     let flows = jsonl(&out);
     let by_service = |s: &str| -> Vec<&serde_json::Value> {
         flows.iter().filter(|f| f["service"] == s).collect()
