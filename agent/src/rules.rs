@@ -500,7 +500,9 @@ impl Rules {
         }
         hits.sort_unstable();
         hits.dedup();
-        hits.iter().filter_map(|&i| self.signatures.get(i)).collect()
+        hits.iter()
+            .filter_map(|&i| self.signatures.get(i))
+            .collect()
     }
 
     fn build_index(&mut self) {
@@ -526,7 +528,11 @@ impl Rules {
                     }
                 }
                 if let Pattern::Domain(v) = p {
-                    index.domain.entry((sig.field, v.clone())).or_default().push(i);
+                    index
+                        .domain
+                        .entry((sig.field, v.clone()))
+                        .or_default()
+                        .push(i);
                 }
             }
         }
@@ -596,13 +602,25 @@ mod tests {
         let ids = |f: Field, v: &str| -> Vec<String> {
             r.matching(f, v).iter().map(|s| s.id.clone()).collect()
         };
-        assert_eq!(ids(Field::TlsSni, "Router7.TeamViewer.com"), vec!["teamviewer.domain"]);
-        assert_eq!(ids(Field::TlsSni, "teamviewer.com"), vec!["teamviewer.domain"]);
+        assert_eq!(
+            ids(Field::TlsSni, "Router7.TeamViewer.com"),
+            vec!["teamviewer.domain"]
+        );
+        assert_eq!(
+            ids(Field::TlsSni, "teamviewer.com"),
+            vec!["teamviewer.domain"]
+        );
         assert!(ids(Field::TlsSni, "notteamviewer.com").is_empty());
         assert!(ids(Field::TlsSni, "teamviewer.com.evil.example").is_empty());
-        assert_eq!(ids(Field::TlsAlpn, "anydesk/6.2.0/linux"), vec!["anydesk.alpn"]);
         assert_eq!(
-            ids(Field::TlsCertSubject, "C=US, O=Fortinet, OU=FortiGate, CN=FGT60"),
+            ids(Field::TlsAlpn, "anydesk/6.2.0/linux"),
+            vec!["anydesk.alpn"]
+        );
+        assert_eq!(
+            ids(
+                Field::TlsCertSubject,
+                "C=US, O=Fortinet, OU=FortiGate, CN=FGT60"
+            ),
             vec!["sslvpn.fortinet.cert-ou"]
         );
         assert!(ids(Field::HttpHost, "example.org").is_empty());

@@ -98,7 +98,9 @@ pub fn capture_file(data: &[u8]) {
     let mut table = TableSink::default();
     let mut ended = |f: flow::Flow| {
         let v = FlowView { flow: &f, cx: &rcx };
-        serde_json::to_writer(std::io::sink(), &v).expect("a record serialises");
+        let mut line = Vec::new();
+        v.write_json(&mut line);
+        serde_json::from_slice::<serde_json::Value>(&line).expect("a record is valid JSON");
         table.add(&v);
     };
     let mut pipe = Pipeline::new(cfg, &classifier);

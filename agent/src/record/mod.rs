@@ -12,7 +12,6 @@ use crate::classify::{Classification, Family};
 use crate::decode::{ipproto, Addr};
 use crate::flow::Flow;
 use crate::rules::Rules;
-use serde::ser::{SerializeMap, Serializer};
 use serde::Serialize;
 use std::fmt;
 use std::net::IpAddr;
@@ -227,36 +226,6 @@ impl<'a> FlowView<'a> {
     }
 }
 
-struct Endpoint(Addr, u16);
-
-impl Serialize for Endpoint {
-    fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
-        let mut m = s.serialize_map(Some(2))?;
-        m.serialize_entry("ip", &DisplayIp(self.0))?;
-        m.serialize_entry("port", &self.1)?;
-        m.end()
-    }
-}
-
-struct DisplayIp(Addr);
-
-impl Serialize for DisplayIp {
-    fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
-        s.collect_str(&self.0.to_ip())
-    }
-}
-
-struct Pair(u64, u64);
-
-impl Serialize for Pair {
-    fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
-        let mut m = s.serialize_map(Some(2))?;
-        m.serialize_entry("c2s", &self.0)?;
-        m.serialize_entry("s2c", &self.1)?;
-        m.end()
-    }
-}
-
 /// A timestamp in microseconds, rendered as RFC 3339 UTC.
 pub struct Rfc3339(pub u64);
 
@@ -274,12 +243,6 @@ impl fmt::Display for Rfc3339 {
             (rem / 60) % 60,
             rem % 60
         )
-    }
-}
-
-impl Serialize for Rfc3339 {
-    fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
-        s.collect_str(self)
     }
 }
 
@@ -317,100 +280,242 @@ pub fn tcp_flags_str(f: u8) -> String {
         .collect()
 }
 
-impl Serialize for FlowView<'_> {
-    fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+/// Appends `s` as a JSON string (quotes and escapes per RFC 8259 section 7).
+fn json_str(out: &mut Vec<u8>, s: &str) {
+    if s.bytes()
+        .all(|b| b >= 0x20 && b != b'"' && b != b'\\' && b < 0x7f)
+    {
+        out.push(b'"');
+        out.extend_from_slice(s.as_bytes());
+        out.push(b'"');
+    } else {
+        // Rare: let serde_json do the escaping. Writing to a Vec cannot fail.
+        let _ = serde_json::to_writer(&mut *out, s);
+    }
+}
+
+fn json_u64(out: &mut Vec<u8>, v: u64) {
+    let mut buf = [0u8; 20];
+    let mut i = buf.len();
+    let mut v = v;
+    loop {
+        i -= 1;
+        buf[i] = b'0' + (v % 10) as u8;
+        v /= 10;
+        if v == 0 {
+            break;
+        }
+    }
+    out.extend_from_slice(&buf[i..]);
+}
+
+fn json_ip(out: &mut Vec<u8>, a: Addr) {
+    out.push(b'"');
+    match a.to_ip() {
+        IpAddr::V4(v4) => {
+            for (i, o) in v4.octets().iter().enumerate() {
+                if i > 0 {
+                    out.push(b'.');
+                }
+                json_u64(out, u64::from(*o));
+            }
+        }
+        IpAddr::V6(v6) => {
+            use std::io::Write as _;
+            let _ = write!(out, "{v6}");
+        }
+    }
+    out.push(b'"');
+}
+
+fn json_endpoint(out: &mut Vec<u8>, key: &str, a: Addr, port: u16) {
+    out.extend_from_slice(b",\"");
+    out.extend_from_slice(key.as_bytes());
+    out.extend_from_slice(b"\":{\"ip\":");
+    json_ip(out, a);
+    out.extend_from_slice(b",\"port\":");
+    json_u64(out, u64::from(port));
+    out.push(b'}');
+}
+
+fn json_pair(out: &mut Vec<u8>, key: &str, p: [u64; 2]) {
+    out.extend_from_slice(b",\"");
+    out.extend_from_slice(key.as_bytes());
+    out.extend_from_slice(b"\":{\"c2s\":");
+    json_u64(out, p[0]);
+    out.extend_from_slice(b",\"s2c\":");
+    json_u64(out, p[1]);
+    out.push(b'}');
+}
+
+/// RFC 3339 UTC with microseconds, digits written directly.
+fn json_time(out: &mut Vec<u8>, key: &str, us: u64) {
+    let secs = us / 1_000_000;
+    let micros = us % 1_000_000;
+    let (y, m, d) = civil_from_days((secs / 86_400) as i64);
+    let rem = secs % 86_400;
+    let two = |v: u64, out: &mut Vec<u8>| {
+        out.push(b'0' + (v / 10 % 10) as u8);
+        out.push(b'0' + (v % 10) as u8);
+    };
+    out.extend_from_slice(b",\"");
+    out.extend_from_slice(key.as_bytes());
+    out.extend_from_slice(b"\":\"");
+    let y = y.clamp(0, 9999) as u64;
+    two(y / 100, out);
+    two(y % 100, out);
+    out.push(b'-');
+    two(u64::from(m), out);
+    out.push(b'-');
+    two(u64::from(d), out);
+    out.push(b'T');
+    two(rem / 3600, out);
+    out.push(b':');
+    two(rem / 60 % 60, out);
+    out.push(b':');
+    two(rem % 60, out);
+    out.push(b'.');
+    let mut div = 100_000;
+    while div > 0 {
+        out.push(b'0' + (micros / div % 10) as u8);
+        div /= 10;
+    }
+    out.extend_from_slice(b"Z\"");
+}
+
+fn json_key_str(out: &mut Vec<u8>, key: &str, v: &str) {
+    out.extend_from_slice(b",\"");
+    out.extend_from_slice(key.as_bytes());
+    out.extend_from_slice(b"\":");
+    json_str(out, v);
+}
+
+fn json_key_serde<T: Serialize + ?Sized>(out: &mut Vec<u8>, key: &str, v: &T) {
+    out.extend_from_slice(b",\"");
+    out.extend_from_slice(key.as_bytes());
+    out.extend_from_slice(b"\":");
+    // Writing to a Vec cannot fail, and these types always serialise.
+    let _ = serde_json::to_writer(&mut *out, v);
+}
+
+impl FlowView<'_> {
+    /// Appends the flow as one JSON object (no newline). Hand-written for the envelope,
+    /// which every flow has; the protocol metadata goes through serde.
+    pub fn write_json(&self, out: &mut Vec<u8>) {
         let f = self.flow;
         let c = self.class();
         let ext = self.external();
-        let mut m = s.serialize_map(None)?;
-        m.serialize_entry("type", "flow")?;
-        m.serialize_entry("id", &f.id)?;
-        m.serialize_entry("transport", &transport_name(f.key.proto))?;
-        m.serialize_entry("client", &Endpoint(f.client.addr, f.client.port))?;
-        m.serialize_entry("server", &Endpoint(f.server.addr, f.server.port))?;
+        out.extend_from_slice(b"{\"type\":\"flow\",\"id\":");
+        json_u64(out, f.id);
+        json_key_str(out, "transport", &transport_name(f.key.proto));
+        json_endpoint(out, "client", f.client.addr, f.client.port);
+        json_endpoint(out, "server", f.server.addr, f.server.port);
         // `service` is always present (null when the flow is no remote access or VPN);
         // the other optional fields only when known.
         let service = c.and_then(|c| c.service);
-        m.serialize_entry("service", &service.map(|s| s.as_str()))?;
-        if let Some(s) = service {
-            let family = match s.family() {
-                Family::RemoteAccess => "remote-access",
-                Family::Vpn => "vpn",
-                Family::Anonymiser => "anonymiser",
-            };
-            m.serialize_entry("family", family)?;
+        match service {
+            Some(s) => {
+                json_key_str(out, "service", s.as_str());
+                let family = match s.family() {
+                    Family::RemoteAccess => "remote-access",
+                    Family::Vpn => "vpn",
+                    Family::Anonymiser => "anonymiser",
+                };
+                json_key_str(out, "family", family);
+            }
+            None => out.extend_from_slice(b",\"service\":null"),
         }
         if let Some(c) = c {
-            m.serialize_entry("protocol", c.protocol)?;
+            json_key_str(out, "protocol", c.protocol);
             if let Some(v) = &c.vendor {
-                m.serialize_entry("vendor", v)?;
+                json_key_str(out, "vendor", v);
             }
             if let Some(p) = &c.product {
-                m.serialize_entry("product", p)?;
+                json_key_str(out, "product", p);
             }
             if !c.evidence.is_empty() {
-                m.serialize_entry("evidence", &c.evidence)?;
+                out.extend_from_slice(b",\"evidence\":[");
+                for (i, e) in c.evidence.iter().enumerate() {
+                    if i > 0 {
+                        out.push(b',');
+                    }
+                    out.extend_from_slice(b"{\"rule\":");
+                    json_str(out, &e.rule);
+                    json_key_str(out, "field", &e.field);
+                    json_key_str(out, "value", &e.value);
+                    out.push(b'}');
+                }
+                out.push(b']');
             }
             if let Some(w) = &c.weak {
-                m.serialize_entry("weak", w)?;
+                json_key_str(out, "weak", w);
             }
         }
-        m.serialize_entry("non_standard_port", &self.non_standard_port())?;
-        m.serialize_entry("external", ext.as_str())?;
-        m.serialize_entry("direction", ext.direction())?;
-        m.serialize_entry("packets", &Pair(f.packets[0], f.packets[1]))?;
-        m.serialize_entry("bytes", &Pair(f.bytes[0], f.bytes[1]))?;
-        m.serialize_entry(
-            "payload_bytes",
-            &Pair(f.payload_bytes[0], f.payload_bytes[1]),
-        )?;
-        m.serialize_entry("first_seen", &Rfc3339(f.first_us))?;
-        m.serialize_entry("last_seen", &Rfc3339(f.last_us))?;
+        out.extend_from_slice(if self.non_standard_port() {
+            b",\"non_standard_port\":true"
+        } else {
+            b",\"non_standard_port\":false"
+        });
+        json_key_str(out, "external", ext.as_str());
+        json_key_str(out, "direction", ext.direction());
+        json_pair(out, "packets", f.packets);
+        json_pair(out, "bytes", f.bytes);
+        json_pair(out, "payload_bytes", f.payload_bytes);
+        json_time(out, "first_seen", f.first_us);
+        json_time(out, "last_seen", f.last_us);
         if f.key.proto == ipproto::TCP {
-            m.serialize_entry("tcp_flags_c2s", &tcp_flags_str(f.tcp_flags[0]))?;
-            m.serialize_entry("tcp_flags_s2c", &tcp_flags_str(f.tcp_flags[1]))?;
-            m.serialize_entry("handshake", &f.handshake)?;
+            json_key_str(out, "tcp_flags_c2s", &tcp_flags_str(f.tcp_flags[0]));
+            json_key_str(out, "tcp_flags_s2c", &tcp_flags_str(f.tcp_flags[1]));
+            out.extend_from_slice(if f.handshake {
+                b",\"handshake\":true"
+            } else {
+                b",\"handshake\":false"
+            });
         }
-        m.serialize_entry(
-            "role_by",
-            match f.role_by {
-                crate::flow::RoleBy::Handshake => "handshake",
-                crate::flow::RoleBy::Port => "port",
-                crate::flow::RoleBy::FirstPacket => "first_packet",
-            },
-        )?;
+        let role = match f.role_by {
+            crate::flow::RoleBy::Handshake => "handshake",
+            crate::flow::RoleBy::Port => "port",
+            crate::flow::RoleBy::FirstPacket => "first_packet",
+        };
+        json_key_str(out, "role_by", role);
         if f.vlan != 0 {
-            m.serialize_entry("vlan", &f.vlan)?;
+            out.extend_from_slice(b",\"vlan\":");
+            json_u64(out, u64::from(f.vlan));
         }
         if f.depth != 0 {
-            m.serialize_entry("tunnel_depth", &f.depth)?;
+            out.extend_from_slice(b",\"tunnel_depth\":");
+            json_u64(out, u64::from(f.depth));
         }
         if f.fragments != 0 {
-            m.serialize_entry("fragments", &f.fragments)?;
+            out.extend_from_slice(b",\"fragments\":");
+            json_u64(out, f.fragments);
         }
-        m.serialize_entry("end", &f.end.map(|e| e.as_str()))?;
+        match f.end {
+            Some(e) => json_key_str(out, "end", e.as_str()),
+            None => out.extend_from_slice(b",\"end\":null"),
+        }
         if let Some(c) = c {
             let meta = &c.meta;
             if let Some(t) = &meta.tls {
-                m.serialize_entry("tls", t)?;
+                json_key_serde(out, "tls", t);
             }
             if let Some(t) = &meta.ssh {
-                m.serialize_entry("ssh", t)?;
+                json_key_serde(out, "ssh", t);
             }
             if let Some(t) = &meta.rdp {
-                m.serialize_entry("rdp", t)?;
+                json_key_serde(out, "rdp", t);
             }
             if let Some(t) = &meta.ike {
-                m.serialize_entry("ike", t)?;
+                json_key_serde(out, "ike", t);
             }
             if let Some(t) = &meta.http {
-                m.serialize_entry("http", t)?;
+                json_key_serde(out, "http", t);
             }
             if let Some(v) = &meta.version {
-                m.serialize_entry("protocol_version", v)?;
+                json_key_str(out, "protocol_version", v);
             }
         }
-        m.end()
+        out.push(b'}');
     }
 }
 
@@ -450,6 +555,29 @@ mod tests {
             Rfc3339(951_782_400_000_000).to_string(),
             "2000-02-29T00:00:00.000000Z"
         );
+    }
+
+    #[test]
+    fn json_pieces_are_valid_json() {
+        let mut out = b"{\"x\":0".to_vec();
+        json_time(&mut out, "t", 1_700_000_000_123_456);
+        json_key_str(&mut out, "s", "a\"b\\c\u{1}日本");
+        json_endpoint(&mut out, "e", Addr::v4([192, 0, 2, 255]), 65535);
+        json_endpoint(
+            &mut out,
+            "v6",
+            Addr::from("2001:db8::1".parse::<IpAddr>().unwrap()),
+            0,
+        );
+        json_pair(&mut out, "p", [0, u64::MAX]);
+        out.push(b'}');
+        let v: serde_json::Value = serde_json::from_slice(&out).unwrap();
+        assert_eq!(v["t"], "2023-11-14T22:13:20.123456Z");
+        assert_eq!(v["s"], "a\"b\\c\u{1}日本");
+        assert_eq!(v["e"]["ip"], "192.0.2.255");
+        assert_eq!(v["e"]["port"], 65535);
+        assert_eq!(v["v6"]["ip"], "2001:db8::1");
+        assert_eq!(v["p"]["s2c"], u64::MAX);
     }
 
     #[test]

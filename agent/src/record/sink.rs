@@ -64,13 +64,9 @@ impl FlowSink {
                             Format::Table => table.add(&view),
                             Format::Jsonl => {
                                 line.clear();
-                                let r = serde_json::to_writer(&mut line, &view)
-                                    .map_err(io::Error::other)
-                                    .and_then(|_| {
-                                        line.push(b'\n');
-                                        out.write_all(&line)
-                                    });
-                                if let Err(e) = r {
+                                view.write_json(&mut line);
+                                line.push(b'\n');
+                                if let Err(e) = out.write_all(&line) {
                                     error = Some(e);
                                     break;
                                 }
