@@ -803,10 +803,11 @@ pub mod util {
 
     /// Lowercase hex.
     pub fn hex(b: &[u8]) -> String {
-        use std::fmt::Write;
+        const HEX: &[u8; 16] = b"0123456789abcdef";
         let mut s = String::with_capacity(b.len() * 2);
         for x in b {
-            let _ = write!(s, "{x:02x}");
+            s.push(char::from(HEX[usize::from(x >> 4)]));
+            s.push(char::from(HEX[usize::from(x & 0xf)]));
         }
         s
     }

@@ -367,10 +367,17 @@ pub fn ja4(ch: &ClientHello, transport: char) -> String {
 }
 
 fn join_hex(v: &[u16]) -> String {
-    v.iter()
-        .map(|x| format!("{x:04x}"))
-        .collect::<Vec<_>>()
-        .join(",")
+    const HEX: &[u8; 16] = b"0123456789abcdef";
+    let mut s = String::with_capacity(v.len() * 5);
+    for (i, x) in v.iter().enumerate() {
+        if i > 0 {
+            s.push(',');
+        }
+        for shift in [12u16, 8, 4, 0] {
+            s.push(char::from(HEX[usize::from((x >> shift) & 0xf)]));
+        }
+    }
+    s
 }
 
 fn trunc_hash(s: &str) -> String {
