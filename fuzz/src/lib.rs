@@ -96,7 +96,8 @@ pub fn capture_file(data: &[u8]) {
         rules: rules(),
     };
     let mut table = TableSink::default();
-    let mut ended = |f: flow::Flow| {
+    let mut ended = |mut f: flow::Flow| {
+        f.resolve(rules());
         let v = FlowView { flow: &f, cx: &rcx };
         let mut line = Vec::new();
         v.write_json(&mut line);

@@ -351,6 +351,16 @@ pub struct Classification {
     pub weak: Option<String>,
     /// Metadata.
     pub meta: Meta,
+    /// Work left for after the decision (see [`Classification::resolve`]).
+    pub deferred: Option<Deferred>,
+}
+
+/// Classification work that does not change whether a flow is decided, only what is said
+/// about it, and so runs off the packet path (on the output thread).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Deferred {
+    /// TLS handshake bytes → metadata, JA4, certificate, catalogue matches.
+    Tls(Box<tls::Pending>),
 }
 
 impl Classification {
@@ -367,6 +377,14 @@ impl Classification {
             service,
             evidence: vec![Evidence::new(rule, field, value)],
             ..Classification::default()
+        }
+    }
+
+    /// Completes deferred work; a no-op when there is none.
+    pub fn resolve(&mut self, rules: &Rules) {
+        match self.deferred.take() {
+            Some(Deferred::Tls(p)) => tls::resolve(self, *p, rules),
+            None => {}
         }
     }
 
@@ -745,7 +763,10 @@ pub fn classify_streams(
             return None;
         }
         match (d.detect)(&cx) {
-            Verdict::Yes(c) => Some(c),
+            Verdict::Yes(mut c) => {
+                c.resolve(rules);
+                Some(c)
+            }
             _ => None,
         }
     })

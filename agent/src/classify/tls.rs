@@ -516,7 +516,7 @@ pub fn detect(cx: &Cx<'_>) -> Verdict {
     } else if cx.last || cx.c2s.is_done() {
         // The hello never completed; the record and handshake headers agree, so this is
         // TLS, with no more to say.
-        return Verdict::Yes(finish(cx, None, None, None, None));
+        return Verdict::Yes(finish(cx.rules, None, None, None, None));
     } else {
         return Verdict::Wait;
     };
@@ -560,11 +560,41 @@ pub fn detect(cx: &Cx<'_>) -> Verdict {
     if !server_done && !cx.last && !cx.s2c.is_done() {
         return Verdict::Wait;
     }
-    let Some(hello) = parse_client_hello(hello_body) else {
-        return Verdict::No;
+    // The flow is TLS. Turning the handshake into metadata (ClientHello fields, JA4,
+    // certificate, catalogue matches) is left to `resolve`, which the output thread runs,
+    // so the packet path only copies the handshake bytes.
+    let pending = Pending {
+        hello: hello_body.to_vec(),
+        negotiated,
+        alpn_selected,
+        cert: cert_body.map(<[u8]>::to_vec),
     };
-    let cert = cert_body.and_then(leaf_certificate);
-    Verdict::Yes(finish(cx, Some(hello), negotiated, alpn_selected, cert))
+    Verdict::Yes(Classification {
+        protocol: "tls",
+        deferred: Some(super::Deferred::Tls(Box::new(pending))),
+        ..Classification::default()
+    })
+}
+
+/// The handshake bytes a TLS flow was decided on, waiting for [`resolve`].
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct Pending {
+    /// ClientHello body (after the handshake header).
+    pub hello: Vec<u8>,
+    /// Version the ServerHello chose.
+    pub negotiated: Option<u16>,
+    /// ALPN the server chose.
+    pub alpn_selected: Option<String>,
+    /// Certificate message body, possibly truncated after the leaf.
+    pub cert: Option<Vec<u8>>,
+}
+
+/// Completes a TLS classification from its handshake bytes.
+pub fn resolve(c: &mut Classification, p: Pending, rules: &crate::rules::Rules) {
+    let hello = parse_client_hello(&p.hello);
+    let cert = p.cert.as_deref().and_then(leaf_certificate);
+    let done = finish(rules, hello, p.negotiated, p.alpn_selected, cert);
+    *c = done;
 }
 
 /// Whether a (possibly truncated) Certificate message already holds the whole leaf.
@@ -582,7 +612,7 @@ fn leaf_present(body: &[u8]) -> bool {
 }
 
 fn finish(
-    cx: &Cx<'_>,
+    rules: &crate::rules::Rules,
     hello: Option<ClientHello>,
     negotiated: Option<u16>,
     alpn_selected: Option<String>,
@@ -623,17 +653,17 @@ fn finish(
     ));
     // Catalogue: certificate first (the server's own identity), then SNI and ALPN.
     if let Some(cert) = &meta.cert {
-        c.apply_rules(cx.rules, Field::TlsCertSubject, &cert.subject);
-        c.apply_rules(cx.rules, Field::TlsCertIssuer, &cert.issuer);
+        c.apply_rules(rules, Field::TlsCertSubject, &cert.subject);
+        c.apply_rules(rules, Field::TlsCertIssuer, &cert.issuer);
         for s in &cert.san {
-            c.apply_rules(cx.rules, Field::TlsCertSan, s);
+            c.apply_rules(rules, Field::TlsCertSan, s);
         }
     }
     if let Some(sni) = &meta.sni {
-        c.apply_rules(cx.rules, Field::TlsSni, sni);
+        c.apply_rules(rules, Field::TlsSni, sni);
     }
     for a in &meta.alpn {
-        c.apply_rules(cx.rules, Field::TlsAlpn, a);
+        c.apply_rules(rules, Field::TlsAlpn, a);
     }
     if c.service.is_none() {
         if let Some(e) = tor_like(meta.sni.as_deref(), &meta.alpn, meta.cert.as_ref()) {
@@ -710,7 +740,13 @@ mod tests {
             last,
             rules,
         };
-        detect(&cx)
+        match detect(&cx) {
+            Verdict::Yes(mut c) => {
+                c.resolve(rules);
+                Verdict::Yes(c)
+            }
+            v => v,
+        }
     }
 
     #[test]

@@ -197,6 +197,13 @@ impl Flow {
         }
     }
 
+    /// Completes the classification's deferred work (see `Classification::resolve`).
+    pub fn resolve(&mut self, rules: &crate::rules::Rules) {
+        if let Some(c) = self.class.as_deref_mut() {
+            c.resolve(rules);
+        }
+    }
+
     /// The stream buffers, allocated on first use.
     pub fn streams_mut(&mut self) -> &mut [Stream; 2] {
         self.streams.get_or_insert_with(Box::default)

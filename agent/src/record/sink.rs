@@ -54,11 +54,12 @@ impl FlowSink {
                 let mut table = TableSink::default();
                 let mut error: Option<io::Error> = None;
                 let mut line = Vec::with_capacity(2048);
-                for batch in rx {
+                for mut batch in rx {
                     if error.is_some() {
                         continue;
                     }
-                    for f in &batch {
+                    for f in &mut batch {
+                        f.resolve(&rules);
                         let view = FlowView { flow: f, cx: &cx };
                         match format {
                             Format::Table => table.add(&view),
