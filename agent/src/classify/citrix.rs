@@ -110,33 +110,9 @@ pub fn detect(cx: &Cx<'_>) -> Verdict {
 mod tests {
     use super::*;
     use crate::decode::ipproto;
-    use crate::flow::reassembly::Stream;
-    use crate::rules::Rules;
-
-    fn tcp_stream(parts: &[&[u8]]) -> Stream {
-        let mut s = Stream::default();
-        s.syn(0);
-        let mut seq = 1u32;
-        for p in parts {
-            s.add_segment(seq, p);
-            seq = seq.wrapping_add(p.len() as u32);
-        }
-        s
-    }
 
     fn run(c2s: &[&[u8]], s2c: &[&[u8]], server_port: u16, last: bool) -> Verdict {
-        let rules = Rules::defaults().expect("default rules");
-        let (c, s) = (tcp_stream(c2s), tcp_stream(s2c));
-        let cx = Cx {
-            proto: ipproto::TCP,
-            client_port: 50123,
-            server_port,
-            c2s: &c,
-            s2c: &s,
-            last,
-            rules: &rules,
-        };
-        detect(&cx)
+        crate::classify::testing::run(detect, ipproto::TCP, c2s, s2c, (50123, server_port), last)
     }
 
     fn yes(v: Verdict) -> Classification {

@@ -196,23 +196,9 @@ pub fn detect(cx: &Cx<'_>) -> Verdict {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::flow::reassembly::Stream;
-    use crate::rules::Rules;
 
     fn run(c2s: &[u8], last: bool) -> Verdict {
-        let rules = Rules::defaults().unwrap();
-        let mut a = Stream::default();
-        a.add_segment(1, c2s);
-        let b = Stream::default();
-        detect(&Cx {
-            proto: 6,
-            client_port: 50000,
-            server_port: 80,
-            c2s: &a,
-            s2c: &b,
-            last,
-            rules: &rules,
-        })
+        crate::classify::testing::run(detect, 6, &[c2s], &[], (50000, 80), last)
     }
 
     #[test]

@@ -416,8 +416,6 @@ fn ike_classification(cx: &Cx<'_>, c2s: &[Datagram<'_>], s2c: &[Datagram<'_>]) -
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::flow::reassembly::Stream;
-    use crate::rules::Rules;
 
     fn hex(s: &str) -> Vec<u8> {
         let s: String = s.chars().filter(|c| !c.is_whitespace()).collect();
@@ -427,31 +425,8 @@ mod tests {
             .collect()
     }
 
-    fn udp(c2s: &[&[u8]], s2c: &[&[u8]]) -> (Stream, Stream) {
-        let mut a = Stream::default();
-        let mut b = Stream::default();
-        for d in c2s {
-            a.add_datagram(d);
-        }
-        for d in s2c {
-            b.add_datagram(d);
-        }
-        (a, b)
-    }
-
     fn run(c2s: &[&[u8]], s2c: &[&[u8]], ports: (u16, u16), last: bool) -> Verdict {
-        let rules = Rules::defaults().unwrap();
-        let (a, b) = udp(c2s, s2c);
-        let cx = Cx {
-            proto: crate::decode::ipproto::UDP,
-            client_port: ports.0,
-            server_port: ports.1,
-            c2s: &a,
-            s2c: &b,
-            last,
-            rules: &rules,
-        };
-        detect(&cx)
+        crate::classify::testing::run(detect, crate::decode::ipproto::UDP, c2s, s2c, ports, last)
     }
 
     /// Corpus ndpi-ipsec_isakmp_esp.pcap frame 17: IKEv2 IKE_SA_INIT response

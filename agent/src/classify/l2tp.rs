@@ -223,29 +223,13 @@ pub fn detect(cx: &Cx<'_>) -> Verdict {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::flow::reassembly::Stream;
-    use crate::rules::Rules;
 
     fn run(c2s: &[Vec<u8>], s2c: &[Vec<u8>], ports: (u16, u16), last: bool) -> Verdict {
-        let rules = Rules::defaults().unwrap();
-        let mut a = Stream::default();
-        let mut b = Stream::default();
-        c2s.iter().for_each(|d| {
-            a.add_datagram(d);
-        });
-        s2c.iter().for_each(|d| {
-            b.add_datagram(d);
-        });
-        let cx = Cx {
-            proto: crate::decode::ipproto::UDP,
-            client_port: ports.0,
-            server_port: ports.1,
-            c2s: &a,
-            s2c: &b,
-            last,
-            rules: &rules,
-        };
-        detect(&cx)
+        let (c, s) = (
+            crate::classify::testing::parts(c2s),
+            crate::classify::testing::parts(s2c),
+        );
+        crate::classify::testing::run(detect, crate::decode::ipproto::UDP, &c, &s, ports, last)
     }
 
     /// SCCRQ as RFC 2661 sections 3.1, 4.1, 4.4.1 and 6.1 lay it out: flags 0xc802,

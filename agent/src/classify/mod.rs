@@ -807,6 +807,66 @@ fn by_transport(proto: u8, _flow: &Flow) -> Option<Box<Classification>> {
     }
 }
 
+/// Test harness shared by the detector modules: runs one detector over opening bytes
+/// given as TCP segments or UDP datagrams.
+#[cfg(test)]
+pub(crate) mod testing {
+    use super::{Cx, Verdict};
+    use crate::decode::ipproto;
+    use crate::flow::reassembly::Stream;
+    use crate::rules::Rules;
+
+    /// One direction: each part a TCP segment (in sequence after a SYN) or a datagram.
+    pub fn stream(proto: u8, parts: &[&[u8]]) -> Stream {
+        let mut s = Stream::default();
+        s.syn(0);
+        let mut seq = 1u32;
+        for p in parts {
+            if proto == ipproto::TCP {
+                s.add_segment(seq, p);
+                seq = seq.wrapping_add(p.len() as u32);
+            } else {
+                s.add_datagram(p);
+            }
+        }
+        s
+    }
+
+    /// Runs `detect` on a flow between `ports` (client, server); a `Yes` is resolved.
+    pub fn run(
+        detect: fn(&Cx<'_>) -> Verdict,
+        proto: u8,
+        c2s: &[&[u8]],
+        s2c: &[&[u8]],
+        ports: (u16, u16),
+        last: bool,
+    ) -> Verdict {
+        let rules = Rules::defaults().expect("default rules load");
+        let (a, b) = (stream(proto, c2s), stream(proto, s2c));
+        let cx = Cx {
+            proto,
+            client_port: ports.0,
+            server_port: ports.1,
+            c2s: &a,
+            s2c: &b,
+            last,
+            rules: &rules,
+        };
+        match detect(&cx) {
+            Verdict::Yes(mut c) => {
+                c.resolve(&rules);
+                Verdict::Yes(c)
+            }
+            v => v,
+        }
+    }
+
+    /// Borrows a list of owned datagrams.
+    pub fn parts(v: &[Vec<u8>]) -> Vec<&[u8]> {
+        v.iter().map(Vec::as_slice).collect()
+    }
+}
+
 /// Helpers shared by detectors.
 pub mod util {
     /// Printable ASCII rendering of bytes, for evidence values.

@@ -229,45 +229,10 @@ pub fn detect(cx: &Cx<'_>) -> Verdict {
 mod tests {
     use super::*;
     use crate::decode::ipproto;
-    use crate::flow::reassembly::Stream;
-    use crate::rules::Rules;
-
-    fn tcp_stream(parts: &[&[u8]]) -> Stream {
-        let mut s = Stream::default();
-        s.syn(0);
-        let mut seq = 1u32;
-        for p in parts {
-            s.add_segment(seq, p);
-            seq = seq.wrapping_add(p.len() as u32);
-        }
-        s
-    }
-
-    fn udp_stream(parts: &[&[u8]]) -> Stream {
-        let mut s = Stream::default();
-        for p in parts {
-            s.add_datagram(p);
-        }
-        s
-    }
 
     fn run(tcp: bool, c2s: &[&[u8]], s2c: &[&[u8]], server_port: u16, last: bool) -> Verdict {
-        let rules = Rules::defaults().expect("default rules");
-        let (c, s) = if tcp {
-            (tcp_stream(c2s), tcp_stream(s2c))
-        } else {
-            (udp_stream(c2s), udp_stream(s2c))
-        };
-        let cx = Cx {
-            proto: if tcp { ipproto::TCP } else { ipproto::UDP },
-            client_port: 51000,
-            server_port,
-            c2s: &c,
-            s2c: &s,
-            last,
-            rules: &rules,
-        };
-        detect(&cx)
+        let proto = if tcp { ipproto::TCP } else { ipproto::UDP };
+        crate::classify::testing::run(detect, proto, c2s, s2c, (51000, server_port), last)
     }
 
     // Built from nDPI nomachine.c's description: "NXSH-" / "NXD-" and a version number,

@@ -606,7 +606,6 @@ pub fn detect(cx: &Cx<'_>) -> Verdict {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::rules::Rules;
 
     fn hex(s: &str) -> Vec<u8> {
         let s: String = s.chars().filter(|c| !c.is_whitespace()).collect();
@@ -617,45 +616,22 @@ mod tests {
     }
 
     fn run_udp(c2s: &[Vec<u8>], s2c: &[Vec<u8>], ports: (u16, u16), last: bool) -> Verdict {
-        let rules = Rules::defaults().unwrap();
-        let mut a = Stream::default();
-        let mut b = Stream::default();
-        c2s.iter().for_each(|d| {
-            a.add_datagram(d);
-        });
-        s2c.iter().for_each(|d| {
-            b.add_datagram(d);
-        });
-        let cx = Cx {
-            proto: crate::decode::ipproto::UDP,
-            client_port: ports.0,
-            server_port: ports.1,
-            c2s: &a,
-            s2c: &b,
-            last,
-            rules: &rules,
-        };
-        detect(&cx)
+        let (c, s) = (
+            crate::classify::testing::parts(c2s),
+            crate::classify::testing::parts(s2c),
+        );
+        crate::classify::testing::run(detect, crate::decode::ipproto::UDP, &c, &s, ports, last)
     }
 
     fn run_tcp(c2s: &[u8], s2c: &[u8], last: bool) -> Verdict {
-        let rules = Rules::defaults().unwrap();
-        let mut a = Stream::default();
-        let mut b = Stream::default();
-        a.syn(100);
-        b.syn(500);
-        a.add_segment(101, c2s);
-        b.add_segment(501, s2c);
-        let cx = Cx {
-            proto: crate::decode::ipproto::TCP,
-            client_port: 39772,
-            server_port: 1194,
-            c2s: &a,
-            s2c: &b,
+        crate::classify::testing::run(
+            detect,
+            crate::decode::ipproto::TCP,
+            &[c2s],
+            &[s2c],
+            (39772, 1194),
             last,
-            rules: &rules,
-        };
-        detect(&cx)
+        )
     }
 
     // Corpus ndpi-openvpn.pcap, UDP 3.111.166.78:51146 <-> 85.134.13.165:1194

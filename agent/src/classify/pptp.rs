@@ -166,27 +166,16 @@ pub fn detect(cx: &Cx<'_>) -> Verdict {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::flow::reassembly::Stream;
-    use crate::rules::Rules;
 
     fn run(c2s: &[u8], s2c: &[u8], last: bool) -> Verdict {
-        let rules = Rules::defaults().unwrap();
-        let mut a = Stream::default();
-        let mut b = Stream::default();
-        a.syn(1);
-        b.syn(7);
-        a.add_segment(2, c2s);
-        b.add_segment(8, s2c);
-        let cx = Cx {
-            proto: crate::decode::ipproto::TCP,
-            client_port: 41366,
-            server_port: 1723,
-            c2s: &a,
-            s2c: &b,
+        crate::classify::testing::run(
+            detect,
+            crate::decode::ipproto::TCP,
+            &[c2s],
+            &[s2c],
+            (41366, 1723),
             last,
-            rules: &rules,
-        };
-        detect(&cx)
+        )
     }
 
     /// Corpus ndpi-pptp.pcap frame 4 (192.168.43.22:41366 -> 191.101.61.1:1723): SCCRQ,

@@ -246,20 +246,7 @@ mod tests {
         b"\x03\x00\x00\x13\x0e\xd0\x00\x00\x12\x34\x00\x02\x00\x08\x00\x01\x00\x00\x00";
 
     fn run(c2s: &[u8], s2c: &[u8], sport: u16, last: bool) -> Verdict {
-        let rules = Rules::defaults().unwrap();
-        let mut a = Stream::default();
-        a.add_segment(1, c2s);
-        let mut b = Stream::default();
-        b.add_segment(1, s2c);
-        detect(&Cx {
-            proto: 6,
-            client_port: 50000,
-            server_port: sport,
-            c2s: &a,
-            s2c: &b,
-            last,
-            rules: &rules,
-        })
+        crate::classify::testing::run(detect, 6, &[c2s], &[s2c], (50000, sport), last)
     }
 
     #[test]

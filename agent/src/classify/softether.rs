@@ -444,49 +444,24 @@ pub fn detect(cx: &Cx<'_>) -> Verdict {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::flow::reassembly::Stream;
-    use crate::rules::Rules;
 
     fn udp(c2s: &[Vec<u8>], s2c: &[Vec<u8>], ports: (u16, u16), last: bool) -> Verdict {
-        let rules = Rules::defaults().unwrap();
-        let mut a = Stream::default();
-        let mut b = Stream::default();
-        c2s.iter().for_each(|d| {
-            a.add_datagram(d);
-        });
-        s2c.iter().for_each(|d| {
-            b.add_datagram(d);
-        });
-        let cx = Cx {
-            proto: crate::decode::ipproto::UDP,
-            client_port: ports.0,
-            server_port: ports.1,
-            c2s: &a,
-            s2c: &b,
-            last,
-            rules: &rules,
-        };
-        detect(&cx)
+        let (c, s) = (
+            crate::classify::testing::parts(c2s),
+            crate::classify::testing::parts(s2c),
+        );
+        crate::classify::testing::run(detect, crate::decode::ipproto::UDP, &c, &s, ports, last)
     }
 
     fn tcp(c2s: &[u8], s2c: &[u8], last: bool) -> Verdict {
-        let rules = Rules::defaults().unwrap();
-        let mut a = Stream::default();
-        let mut b = Stream::default();
-        a.syn(0);
-        b.syn(0);
-        a.add_segment(1, c2s);
-        b.add_segment(1, s2c);
-        let cx = Cx {
-            proto: crate::decode::ipproto::TCP,
-            client_port: 37504,
-            server_port: 80,
-            c2s: &a,
-            s2c: &b,
+        crate::classify::testing::run(
+            detect,
+            crate::decode::ipproto::TCP,
+            &[c2s],
+            &[s2c],
+            (37504, 80),
             last,
-            rules: &rules,
-        };
-        detect(&cx)
+        )
     }
 
     /// Builds a PACK the way `WritePack` does (SoftEther `Pack.c`).

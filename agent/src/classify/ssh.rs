@@ -178,8 +178,6 @@ pub fn detect(cx: &Cx<'_>) -> Verdict {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::flow::reassembly::Stream;
-    use crate::rules::Rules;
 
     fn kexinit() -> Vec<u8> {
         // RFC 4253 7.1 layout with short lists.
@@ -214,20 +212,7 @@ mod tests {
     }
 
     fn cx_run(c2s: &[u8], s2c: &[u8], last: bool) -> Verdict {
-        let rules = Rules::defaults().unwrap();
-        let mut a = Stream::default();
-        a.add_segment(1, c2s);
-        let mut b = Stream::default();
-        b.add_segment(1, s2c);
-        detect(&Cx {
-            proto: 6,
-            client_port: 50000,
-            server_port: 2222,
-            c2s: &a,
-            s2c: &b,
-            last,
-            rules: &rules,
-        })
+        crate::classify::testing::run(detect, 6, &[c2s], &[s2c], (50000, 2222), last)
     }
 
     #[test]

@@ -138,27 +138,16 @@ pub fn detect(cx: &Cx<'_>) -> Verdict {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::flow::reassembly::Stream;
-    use crate::rules::Rules;
 
     fn run(c2s: &[u8], s2c: &[u8], port: u16, last: bool) -> Verdict {
-        let rules = Rules::defaults().unwrap();
-        let mut a = Stream::default();
-        let mut b = Stream::default();
-        a.syn(10);
-        b.syn(20);
-        a.add_segment(11, c2s);
-        b.add_segment(21, s2c);
-        let cx = Cx {
-            proto: crate::decode::ipproto::TCP,
-            client_port: 50000,
-            server_port: port,
-            c2s: &a,
-            s2c: &b,
+        crate::classify::testing::run(
+            detect,
+            crate::decode::ipproto::TCP,
+            &[c2s],
+            &[s2c],
+            (50000, port),
             last,
-            rules: &rules,
-        };
-        detect(&cx)
+        )
     }
 
     /// The ID exchange of the tinc manual ("Legacy authentication protocol":

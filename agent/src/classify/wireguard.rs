@@ -236,8 +236,6 @@ pub fn detect(cx: &Cx<'_>) -> Verdict {
 #[cfg(test)]
 pub(crate) mod tests {
     use super::*;
-    use crate::flow::reassembly::Stream;
-    use crate::rules::Rules;
 
     /// A message of `len` bytes: type, three zeros, then the given little-endian words
     /// from offset 4, the rest filled with a pattern.
@@ -259,25 +257,11 @@ pub(crate) mod tests {
     }
 
     fn run(c2s: &[Vec<u8>], s2c: &[Vec<u8>], ports: (u16, u16), last: bool) -> Verdict {
-        let rules = Rules::defaults().unwrap();
-        let mut a = Stream::default();
-        let mut b = Stream::default();
-        c2s.iter().for_each(|d| {
-            a.add_datagram(d);
-        });
-        s2c.iter().for_each(|d| {
-            b.add_datagram(d);
-        });
-        let cx = Cx {
-            proto: crate::decode::ipproto::UDP,
-            client_port: ports.0,
-            server_port: ports.1,
-            c2s: &a,
-            s2c: &b,
-            last,
-            rules: &rules,
-        };
-        detect(&cx)
+        let (c, s) = (
+            crate::classify::testing::parts(c2s),
+            crate::classify::testing::parts(s2c),
+        );
+        crate::classify::testing::run(detect, crate::decode::ipproto::UDP, &c, &s, ports, last)
     }
 
     /// Corpus ndpi-wireguard.pcap frames 1-4 (10.9.0.1:43462 <-> 10.9.0.2:51820): the

@@ -268,30 +268,9 @@ pub fn detect(cx: &Cx<'_>) -> Verdict {
 mod tests {
     use super::*;
     use crate::decode::ipproto;
-    use crate::flow::reassembly::Stream;
-    use crate::rules::Rules;
-
-    fn udp_stream(parts: &[&[u8]]) -> Stream {
-        let mut s = Stream::default();
-        for p in parts {
-            s.add_datagram(p);
-        }
-        s
-    }
 
     fn run(c2s: &[&[u8]], s2c: &[&[u8]], ports: (u16, u16), last: bool) -> Verdict {
-        let rules = Rules::defaults().expect("default rules");
-        let (c, s) = (udp_stream(c2s), udp_stream(s2c));
-        let cx = Cx {
-            proto: ipproto::UDP,
-            client_port: ports.0,
-            server_port: ports.1,
-            c2s: &c,
-            s2c: &s,
-            last,
-            rules: &rules,
-        };
-        detect(&cx)
+        crate::classify::testing::run(detect, ipproto::UDP, c2s, s2c, ports, last)
     }
 
     // XDMCP spec, "Protocol Encoding": Query with no authentication names
