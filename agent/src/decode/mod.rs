@@ -781,6 +781,81 @@ mod tests {
     }
 
     #[test]
+    fn vxlan_inner_ethernet_flow() {
+        // RFC 7348 section 5: outer UDP to 4789, flags 0x08 (VNI valid), VNI 4242, then an
+        // Ethernet frame carrying the inner TCP packet.
+        let inner = tcp_frame(b"in");
+        let mut vx = vec![0x08, 0, 0, 0, 0x00, 0x10, 0x92, 0];
+        vx.extend_from_slice(&inner);
+        let b = PacketBuilder::ipv4([198, 51, 100, 1], [198, 51, 100, 2], 64).udp(40000, 4789);
+        let mut v = Vec::new();
+        b.write(&mut v, &vx).unwrap();
+        let mut d = Decoder::new();
+        let out = d.decode(LinkType::RAW, &v);
+        let ps: Vec<_> = out.iter().collect();
+        assert_eq!(ps.len(), 2);
+        assert_eq!((ps[0].proto, ps[0].dport), (ipproto::UDP, 4789));
+        assert_eq!((ps[1].dport, ps[1].payload), (3389, &b"in"[..]));
+        assert_eq!(ps[1].depth, 1);
+        assert_ne!(ps[1].zone, 0);
+    }
+
+    #[test]
+    fn ip_in_ip_and_6in4() {
+        // RFC 2003: protocol 4 carries an IPv4 packet; RFC 4213: protocol 41 an IPv6 one.
+        let inner4 = tcp_frame(b"4");
+        let b = PacketBuilder::ipv4([198, 51, 100, 1], [203, 0, 113, 1], 64);
+        let mut v = Vec::new();
+        b.write(&mut v, etherparse::IpNumber(4), &inner4[14..])
+            .unwrap();
+        let mut d = Decoder::new();
+        let out = d.decode(LinkType::RAW, &v);
+        let ps: Vec<_> = out.iter().collect();
+        assert_eq!(ps.len(), 2);
+        assert_eq!(ps[0].proto, ipproto::IPIP);
+        assert_eq!(ps[1].payload, b"4");
+
+        let six = PacketBuilder::ipv6(
+            [0x20, 0x01, 0x0d, 0xb8, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 1],
+            [0x20, 0x01, 0x0d, 0xb8, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 2],
+            64,
+        )
+        .udp(5000, 500);
+        let mut inner6 = Vec::new();
+        six.write(&mut inner6, b"ike").unwrap();
+        let b = PacketBuilder::ipv4([198, 51, 100, 1], [203, 0, 113, 1], 64);
+        let mut v = Vec::new();
+        b.write(&mut v, etherparse::IpNumber(41), &inner6).unwrap();
+        let out = d.decode(LinkType::RAW, &v);
+        let ps: Vec<_> = out.iter().collect();
+        assert_eq!(ps.len(), 2);
+        assert_eq!(
+            (ps[1].proto, ps[1].dport, ps[1].payload),
+            (ipproto::UDP, 500, &b"ike"[..])
+        );
+        assert_eq!(ps[1].dst.to_ip().to_string(), "2001:db8::2");
+    }
+
+    #[test]
+    fn ipv6_first_fragment_keeps_ports() {
+        // RFC 8200 section 4.5: fixed header, Fragment header (next header UDP, offset 0,
+        // M flag, identification), then the UDP header and the first payload bytes.
+        let mut p = vec![0x60, 0, 0, 0, 0, 24, 44, 64];
+        p.extend_from_slice(&[0x20, 0x01, 0x0d, 0xb8, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 1]);
+        p.extend_from_slice(&[0x20, 0x01, 0x0d, 0xb8, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 2]);
+        p.extend_from_slice(&[17, 0, 0x00, 0x01, 0, 0, 0x12, 0x34]);
+        p.extend_from_slice(&[0x11, 0x94, 0x11, 0x94, 0, 40, 0, 0]);
+        p.extend_from_slice(&[0xaa; 8]);
+        let mut d = Decoder::new();
+        let out = d.decode(LinkType::RAW, &p);
+        let q = out.iter().next().unwrap();
+        assert_eq!(
+            (q.proto, q.sport, q.dport, q.fragment),
+            (ipproto::UDP, 4500, 4500, true)
+        );
+    }
+
+    #[test]
     fn garbage_never_panics() {
         let mut d = Decoder::new();
         for len in 0..64 {
