@@ -68,7 +68,14 @@ impl TableSink {
                 if let Some(w) = &c.weak {
                     notes.push(format!("weak: {w}"));
                 }
-                if let Some(e) = c.evidence.first() {
+                // The catalogue's evidence names the product; structural checks come first
+                // in the list, so prefer a catalogue rule when there is one.
+                let shown = c
+                    .evidence
+                    .iter()
+                    .find(|e| !e.rule.starts_with("setten."))
+                    .or_else(|| c.evidence.first());
+                if let Some(e) = shown {
                     notes.push(format!("{}={}", e.field, e.value));
                 }
                 let vendor = match (&c.vendor, &c.product) {
