@@ -158,6 +158,101 @@ impl<R: Read> Read for CountingReader<R> {
     }
 }
 
+/// Bytes read ahead per chunk.
+const READ_AHEAD_CHUNK: usize = 1 << 20;
+/// Chunks read ahead of the consumer (bounded memory: this many MiB plus the ones in use).
+const READ_AHEAD_CHUNKS: usize = 4;
+
+/// A reader whose source is read on a background thread, a few chunks ahead. Errors
+/// arrive in order after the bytes before them; dropping it stops the thread.
+struct ReadAhead {
+    rx: std::sync::mpsc::Receiver<io::Result<Vec<u8>>>,
+    recycle: std::sync::mpsc::SyncSender<Vec<u8>>,
+    cur: Vec<u8>,
+    pos: usize,
+    done: bool,
+}
+
+impl ReadAhead {
+    fn spawn(mut src: Box<dyn Read + Send>) -> ReadAhead {
+        use std::sync::mpsc::sync_channel;
+        let (tx, rx) = sync_channel::<io::Result<Vec<u8>>>(READ_AHEAD_CHUNKS);
+        let (recycle, spare) = sync_channel::<Vec<u8>>(READ_AHEAD_CHUNKS + 2);
+        let spawned = std::thread::Builder::new()
+            .name("setten-read".into())
+            .spawn(move || loop {
+                let mut buf = spare.try_recv().unwrap_or_default();
+                buf.clear();
+                buf.resize(READ_AHEAD_CHUNK, 0);
+                let n = loop {
+                    match src.read(&mut buf) {
+                        Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
+                        r => break r,
+                    }
+                };
+                let msg = match n {
+                    Ok(n) => {
+                        buf.truncate(n);
+                        Ok(buf)
+                    }
+                    Err(e) => Err(e),
+                };
+                let last = !matches!(&msg, Ok(b) if !b.is_empty());
+                if tx.send(msg).is_err() || last {
+                    return;
+                }
+            });
+        let (rx, done) = match spawned {
+            Ok(_) => (rx, false),
+            Err(e) => {
+                // No thread: report the failure as a read error.
+                let (tx2, rx2) = sync_channel(1);
+                let _ = tx2.send(Err(e));
+                (rx2, false)
+            }
+        };
+        ReadAhead {
+            rx,
+            recycle,
+            cur: Vec::new(),
+            pos: 0,
+            done,
+        }
+    }
+}
+
+impl Read for ReadAhead {
+    fn read(&mut self, out: &mut [u8]) -> io::Result<usize> {
+        loop {
+            if let Some(avail) = self.cur.get(self.pos..).filter(|a| !a.is_empty()) {
+                let n = avail.len().min(out.len());
+                out[..n].copy_from_slice(&avail[..n]);
+                self.pos += n;
+                return Ok(n);
+            }
+            if self.done || out.is_empty() {
+                return Ok(0);
+            }
+            match self.rx.recv() {
+                Ok(Ok(chunk)) if chunk.is_empty() => self.done = true,
+                Ok(Ok(chunk)) => {
+                    let old = std::mem::replace(&mut self.cur, chunk);
+                    let _ = self.recycle.try_send(old);
+                    self.pos = 0;
+                }
+                Ok(Err(e)) => {
+                    self.done = true;
+                    return Err(e);
+                }
+                Err(_) => {
+                    self.done = true;
+                    return Err(io::Error::other("the capture reader thread stopped"));
+                }
+            }
+        }
+    }
+}
+
 #[derive(Clone, Copy)]
 struct Interface {
     link: LinkType,
@@ -220,6 +315,9 @@ impl CaptureFile {
         } else {
             Box::new(counting)
         };
+        // Reading (and gunzipping) runs on a thread of its own, so the packet path does not
+        // wait for the kernel's copies.
+        let source: Box<dyn Read + Send> = Box::new(ReadAhead::spawn(source));
         Self::from_reader(path, source, gzip, file_read, last_error, file_len)
     }
 
@@ -650,6 +748,44 @@ mod tests {
         let mut links = Vec::new();
         cap.for_each_packet(|p| links.push(p.link)).unwrap();
         assert_eq!(links, vec![LinkType::RAW]);
+    }
+
+    #[test]
+    fn read_ahead_delivers_every_byte_in_order_then_the_error() {
+        struct Src {
+            data: Vec<u8>,
+            pos: usize,
+            fail_at_end: bool,
+        }
+        impl Read for Src {
+            fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+                if self.pos >= self.data.len() {
+                    return if self.fail_at_end {
+                        Err(io::Error::other("medium removed"))
+                    } else {
+                        Ok(0)
+                    };
+                }
+                // Short reads of odd sizes.
+                let n = buf.len().min(7919).min(self.data.len() - self.pos);
+                buf[..n].copy_from_slice(&self.data[self.pos..self.pos + n]);
+                self.pos += n;
+                Ok(n)
+            }
+        }
+        let data: Vec<u8> = (0..3_000_000u32).map(|i| (i % 251) as u8).collect();
+        for fail in [false, true] {
+            let mut r = ReadAhead::spawn(Box::new(Src {
+                data: data.clone(),
+                pos: 0,
+                fail_at_end: fail,
+            }));
+            let mut got = Vec::new();
+            let res = r.read_to_end(&mut got);
+            assert_eq!(got.len(), data.len());
+            assert!(got == data);
+            assert_eq!(res.is_err(), fail);
+        }
     }
 
     #[test]
