@@ -300,3 +300,29 @@ fn bundled_sample_shows_the_four_connection_points() {
     assert_eq!(remote, 4, "nothing else is remote access");
     assert!(flows.iter().any(|f| f["protocol"] == "dns"));
 }
+
+/// Golden file of the JSON records for the bundled sample (insta snapshot under
+/// tests/snapshots/). A change in what is reported shows up as a reviewable diff.
+#[test]
+fn bundled_sample_jsonl_golden() {
+    let sample = Path::new(env!("CARGO_MANIFEST_DIR")).join("../tests/fixtures/sample.pcapng");
+    let out = analyze(&["--format", "jsonl"], &[&sample]);
+    assert!(out.status.success());
+    let text = String::from_utf8(out.stdout).unwrap();
+    let pretty: Vec<String> = text
+        .lines()
+        .map(|l| {
+            let v: serde_json::Value = serde_json::from_str(l).unwrap();
+            serde_json::to_string_pretty(&v).unwrap()
+        })
+        .collect();
+    insta::assert_snapshot!("sample_jsonl", pretty.join("\n"));
+}
+
+#[test]
+fn bundled_sample_table_golden() {
+    let sample = Path::new(env!("CARGO_MANIFEST_DIR")).join("../tests/fixtures/sample.pcapng");
+    let out = analyze(&[], &[&sample]);
+    assert!(out.status.success());
+    insta::assert_snapshot!("sample_table", String::from_utf8(out.stdout).unwrap());
+}
