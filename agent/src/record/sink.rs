@@ -16,7 +16,7 @@ use std::thread::JoinHandle;
 /// Flows per batch sent to the writer.
 pub const BATCH: usize = 256;
 /// Batches in flight before the packet path waits for the writer.
-pub const IN_FLIGHT: usize = 16;
+pub const IN_FLIGHT: usize = 4;
 
 /// Output format.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
