@@ -814,21 +814,31 @@ mod tests {
         assert!(cap.for_each_packet(|_| {}).is_err());
     }
 
-    /// pcapng with two interfaces of different link types (pcapng spec sections 4.1-4.3).
-    #[test]
-    fn pcapng_with_two_link_types() {
-        fn block(t: u32, body: &[u8]) -> Vec<u8> {
-            let len = (12 + body.len()) as u32;
-            let mut b = t.to_le_bytes().to_vec();
-            b.extend_from_slice(&len.to_le_bytes());
-            b.extend_from_slice(body);
-            b.extend_from_slice(&len.to_le_bytes());
-            b
-        }
+    /// A little-endian pcapng block: type, total length, body, total length (pcapng
+    /// spec section 3.1).
+    fn block(t: u32, body: &[u8]) -> Vec<u8> {
+        let len = (12 + body.len()) as u32;
+        let mut b = t.to_le_bytes().to_vec();
+        b.extend_from_slice(&len.to_le_bytes());
+        b.extend_from_slice(body);
+        b.extend_from_slice(&len.to_le_bytes());
+        b
+    }
+
+    /// Section header block body: byte-order magic, version 1.0, unknown section length
+    /// (pcapng spec section 4.1).
+    fn section_header_body() -> Vec<u8> {
         let mut shb = 0x1a2b3c4du32.to_le_bytes().to_vec();
         shb.extend_from_slice(&1u16.to_le_bytes());
         shb.extend_from_slice(&0u16.to_le_bytes());
         shb.extend_from_slice(&(-1i64).to_le_bytes());
+        shb
+    }
+
+    /// pcapng with two interfaces of different link types (pcapng spec sections 4.1-4.3).
+    #[test]
+    fn pcapng_with_two_link_types() {
+        let shb = section_header_body();
         let idb = |link: u16| {
             let mut b = link.to_le_bytes().to_vec();
             b.extend_from_slice(&0u16.to_le_bytes());
@@ -871,18 +881,7 @@ mod tests {
     /// as microseconds (3.5 s came out as 3.67 s); decimal resolutions still work.
     #[test]
     fn pcapng_binary_and_decimal_timestamp_resolutions() {
-        fn block(t: u32, body: &[u8]) -> Vec<u8> {
-            let len = (12 + body.len()) as u32;
-            let mut b = t.to_le_bytes().to_vec();
-            b.extend_from_slice(&len.to_le_bytes());
-            b.extend_from_slice(body);
-            b.extend_from_slice(&len.to_le_bytes());
-            b
-        }
-        let mut shb = 0x1a2b3c4du32.to_le_bytes().to_vec();
-        shb.extend_from_slice(&1u16.to_le_bytes());
-        shb.extend_from_slice(&0u16.to_le_bytes());
-        shb.extend_from_slice(&(-1i64).to_le_bytes());
+        let shb = section_header_body();
         // Ethernet, snaplen 0, options: if_tsresol (code 9, length 1, padded to 4), end.
         let idb = |tsresol: u8| {
             let mut b = 1u16.to_le_bytes().to_vec();
