@@ -12,5 +12,7 @@ pub mod capture;
 pub mod classify;
 pub mod decode;
 pub mod flow;
+pub mod inventory;
+pub mod names;
 pub mod record;
 pub mod rules;

@@ -1,0 +1,1 @@
+//! The hospital's own register (台帳) of expected external connections.

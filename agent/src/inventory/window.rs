@@ -1,0 +1,1 @@
+//! Maintenance windows: days of the week and a time range in local time.
