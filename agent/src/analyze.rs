@@ -4,7 +4,7 @@
 //! `tcpdump -C` stays one set of flows). A damaged file stops at the damage: its flows so
 //! far are kept, the error is remembered, and the next file is read.
 
-use crate::capture::{CaptureError, CaptureFile, Packet};
+use crate::capture::{CaptureError, CaptureFile, LinkType, Packet};
 use crate::classify::Classifier;
 use crate::decode::{ipproto, tcpflag, Decoded, Decoder, Skip, L4};
 use crate::flow::reassembly::Stream;
@@ -34,6 +34,29 @@ pub struct Summary {
     pub table: flow::TableStats,
     /// Errors, one per damaged file.
     pub errors: Vec<String>,
+    /// What each capture file held.
+    pub captures: Vec<CaptureInfo>,
+}
+
+/// One capture file as read: for the capture-quality record.
+#[derive(Debug, Default, Clone)]
+pub struct CaptureInfo {
+    /// The file.
+    pub path: PathBuf,
+    /// Frames read.
+    pub packets: u64,
+    /// First frame time, µs since the Unix epoch (0 when none).
+    pub first_us: u64,
+    /// Last frame time.
+    pub last_us: u64,
+    /// Frames cut short by the snap length.
+    pub truncated: u64,
+    /// Drops the capturing system recorded (pcapng interface statistics), when known.
+    pub drops: Option<u64>,
+    /// Link types seen.
+    pub links: Vec<u32>,
+    /// Read completely.
+    pub complete: bool,
 }
 
 /// The packet path with its state; files are fed one after another.
@@ -79,6 +102,12 @@ impl<'c> Pipeline<'c> {
             let Some(flow) = self.table.get_mut(r) else {
                 continue;
             };
+            if l4.depth == 0 && flow.packets[dir as usize] == 1 && p.link == LinkType::ETHERNET {
+                // Ethernet source address, bytes 6-11 (IEEE 802.3 clause 3.1.1).
+                if let Some(m) = p.data.get(6..12).and_then(|m| <[u8; 6]>::try_from(m).ok()) {
+                    flow.mac[dir as usize] = m;
+                }
+            }
             if flow.inspect.done {
                 continue;
             }
@@ -96,7 +125,29 @@ impl<'c> Pipeline<'c> {
         ended: &mut impl FnMut(Flow),
     ) -> Result<(), CaptureError> {
         self.summary.files += 1;
-        let res = cap.for_each_packet(|p| self.packet(p, ended)).map(|_| ());
+        let mut info = CaptureInfo {
+            path: cap.path().to_owned(),
+            ..CaptureInfo::default()
+        };
+        let res = cap
+            .for_each_packet(|p| {
+                info.packets += 1;
+                if info.first_us == 0 || p.ts_us < info.first_us {
+                    info.first_us = p.ts_us;
+                }
+                info.last_us = info.last_us.max(p.ts_us);
+                if p.orig_len as usize > p.data.len() {
+                    info.truncated += 1;
+                }
+                if info.links.last() != Some(&p.link.0) && !info.links.contains(&p.link.0) {
+                    info.links.push(p.link.0);
+                }
+                self.packet(p, ended)
+            })
+            .map(|_| ());
+        info.drops = cap.stats().drops;
+        info.complete = res.is_ok();
+        self.summary.captures.push(info);
         if let Err(e) = &res {
             self.summary.errors.push(e.to_string());
         }
@@ -175,6 +226,7 @@ mod tests {
             vlan: 0,
             depth: 0,
             fragment: false,
+            fp: 0,
         }
     }
 

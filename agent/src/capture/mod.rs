@@ -260,6 +260,8 @@ struct Interface {
     units_per_sec: u64,
     /// Seconds added to every timestamp (if_tsoffset).
     offset_sec: i64,
+    /// Drops from the latest interface statistics block.
+    drops: Option<u64>,
 }
 
 /// Per-file reading statistics.
@@ -271,6 +273,14 @@ pub struct ReadStats {
     pub other_blocks: u64,
     /// Packets on an interface that was never declared, skipped.
     pub orphan_packets: u64,
+    /// Packets the capturing system said it dropped (pcapng interface statistics,
+    /// `isb_ifdrop` + `isb_osdrop`, latest block per interface); `None` when the file does
+    /// not say.
+    pub drops: Option<u64>,
+    /// Drops of sections already finished.
+    drops_closed: u64,
+    /// Whether the current section is big-endian.
+    big_endian: bool,
 }
 
 /// A capture file being read.
@@ -433,6 +443,7 @@ impl CaptureFile {
                                 link: LinkType(h.network.0 as u32),
                                 units_per_sec: units,
                                 offset_sec: i64::from(h.thiszone),
+                                drops: None,
                             });
                         }
                         PcapBlockOwned::Legacy(b) => {
@@ -529,7 +540,34 @@ fn on_ng_block(
     on_packet: &mut impl FnMut(&Packet<'_>),
 ) -> Result<(), String> {
     match block {
-        Block::SectionHeader(_) => interfaces.clear(),
+        Block::SectionHeader(shb) => {
+            stats.drops_closed += interfaces.iter().filter_map(|i| i.drops).sum::<u64>();
+            stats.big_endian = shb.big_endian();
+            interfaces.clear();
+        }
+        Block::InterfaceStatistics(isb) => {
+            // isb_ifdrop (5) and isb_osdrop (7), 64-bit counters in the section's byte
+            // order (pcapng spec, section 4.6).
+            let mut drops: Option<u64> = None;
+            for o in &isb.options {
+                if matches!(o.code.0, 5 | 7) {
+                    if let Some(b) = o.value.get(..8).and_then(|b| <[u8; 8]>::try_from(b).ok()) {
+                        let v = if stats.big_endian {
+                            u64::from_be_bytes(b)
+                        } else {
+                            u64::from_le_bytes(b)
+                        };
+                        drops = Some(drops.unwrap_or(0).saturating_add(v));
+                    }
+                }
+            }
+            stats.other_blocks += 1;
+            if let (Some(d), Some(ifc)) = (drops, interfaces.get_mut(isb.if_id as usize)) {
+                ifc.drops = Some(d);
+                let current: u64 = interfaces.iter().filter_map(|i| i.drops).sum();
+                stats.drops = Some(stats.drops_closed.saturating_add(current));
+            }
+        }
         Block::InterfaceDescription(idb) => {
             if interfaces.len() >= MAX_INTERFACES {
                 return Err(format!(
@@ -543,6 +581,7 @@ fn on_ng_block(
                 link: LinkType(idb.linktype.0 as u32),
                 units_per_sec: units,
                 offset_sec: idb.if_tsoffset,
+                drops: None,
             });
         }
         Block::EnhancedPacket(epb) => {

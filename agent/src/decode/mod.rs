@@ -126,6 +126,11 @@ pub struct L4<'a> {
     pub depth: u8,
     /// Part of a fragmented IP datagram.
     pub fragment: bool,
+    /// Identity of this exact packet for spotting duplicate frames: the IPv4
+    /// identification (IPv6: the payload length) and the transport checksum. Two frames in
+    /// a row with the same value in one direction are the same packet captured twice (a
+    /// SPAN port copying both ingress and egress). 0 when unknown.
+    pub fp: u32,
 }
 
 /// Why a frame gave no transport packet.
@@ -304,7 +309,7 @@ impl Decoder {
         let Ok((ip, _)) = LaxIpSlice::from_slice(b) else {
             return skip_into(out, Skip::Malformed);
         };
-        let (src, dst, ip_len, frag) = match &ip {
+        let (src, dst, ip_len, frag, ident) = match &ip {
             LaxIpSlice::Ipv4(v4) => {
                 let h = v4.header();
                 let frag = if v4.payload().fragmented {
@@ -318,6 +323,7 @@ impl Decoder {
                     Addr::v4(h.destination()),
                     u32::from(h.total_len()).max(h.slice().len() as u32),
                     frag,
+                    h.identification(),
                 )
             }
             LaxIpSlice::Ipv6(v6) => {
@@ -332,12 +338,21 @@ impl Decoder {
                     Addr(h.destination()),
                     40 + u32::from(h.payload_length()),
                     frag,
+                    h.payload_length(),
                 )
             }
         };
         let ip_payload = ip.payload();
         let proto = ip_payload.ip_number.0;
         let payload = ip_payload.payload;
+        // The transport checksum: TCP header bytes 16-17 (RFC 9293 section 3.1), UDP
+        // bytes 6-7 (RFC 768).
+        let csum = match proto {
+            ipproto::TCP => payload.get(16..18),
+            ipproto::UDP => payload.get(6..8),
+            _ => None,
+        }
+        .map_or(0, |c| u16::from_be_bytes([c[0], c[1]]));
         let base = L4 {
             src,
             dst,
@@ -351,6 +366,11 @@ impl Decoder {
             vlan,
             depth: depth as u8,
             fragment: frag.is_some(),
+            fp: if frag.is_some() {
+                0
+            } else {
+                (u32::from(ident) << 16) | u32::from(csum)
+            },
         };
 
         if let Some((ident, first)) = frag {

@@ -165,6 +165,12 @@ pub struct Flow {
     pub fragments: u64,
     /// FIN seen per direction.
     fin: [bool; 2],
+    /// Source MAC of the first frame in each direction (zero: not seen or no Ethernet).
+    pub mac: [[u8; 6]; 2],
+    /// Frames that repeated the previous frame of their direction (see `L4::fp`).
+    pub duplicates: u32,
+    /// `L4::fp` of the previous frame per direction.
+    last_fp: [u32; 2],
     /// Opening bytes per direction, while the flow is being inspected.
     pub streams: Option<Box<[Stream; 2]>>,
     /// TCP or UDP: the payload is inspected until classification is done.
@@ -386,6 +392,12 @@ impl FlowTable {
         if p.fragment {
             f.fragments += 1;
         }
+        if p.fp != 0 {
+            if f.last_fp[d] == p.fp {
+                f.duplicates = f.duplicates.saturating_add(1);
+            }
+            f.last_fp[d] = p.fp;
+        }
         let mut list = f.lru.list;
         if let Some(t) = p.tcp {
             f.tcp_flags[d] |= t.flags;
@@ -442,6 +454,9 @@ impl FlowTable {
             handshake: false,
             fragments: 0,
             fin: [false; 2],
+            mac: [[0; 6]; 2],
+            duplicates: 0,
+            last_fp: [0; 2],
             // Stream buffers are allocated with the first payload byte (see
             // `Flow::streams_mut`); many flows never carry any.
             streams: None,
@@ -658,6 +673,7 @@ mod tests {
             vlan: 0,
             depth: 0,
             fragment: false,
+            fp: 0,
         }
     }
 
@@ -667,6 +683,34 @@ mod tests {
             tcp: None,
             ..pkt(src, sport, dst, dport, 0)
         }
+    }
+
+    /// A SPAN port that copies a frame on ingress and egress delivers it twice in a row:
+    /// same IPv4 identification and transport checksum. A retransmission carries a new
+    /// identification and is not counted; neither is the same value in the other direction.
+    #[test]
+    fn repeated_frames_are_counted_as_duplicates() {
+        let mut t = FlowTable::new(Config::default());
+        let c2s = |fp| L4 {
+            fp,
+            ..pkt([10, 0, 0, 1], 50000, [192, 0, 2, 9], 443, tcpflag::ACK)
+        };
+        let s2c = |fp| L4 {
+            fp,
+            ..pkt([192, 0, 2, 9], 443, [10, 0, 0, 1], 50000, tcpflag::ACK)
+        };
+        let mut r = None;
+        for p in [
+            c2s(0x0001_abcd),
+            c2s(0x0001_abcd),
+            s2c(0x0001_abcd),
+            c2s(0x0002_abcd),
+            c2s(0),
+        ] {
+            r = Some(t.update(&p, 1, &mut |_| {}).0);
+        }
+        let f = t.get_mut(r.unwrap()).unwrap();
+        assert_eq!(f.duplicates, 1);
     }
 
     #[test]
