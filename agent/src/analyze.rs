@@ -65,6 +65,8 @@ pub struct Pipeline<'c> {
     table: FlowTable,
     classifier: &'c Classifier,
     summary: Summary,
+    /// Scratch space for name observations of one datagram.
+    obs: Vec<crate::names::Obs>,
 }
 
 impl<'c> Pipeline<'c> {
@@ -75,6 +77,7 @@ impl<'c> Pipeline<'c> {
             table: FlowTable::new(cfg),
             classifier,
             summary: Summary::default(),
+            obs: Vec::new(),
         }
     }
 
@@ -106,6 +109,16 @@ impl<'c> Pipeline<'c> {
                 // Ethernet source address, bytes 6-11 (IEEE 802.3 clause 3.1.1).
                 if let Some(m) = p.data.get(6..12).and_then(|m| <[u8; 6]>::try_from(m).ok()) {
                     flow.mac[dir as usize] = m;
+                }
+            }
+            if l4.proto == ipproto::UDP && !l4.payload.is_empty() {
+                crate::names::harvest(l4.sport, l4.dport, l4.payload, &mut self.obs);
+                if !self.obs.is_empty() {
+                    for o in self.obs.drain(..) {
+                        if flow.names.len() < flow::MAX_NAME_OBS {
+                            flow.names.push((p.ts_us, o));
+                        }
+                    }
                 }
             }
             if flow.inspect.done {

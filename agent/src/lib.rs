@@ -15,4 +15,5 @@ pub mod flow;
 pub mod inventory;
 pub mod names;
 pub mod record;
+pub mod reload;
 pub mod rules;

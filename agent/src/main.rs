@@ -6,6 +6,10 @@ use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
 use setten_agent::analyze;
 use setten_agent::classify::Classifier;
 use setten_agent::flow;
+use setten_agent::inventory::ledger::Ledger;
+use setten_agent::inventory::output::{self, Collect, Lang};
+use setten_agent::inventory::{quality, PointsCx};
+use setten_agent::names::oui::Oui;
 use setten_agent::record::sink::{self, FlowSink};
 use setten_agent::record::{Cidr, LocalNets};
 use setten_agent::rules::Rules;
@@ -36,8 +40,18 @@ enum Command {
 enum Format {
     /// A readable summary: remote-access and VPN flows first.
     Table,
-    /// One JSON object per flow on stdout.
+    /// One JSON object per flow (or per connection point) on stdout.
     Jsonl,
+    /// With --inventory: one row per connection point, UTF-8 with BOM (opens in Excel).
+    Csv,
+}
+
+#[derive(Clone, Copy, ValueEnum, PartialEq, Eq)]
+enum LangArg {
+    /// 日本語.
+    Ja,
+    /// English.
+    En,
 }
 
 #[derive(clap::Args)]
@@ -58,6 +72,16 @@ struct AnalyzeArgs {
     /// Show a progress bar even when stderr is not a terminal, or never (auto: only on a terminal).
     #[arg(long, value_enum, default_value_t = Progress::Auto)]
     progress: Progress,
+    /// List external connection points (外部接続点) instead of flows.
+    #[arg(long)]
+    inventory: bool,
+    /// The hospital's ledger of expected external connections (CSV, UTF-8 or Shift_JIS;
+    /// see docs/ledger.md). Implies --inventory.
+    #[arg(long, value_name = "FILE")]
+    ledger: Option<PathBuf>,
+    /// Language of the table and CSV headers.
+    #[arg(long, value_enum, default_value_t = LangArg::Ja)]
+    lang: LangArg,
     /// Capture files.
     #[arg(required = true, value_name = "CAPTURE")]
     captures: Vec<PathBuf>,
@@ -108,7 +132,36 @@ fn analyze_cmd(a: AnalyzeArgs) -> Result<ExitCode> {
         None => Rules::defaults().context("built-in rules")?,
     };
     let rules = Arc::new(rules);
+    let mut extra = extra;
+    extra.extend_from_slice(&rules.policy.local_nets);
     let nets = LocalNets::with(&extra);
+    let inventory = a.inventory || a.ledger.is_some();
+    if a.format == Format::Csv && !inventory {
+        bail!("--format csv lists connection points: add --inventory");
+    }
+    let ledger = match &a.ledger {
+        Some(path) => {
+            let l = Ledger::load(path)?;
+            for e in &l.errors {
+                tracing::warn!("{}", e.display(&l.source));
+            }
+            if !l.ignored_columns.is_empty() {
+                tracing::warn!(
+                    "{}: columns not used: {}",
+                    l.source,
+                    l.ignored_columns.join(", ")
+                );
+            }
+            tracing::info!(
+                "{}: {} ledger entries ({})",
+                l.source,
+                l.entries.len(),
+                l.encoding
+            );
+            Some(l)
+        }
+        None => None,
+    };
     let classifier = Classifier::new(rules.clone());
     let cfg = flow::Config {
         max_flows: a.max_flows,
@@ -119,32 +172,64 @@ fn analyze_cmd(a: AnalyzeArgs) -> Result<ExitCode> {
         Progress::Never => false,
         Progress::Auto => std::io::stderr().is_terminal(),
     };
-    let sink_format = match a.format {
-        Format::Jsonl => sink::Format::Jsonl,
-        Format::Table => sink::Format::Table,
+    let lang = match a.lang {
+        LangArg::Ja => Lang::Ja,
+        LangArg::En => Lang::En,
     };
-    let mut sink = FlowSink::spawn(
-        sink_format,
-        nets,
-        rules.clone(),
-        Box::new(std::io::stdout()),
-    );
-    let mut ended = |f: flow::Flow| sink.push(f);
     let mut ui = ProgressUi::default();
-    let summary = analyze::run(
-        &a.captures,
-        cfg,
-        &classifier,
-        |cap, counter| {
-            ui.stop();
-            if show_progress {
-                ui.start(cap, counter);
-            }
-        },
-        &mut ended,
-    );
-    ui.stop();
-    sink.finish().context("writing the output")?;
+    let on_open = |cap: &setten_agent::capture::CaptureFile, counter| {
+        ui.stop();
+        if show_progress {
+            ui.start(cap, counter);
+        }
+    };
+    let summary = if inventory {
+        let mut sink = FlowSink::with(Collect::new(rules.policy.clone()), nets, rules.clone());
+        let summary = analyze::run(&a.captures, cfg, &classifier, on_open, &mut |f| {
+            sink.push(f)
+        });
+        ui.stop();
+        let (inv, fq) = sink.finish().context("building the inventory")?;
+        // SETTEN_IEEE_DATA points at another copy of the registry (tests pin one).
+        let oui = match std::env::var_os("SETTEN_IEEE_DATA") {
+            Some(dir) => Oui::load_dir(std::path::Path::new(&dir))
+                .with_context(|| format!("SETTEN_IEEE_DATA={}", dir.to_string_lossy()))?,
+            None => Oui::load_default(),
+        };
+        let points = inv.points(&PointsCx {
+            policy: &rules.policy,
+            ledger: ledger.as_ref(),
+            oui: &oui,
+        });
+        let quality = quality::build(&summary.captures, &fq);
+        let stdout = std::io::stdout();
+        let mut out = std::io::BufWriter::new(stdout.lock());
+        match a.format {
+            Format::Jsonl => output::write_jsonl(&mut out, &points, &quality),
+            Format::Table => output::write_table(&mut out, &points, &quality, &rules.policy, lang),
+            Format::Csv => output::write_csv(&mut out, &points, &rules.policy, lang),
+        }
+        .and_then(|_| std::io::Write::flush(&mut out))
+        .context("writing the output")?;
+        summary
+    } else {
+        let sink_format = match a.format {
+            Format::Jsonl => sink::Format::Jsonl,
+            _ => sink::Format::Table,
+        };
+        let mut sink = FlowSink::spawn(
+            sink_format,
+            nets,
+            rules.clone(),
+            Box::new(std::io::stdout()),
+        );
+        let summary = analyze::run(&a.captures, cfg, &classifier, on_open, &mut |f| {
+            sink.push(f)
+        });
+        ui.stop();
+        sink.finish().context("writing the output")?;
+        summary
+    };
     tracing::info!(
         files = summary.files,
         packets = summary.packets,

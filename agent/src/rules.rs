@@ -5,6 +5,7 @@
 //! empty patterns and duplicate ids are refused with the file, line and key named.
 
 use crate::classify::Service;
+use crate::inventory::policy::{self, Policy};
 use serde::Deserialize;
 use std::fmt;
 use std::path::{Path, PathBuf};
@@ -20,6 +21,9 @@ pub const DEFAULT_FILES: &[(&str, &str)] = &[
         "ike_vendor_ids.toml",
         include_str!("../../rules/ike_vendor_ids.toml"),
     ),
+    ("site.toml", include_str!("../../rules/site.toml")),
+    ("clouds.toml", include_str!("../../rules/clouds.toml")),
+    ("risks.toml", include_str!("../../rules/risks.toml")),
 ];
 
 /// Protocol field a signature looks at.
@@ -173,6 +177,8 @@ pub struct Rules {
     signatures: Vec<Signature>,
     index: SignatureIndex,
     ike_vendors: Vec<IkeVendor>,
+    /// Site policy: time zone, windows, relay clouds, risk severities.
+    pub policy: Policy,
     /// Files the rules came from, for logs.
     pub sources: Vec<String>,
 }
@@ -212,6 +218,16 @@ struct FileDoc {
     signature: Vec<toml::Spanned<SignatureDoc>>,
     #[serde(default)]
     ike_vendor: Vec<toml::Spanned<IkeVendorDoc>>,
+    #[serde(default)]
+    site: Option<toml::Spanned<policy::SiteDoc>>,
+    #[serde(default)]
+    maintenance_window: Vec<toml::Spanned<policy::WindowDoc>>,
+    #[serde(default)]
+    cloud: Vec<toml::Spanned<policy::CloudDoc>>,
+    #[serde(default)]
+    vpn_pool: Vec<toml::Spanned<policy::VpnPoolDoc>>,
+    #[serde(default)]
+    risk: Vec<toml::Spanned<policy::RiskDoc>>,
 }
 
 #[derive(Deserialize)]
@@ -268,6 +284,25 @@ struct IkeVendorDoc {
     sources: Vec<String>,
 }
 
+/// Byte offset of the line assigning `key` in a table's text (which runs to the next
+/// table header; a span may cover only the header).
+fn key_offset(table: &str, key: &str) -> Option<usize> {
+    let mut off = 0;
+    for (i, line) in table.split_inclusive('\n').enumerate() {
+        let t = line.trim_start();
+        if i > 0 && t.starts_with('[') {
+            return None;
+        }
+        if let Some(rest) = t.strip_prefix(key) {
+            if rest.trim_start().starts_with('=') {
+                return Some(off + (line.len() - t.len()));
+            }
+        }
+        off += line.len();
+    }
+    None
+}
+
 impl Rules {
     /// The built-in defaults.
     pub fn defaults() -> Result<Rules, RulesError> {
@@ -319,9 +354,17 @@ impl Rules {
             key: None,
             message: e.message().to_owned(),
         })?;
+        // The line of the key inside the table when it is there, else the table's.
         let fail = |span: std::ops::Range<usize>, key: &str, message: String| RulesError {
             file: file.to_owned(),
-            line: line_of(span.start + 1),
+            line: line_of(
+                span.start
+                    + text
+                        .get(span.start..)
+                        .and_then(|t| key_offset(t, key))
+                        .unwrap_or(0)
+                    + 1,
+            ),
             key: Some(key.to_owned()),
             message,
         };
@@ -434,6 +477,39 @@ impl Rules {
                 product: v.product,
                 service: svc,
             });
+        }
+        let policy_err = |span: std::ops::Range<usize>, (key, message): policy::DocError| {
+            fail(span, key, message)
+        };
+        if let Some(d) = doc.site {
+            let span = d.span();
+            self.policy
+                .add_site(d.into_inner())
+                .map_err(|e| policy_err(span, e))?;
+        }
+        for d in doc.maintenance_window {
+            let span = d.span();
+            self.policy
+                .add_window(d.into_inner())
+                .map_err(|e| policy_err(span, e))?;
+        }
+        for d in doc.cloud {
+            let span = d.span();
+            self.policy
+                .add_cloud(d.into_inner())
+                .map_err(|e| policy_err(span, e))?;
+        }
+        for d in doc.vpn_pool {
+            let span = d.span();
+            self.policy
+                .add_vpn_pool(d.into_inner())
+                .map_err(|e| policy_err(span, e))?;
+        }
+        for d in doc.risk {
+            let span = d.span();
+            self.policy
+                .add_risk(d.into_inner())
+                .map_err(|e| policy_err(span, e))?;
         }
         self.sources.push(file.display().to_string());
         self.build_index();
@@ -649,7 +725,8 @@ mod tests {
         let mut r = Rules::default();
         let bad_svc = "\n[[signature]]\nid = \"x\"\nfield = \"tls.sni\"\nservice = \"vpnz\"\nequals = [\"a\"]\n";
         let e = r.add_text(Path::new("f.toml"), bad_svc).unwrap_err();
-        assert_eq!(e.line, Some(2));
+        // The line of the key at fault, not of its table.
+        assert_eq!(e.line, Some(5));
         assert_eq!(e.key.as_deref(), Some("service"));
         let bad_field =
             "[[signature]]\nid = \"x\"\nfield = \"tls.snx\"\nservice = \"rdp\"\nequals = [\"a\"]\n";

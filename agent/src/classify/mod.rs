@@ -39,14 +39,14 @@ use crate::decode::ipproto;
 use crate::flow::reassembly::Stream;
 use crate::flow::Flow;
 use crate::rules::{Field, Rules};
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 
 /// Payload-carrying packets after which a still undecided flow is given up.
 pub const MAX_INSPECT_PACKETS: u16 = 24;
 
 /// The services of the vocabulary (`corpus/VOCABULARY.md`): what an external connection
 /// point is made of, plus the two consumer anonymisers.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
 #[serde(rename_all = "kebab-case")]
 #[allow(missing_docs)]
 pub enum Service {
@@ -167,7 +167,7 @@ impl Service {
 }
 
 /// One piece of evidence: the rule that used it and the field value it saw.
-#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Evidence {
     /// Stable rule id (`setten.<protocol>.<what>` for built-in structure checks, the
     /// catalogue id for data rules).

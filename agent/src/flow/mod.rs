@@ -105,6 +105,10 @@ pub enum RoleBy {
     FirstPacket,
 }
 
+/// Name observations kept per flow (a long-lived resolver conversation keeps its first
+/// ones).
+pub const MAX_NAME_OBS: usize = 256;
+
 /// Why a flow ended.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum EndReason {
@@ -171,6 +175,9 @@ pub struct Flow {
     pub duplicates: u32,
     /// `L4::fp` of the previous frame per direction.
     last_fp: [u32; 2],
+    /// Names its datagrams gave out (DNS answers, DHCP, NetBIOS, LLMNR, mDNS), with the
+    /// time seen; at most [`MAX_NAME_OBS`].
+    pub names: Vec<(u64, crate::names::Obs)>,
     /// Opening bytes per direction, while the flow is being inspected.
     pub streams: Option<Box<[Stream; 2]>>,
     /// TCP or UDP: the payload is inspected until classification is done.
@@ -457,6 +464,7 @@ impl FlowTable {
             mac: [[0; 6]; 2],
             duplicates: 0,
             last_fp: [0; 2],
+            names: Vec::new(),
             // Stream buffers are allocated with the first payload byte (see
             // `Flow::streams_mut`); many flows never carry any.
             streams: None,

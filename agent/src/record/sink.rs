@@ -27,21 +27,87 @@ pub enum Format {
     Table,
 }
 
-/// The sending side of the writer thread.
-pub struct FlowSink {
-    tx: Option<SyncSender<Vec<Flow>>>,
-    batch: Vec<Flow>,
-    handle: Option<JoinHandle<io::Result<()>>>,
+/// What the output thread does with each finished flow.
+pub trait Consumer: Send + 'static {
+    /// What it hands back at the end.
+    type Output: Send + 'static;
+    /// Takes one flow (already resolved). An error stops further calls; the remaining
+    /// flows are drained without blocking the packet path.
+    fn flow(&mut self, v: &FlowView<'_>) -> io::Result<()>;
+    /// The end of input.
+    fn finish(self) -> io::Result<Self::Output>;
 }
 
-impl FlowSink {
-    /// Starts the writer thread.
+/// Renders flows as JSON Lines or the table.
+pub struct Writer {
+    format: Format,
+    out: io::BufWriter<Box<dyn Write + Send>>,
+    table: TableSink,
+    line: Vec<u8>,
+}
+
+impl Writer {
+    /// A writer of the given format.
+    pub fn new(format: Format, out: Box<dyn Write + Send>) -> Writer {
+        Writer {
+            format,
+            out: io::BufWriter::with_capacity(1 << 16, out),
+            table: TableSink::default(),
+            line: Vec::with_capacity(2048),
+        }
+    }
+}
+
+impl Consumer for Writer {
+    type Output = ();
+
+    fn flow(&mut self, view: &FlowView<'_>) -> io::Result<()> {
+        match self.format {
+            Format::Table => self.table.add(view),
+            Format::Jsonl => {
+                self.line.clear();
+                view.write_json(&mut self.line);
+                self.line.push(b'\n');
+                self.out.write_all(&self.line)?;
+            }
+        }
+        Ok(())
+    }
+
+    fn finish(mut self) -> io::Result<()> {
+        if self.format == Format::Table {
+            self.table.write(&mut self.out)?;
+        }
+        self.out.flush()
+    }
+}
+
+/// The sending side of the output thread.
+pub struct FlowSink<O: Send + 'static = ()> {
+    tx: Option<SyncSender<Vec<Flow>>>,
+    batch: Vec<Flow>,
+    handle: Option<JoinHandle<io::Result<O>>>,
+}
+
+impl FlowSink<()> {
+    /// Starts a thread writing JSON Lines or the table.
     pub fn spawn(
         format: Format,
         nets: LocalNets,
         rules: Arc<Rules>,
         out: Box<dyn Write + Send>,
-    ) -> FlowSink {
+    ) -> FlowSink<()> {
+        FlowSink::with(Writer::new(format, out), nets, rules)
+    }
+}
+
+impl<O: Send + 'static> FlowSink<O> {
+    /// Starts the output thread with a consumer.
+    pub fn with<C: Consumer<Output = O>>(
+        mut consumer: C,
+        nets: LocalNets,
+        rules: Arc<Rules>,
+    ) -> FlowSink<O> {
         let (tx, rx) = sync_channel::<Vec<Flow>>(IN_FLIGHT);
         let handle = std::thread::Builder::new()
             .name("setten-output".into())
@@ -50,10 +116,7 @@ impl FlowSink {
                     nets: &nets,
                     rules: &rules,
                 };
-                let mut out = io::BufWriter::with_capacity(1 << 16, out);
-                let mut table = TableSink::default();
                 let mut error: Option<io::Error> = None;
-                let mut line = Vec::with_capacity(2048);
                 for mut batch in rx {
                     if error.is_some() {
                         continue;
@@ -61,27 +124,16 @@ impl FlowSink {
                     for f in &mut batch {
                         f.resolve(&rules);
                         let view = FlowView { flow: f, cx: &cx };
-                        match format {
-                            Format::Table => table.add(&view),
-                            Format::Jsonl => {
-                                line.clear();
-                                view.write_json(&mut line);
-                                line.push(b'\n');
-                                if let Err(e) = out.write_all(&line) {
-                                    error = Some(e);
-                                    break;
-                                }
-                            }
+                        if let Err(e) = consumer.flow(&view) {
+                            error = Some(e);
+                            break;
                         }
                     }
                 }
                 if let Some(e) = error {
                     return Err(e);
                 }
-                if format == Format::Table {
-                    table.write(&mut out)?;
-                }
-                out.flush()
+                consumer.finish()
             });
         match handle {
             Ok(h) => FlowSink {
@@ -118,8 +170,8 @@ impl FlowSink {
         }
     }
 
-    /// Sends what is left, waits for the writer and returns its result.
-    pub fn finish(mut self) -> io::Result<()> {
+    /// Sends what is left, waits for the output thread and returns its result.
+    pub fn finish(mut self) -> io::Result<O> {
         if !self.batch.is_empty() {
             self.send();
         }
@@ -127,7 +179,7 @@ impl FlowSink {
         match self.handle.take().map(|h| h.join()) {
             Some(Ok(r)) => r,
             Some(Err(_)) => Err(io::Error::other("the output thread panicked")),
-            None => Ok(()),
+            None => Err(io::Error::other("the output thread is gone")),
         }
     }
 }
