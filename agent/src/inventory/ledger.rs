@@ -1585,6 +1585,32 @@ mod tests {
         );
     }
 
+    /// The examples in docs/ledger.md load without errors.
+    #[test]
+    fn documented_examples_load() {
+        let doc = include_str!("../../../docs/ledger.md");
+        let blocks: Vec<&str> = doc
+            .split("```csv\n")
+            .skip(1)
+            .filter_map(|b| b.split("```").next())
+            .collect();
+        assert_eq!(blocks.len(), 2);
+        let ja = load(blocks[0]);
+        assert_eq!(messages(&ja), Vec::<String>::new());
+        assert_eq!(ja.entries.len(), 5);
+        assert_eq!(ja.entries[2].row, 5, "after the comment row");
+        assert_eq!(ja.entries[2].windows.len(), 2);
+        assert_eq!(ja.entries[3].row, 7, "after a two-line note");
+        assert_eq!(ja.entries[4].services, vec![Service::Rdp]);
+        let en = load(blocks[1]);
+        assert_eq!(messages(&en), Vec::<String>::new());
+        assert_eq!(en.entries.len(), 4);
+        assert_eq!(
+            en.entries[3].windows[0].to_string(),
+            "Mon,Wed,Fri 10:00-12:00"
+        );
+    }
+
     #[test]
     fn unseen_entries() {
         let l = load(RECONCILE);
