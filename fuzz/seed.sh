@@ -18,3 +18,6 @@ if [ ! -d "$captures" ]; then
 fi
 cd "$here"
 cargo run --quiet --release --example seed -- "$captures" "$repo/rules" "$here/corpus"
+# The ledger target starts from the sample ledgers (UTF-8 and Shift_JIS).
+mkdir -p "$here/corpus/ledger"
+cp "$repo"/samples/*.csv "$here/corpus/ledger/"

@@ -7,7 +7,9 @@
 //! - classify: the opening payloads of flows, both directions, as the flow table sees them;
 //! - reassembly: the segments (with SYNs and their sequence numbers) or datagrams of one
 //!   direction of those flows;
-//! - rules: the rule files.
+//! - rules: the rule files;
+//! - names: UDP payloads of the naming protocols (DNS answers, mDNS, LLMNR, NetBIOS name
+//!   service, DHCP) behind the selector byte of `setten_fuzz::names`.
 //!
 //! Seeds go through the agent's own reader, decoder and flow table, so they are the bytes
 //! the parsers get in a real run. Files are named by a hash of their content.
@@ -15,6 +17,7 @@
 use setten_agent::capture::{CaptureFile, LinkType};
 use setten_agent::decode::{ipproto, tcpflag, Decoder};
 use setten_agent::flow::{Config, Dir, FlowTable};
+use setten_agent::names::port;
 use setten_fuzz::{encode_classify, encode_decode, encode_reassembly, Piece};
 use std::collections::BTreeMap;
 use std::hash::{Hash, Hasher};
@@ -29,6 +32,28 @@ const FRAMES_PER_CAPTURE: usize = 32;
 const FLOWS_PER_CAPTURE: usize = 24;
 /// Packets kept per flow.
 const PACKETS_PER_FLOW: usize = 12;
+/// names seeds per capture.
+const NAME_SEEDS_PER_CAPTURE: usize = 64;
+
+/// The `names` target's selector for a datagram, in `setten_agent::names::harvest`'s
+/// dispatch order; the index is into `setten_fuzz::PORTS`
+/// (DNS, mDNS, LLMNR, NetBIOS, DHCP).
+fn name_selector(sport: u16, dport: u16) -> Option<u8> {
+    let either = |p: u16| sport == p || dport == p;
+    if sport == port::DNS {
+        Some(0)
+    } else if either(port::MDNS) {
+        Some(1)
+    } else if sport == port::LLMNR {
+        Some(2)
+    } else if either(port::NETBIOS_NS) {
+        Some(3)
+    } else if either(port::DHCP_SERVER) || either(port::DHCP_CLIENT) {
+        Some(4)
+    } else {
+        None
+    }
+}
 
 struct Pkt {
     dir: Dir,
@@ -97,9 +122,18 @@ fn main() {
         let mut table = FlowTable::new(Config::default());
         let mut decoder = Decoder::new();
         let mut flows: BTreeMap<u64, FlowSeed> = BTreeMap::new();
+        let mut name_seeds = 0;
         for (link, ts, data) in &frames {
             let d = decoder.decode(*link, data);
             for l4 in d.iter() {
+                if l4.proto == ipproto::UDP && name_seeds < NAME_SEEDS_PER_CAPTURE {
+                    if let Some(sel) = name_selector(l4.sport, l4.dport) {
+                        let mut seed = vec![sel];
+                        seed.extend_from_slice(l4.payload);
+                        put(out, "names", &seed, &mut counts);
+                        name_seeds += 1;
+                    }
+                }
                 if !matches!(l4.proto, ipproto::TCP | ipproto::UDP) {
                     continue;
                 }

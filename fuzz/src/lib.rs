@@ -17,6 +17,9 @@ use setten_agent::flow::reassembly::{Stream, MAX_DATAGRAM, MAX_DATAGRAMS, MAX_ST
 use setten_agent::record::table::TableSink;
 use setten_agent::record::{FlowView, LocalNets, RecordCx};
 use setten_agent::rules::{Field, Rules};
+use setten_agent::names::book::{NameBook, MAX_NAMES_PER_ADDR, MAX_STORED_NAMES_PER_ADDR};
+use setten_agent::names::{harvest, is_host_addr, port, printable, Obs, MAX_OBS_PER_DATAGRAM};
+use setten_agent::inventory::{ledger::Ledger, window};
 use std::path::Path;
 use std::sync::{Arc, OnceLock};
 
@@ -411,5 +414,99 @@ pub fn rules_text(data: &[u8]) {
                 );
             }
         }
+    }
+}
+
+// names: passive-name protocols.
+
+/// (source port, destination port) per selector: DNS answer, mDNS, LLMNR answer,
+/// NetBIOS name service, DHCP server to client.
+pub const PORTS: [(u16, u16); 5] = [
+    (port::DNS, 50000),
+    (port::MDNS, port::MDNS),
+    (port::LLMNR, 50000),
+    (port::NETBIOS_NS, port::NETBIOS_NS),
+    (port::DHCP_SERVER, port::DHCP_CLIENT),
+];
+
+/// Addresses the books hold, so that the caps bite.
+const BOOK_CAP: usize = 4;
+
+/// `names` target: the first byte selects a naming protocol (its value modulo [`PORTS`]'s
+/// length), the rest is one UDP payload; it goes through `names::harvest` with that
+/// protocol's ports, and every observation into two small `NameBook`s merged both ways.
+pub fn names(data: &[u8]) {
+    let Some((&sel, payload)) = data.split_first() else {
+        return;
+    };
+    let (sport, dport) = PORTS[usize::from(sel) % PORTS.len()];
+    let mut out = Vec::new();
+    harvest(sport, dport, payload, &mut out);
+    assert!(out.len() <= MAX_OBS_PER_DATAGRAM, "too many observations");
+
+    let mut a = NameBook::new(BOOK_CAP);
+    let mut b = NameBook::new(BOOK_CAP);
+    for (i, o) in out.iter().enumerate() {
+        assert!(is_host_addr(o.ip()), "not a host address: {o:?}");
+        if let Obs::Name { name, .. } = o {
+            assert!(printable(name), "unprintable name {name:?}");
+        }
+        // Alternate books and times, so merging has something to do.
+        let ts = (i as u64 / 2) * 1_000_000;
+        if i % 2 == 0 {
+            a.observe(ts, o);
+        } else {
+            b.observe(ts, o);
+        }
+    }
+    let mut ab = a.clone();
+    ab.merge(&b);
+    let mut ba = b.clone();
+    ba.merge(&a);
+    assert_eq!(ab, ba, "merge depends on order");
+    assert!(ab.len() <= BOOK_CAP);
+    for o in &out {
+        let ip = o.ip();
+        assert!(ab.names_at(ip, 0).len() <= MAX_NAMES_PER_ADDR);
+        assert!(ab.all_names(ip).len() <= MAX_STORED_NAMES_PER_ADDR);
+        let _ = ab.mac_of(ip);
+    }
+    assert!(ab.dropped() <= out.len() as u64);
+}
+
+// ledger: the hospital's CSV register and maintenance windows.
+
+/// `ledger` target: the input as a ledger file (any bytes: UTF-8, Shift_JIS or garbage);
+/// every entry it accepts is reconciled against a fixed observation, and the first line,
+/// as text, is parsed as maintenance windows.
+pub fn ledger(data: &[u8]) {
+    if let Ok(l) = Ledger::parse("fuzz.csv", data) {
+        let ip: std::net::IpAddr = [10, 20, 20, 15].into();
+        let far: std::net::IpAddr = [192, 0, 2, 10].into();
+        let sessions = [(1_791_158_400i64, 1_791_162_000i64)];
+        let names = vec!["vpn.example.com".to_owned()];
+        let o = setten_agent::inventory::ledger::Observed {
+            internal: ip,
+            service: setten_agent::classify::Service::Rdp,
+            far_ips: &[far],
+            far_names: &names,
+            far_cloud: Some("TeamViewer"),
+            vendor: None,
+            sessions: &sessions,
+            utc_offset_secs: 9 * 3600,
+        };
+        let _ = l.reconcile(&o);
+        for e in &l.errors {
+            let _ = e.display(&l.source);
+        }
+    }
+    let text = String::from_utf8_lossy(data);
+    let first = text.lines().next().unwrap_or("");
+    if let Ok(ws) = window::parse_windows(first) {
+        for w in &ws {
+            let _ = w.to_string();
+            let _ = w.covers(1_791_158_400, 1_791_200_000, 9 * 3600);
+        }
+        let _ = window::covered_by_any(&ws, 0, 10_000_000, -5 * 3600);
     }
 }

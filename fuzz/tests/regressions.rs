@@ -53,6 +53,16 @@ fn rules() {
 
 /// The harnesses accept the empty input and their own seed formats.
 #[test]
+fn names() {
+    replay("names", setten_fuzz::names);
+}
+
+#[test]
+fn ledger() {
+    replay("ledger", setten_fuzz::ledger);
+}
+
+#[test]
 fn harnesses_run_on_small_inputs() {
     for h in [
         setten_fuzz::capture_file,
@@ -60,6 +70,8 @@ fn harnesses_run_on_small_inputs() {
         setten_fuzz::reassembly,
         setten_fuzz::classify,
         setten_fuzz::rules_text,
+        setten_fuzz::names,
+        setten_fuzz::ledger,
     ] {
         h(b"");
         h(b"\x00\x01\x02\x03\x04\x05\x06\x07\x08");

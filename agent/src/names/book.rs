@@ -8,7 +8,7 @@
 //! does not depend on the order observations arrive in, nor on the order books are
 //! merged in (every step below is a commutative, associative, idempotent join):
 //! - at most `max_addresses` addresses: when more arrive, the book keeps those whose
-//!   (fixed, seeded-nowhere) hash is smallest, which is a uniform sample of them;
+//!   hash (fixed, the same on every machine) is smallest: a uniform sample of them;
 //! - at most [`MAX_STORED_NAMES_PER_ADDR`] names per address: local names (DHCP,
 //!   NetBIOS, LLMNR, mDNS: what a host calls itself) before DNS names, then by hash;
 //! - at most [`MAX_SPANS`] validity spans per (address, name): answers seen in the same

@@ -1,7 +1,7 @@
 //! DHCP (RFC 2131, options RFC 2132): which host name and which MAC an address belongs
 //! to.
 //!
-//! Three messages bind an address (RFC 2131 section 3.1, table 3):
+//! Three messages bind an address (RFC 2131 section 3.1, table 2):
 //! - DHCPREQUEST: the client asks for the address in option 50 (selecting, init-reboot)
 //!   or renews the one in `ciaddr`, naming itself in option 12 (host name) and/or
 //!   option 81 (client FQDN, RFC 4702);
@@ -10,14 +10,14 @@
 //! - DHCPACK: the server confirms `yiaddr` (or, answering an INFORM, `ciaddr`) for the
 //!   client hardware address `chaddr`, sometimes echoing option 12.
 //!
-//! Each gives a [`Obs::Mac`] when `chaddr` is an Ethernet address (htype 1, hlen 6) and a
+//! Each gives an [`Obs::Mac`] when `chaddr` is an Ethernet address (htype 1, hlen 6) and a
 //! [`Obs::Name`] per host name. Host names are kept as the client wrote them (trimmed);
 //! the FQDN is a DNS name and is lowercased. Options come from the options field, then
 //! the `file` and `sname` fields when option 52 says they are overloaded (RFC 2131
 //! section 4.1); the first instance of an option wins (RFC 3396 long-option
 //! concatenation is not needed for these short options).
 
-use super::{printable, text_name, NameSource, Obs, Sink, MAX_NAME_LEN};
+use super::{printable, text_name, NameSource, Obs, Sink};
 use std::net::{IpAddr, Ipv4Addr};
 
 /// Fixed BOOTP header (RFC 2131 section 2, figure 1) before the magic cookie.
@@ -26,8 +26,6 @@ pub const FIXED_LEN: usize = 236;
 pub const MAGIC_COOKIE: [u8; 4] = [99, 130, 83, 99];
 /// Options read from one message, over all option areas (pad bytes included).
 pub const MAX_OPTIONS: usize = 512;
-/// Longest host name kept: a DNS name's text form.
-pub const MAX_HOST_NAME: usize = MAX_NAME_LEN;
 
 const OFF_CIADDR: usize = 12;
 const OFF_YIADDR: usize = 16;
@@ -296,10 +294,7 @@ pub fn harvest(msg: &[u8], out: &mut Vec<Obs>) {
     if let Some(mac) = m.mac() {
         sink.mac(ip, mac, NameSource::Dhcp);
     }
-    let host = m
-        .options
-        .host_name
-        .and_then(|h| text_name(h.get(..MAX_HOST_NAME.min(h.len()))?));
+    let host = m.options.host_name.and_then(text_name);
     let fqdn = m.options.client_fqdn.and_then(fqdn_name);
     if let Some(h) = &host {
         sink.name(ip, h.clone(), NameSource::Dhcp, None);

@@ -45,7 +45,8 @@ impl Opcode {
     pub const WACK: Opcode = Opcode(7);
     /// Name refresh.
     pub const REFRESH: Opcode = Opcode(8);
-    /// Name refresh as most implementations send it (RFC 1002 errata; Windows, Samba).
+    /// Name refresh with the opcode RFC 1002 section 4.2.4 draws (section 4.2.1.1 lists
+    /// 8); both are seen.
     pub const REFRESH_ALT: Opcode = Opcode(9);
     /// Multi-homed name registration (a Windows extension).
     pub const MULTIHOMED_REGISTRATION: Opcode = Opcode(15);

@@ -105,7 +105,7 @@ impl Oui {
     /// The organisation for a MAC; `None` for locally administered (randomised) or
     /// multicast MACs and unknown prefixes.
     pub fn vendor(&self, mac: [u8; 6]) -> Option<&str> {
-        // IEEE 802 section 8.2: I/G bit (multicast) and U/L bit (local) of the first octet.
+        // The I/G (group) and U/L (local) bits of the first octet (RFC 7042 section 2.1).
         if mac[0] & 0x03 != 0 {
             return None;
         }
