@@ -191,10 +191,12 @@ fn analyze_cmd(a: AnalyzeArgs) -> Result<ExitCode> {
         ui.stop();
         let (inv, fq) = sink.finish().context("building the inventory")?;
         // SETTEN_IEEE_DATA points at another copy of the registry (tests pin one).
+        let macs = inv.point_macs();
         let oui = match std::env::var_os("SETTEN_IEEE_DATA") {
-            Some(dir) => Oui::load_dir(std::path::Path::new(&dir))
+            Some(dir) => Oui::load_dir_for(std::path::Path::new(&dir), &macs)
                 .with_context(|| format!("SETTEN_IEEE_DATA={}", dir.to_string_lossy()))?,
-            None => Oui::load_default(),
+            None if macs.is_empty() => Oui::default(),
+            None => Oui::load_default_for(&macs),
         };
         let points = inv.points(&PointsCx {
             policy: &rules.policy,

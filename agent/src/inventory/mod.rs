@@ -600,6 +600,18 @@ impl Inventory {
             .copied()
     }
 
+    /// The MACs the points will show (for loading only their vendors).
+    pub fn point_macs(&self) -> Vec<[u8; 6]> {
+        let mut v: Vec<[u8; 6]> = Vec::new();
+        for (k, d) in &self.points {
+            let frame = d.sessions.iter().find_map(|s| s.internal_mac);
+            v.extend(self.host_mac(k.internal).or(frame));
+        }
+        v.sort_unstable();
+        v.dedup();
+        v
+    }
+
     /// Derives the connection points.
     pub fn points(&self, cx: &PointsCx<'_>) -> Points {
         let mut points: Vec<ConnectionPoint> = self

@@ -45,6 +45,8 @@ pub struct Oui {
     orgs: Vec<Box<str>>,
     /// Reverse of `orgs` while loading.
     interned: HashMap<Box<str>, u32>,
+    /// While loading: only blocks inside these 24-bit prefixes (`None`: all).
+    wanted: Option<std::collections::HashSet<u32>>,
 }
 
 /// The MAC as a 48-bit number.
@@ -69,8 +71,33 @@ impl Oui {
     /// without its csv, its `.txt` (`oui.txt`, …). Err when the directory is unreadable,
     /// when a listing present cannot be read, or when it has none of these files.
     pub fn load_dir(dir: &Path) -> io::Result<Oui> {
+        Oui::load_dir_inner(dir, None)
+    }
+
+    /// Like [`Oui::load_default`], keeping only what `macs` need: reading the whole
+    /// registry takes tens of milliseconds, the few prefixes of an inventory far less.
+    pub fn load_default_for(macs: &[[u8; 6]]) -> Oui {
+        Oui::load_dir_for(Path::new(DEFAULT_DIR), macs).unwrap_or_default()
+    }
+
+    /// Like [`Oui::load_dir`], keeping only the blocks inside the 24-bit prefixes of `macs`.
+    pub fn load_dir_for(dir: &Path, macs: &[[u8; 6]]) -> io::Result<Oui> {
+        let wanted = macs
+            .iter()
+            .map(|m| u32::from_be_bytes([0, m[0], m[1], m[2]]))
+            .collect();
+        Oui::load_dir_inner(dir, Some(wanted))
+    }
+
+    fn load_dir_inner(
+        dir: &Path,
+        wanted: Option<std::collections::HashSet<u32>>,
+    ) -> io::Result<Oui> {
         std::fs::read_dir(dir).map_err(|e| at_path(e, dir))?;
-        let mut oui = Oui::default();
+        let mut oui = Oui {
+            wanted,
+            ..Oui::default()
+        };
         let mut found = 0;
         for (csv, txt) in LISTINGS {
             for (name, is_csv) in [(csv, true), (txt, false)] {
@@ -99,6 +126,7 @@ impl Oui {
             ));
         }
         oui.interned = HashMap::new();
+        oui.wanted = None;
         Ok(oui)
     }
 
@@ -126,6 +154,18 @@ impl Oui {
         self.prefixes.is_empty()
     }
 
+    /// Whether an assignment's hex digits can be wanted (cheap pre-check before the row's
+    /// text is decoded).
+    fn wants(&self, hex: &[u8]) -> bool {
+        let Some(w) = &self.wanted else { return true };
+        let top = hex
+            .trim_ascii()
+            .get(..6)
+            .and_then(|h| std::str::from_utf8(h).ok());
+        top.and_then(|h| u32::from_str_radix(h, 16).ok())
+            .is_some_and(|t| w.contains(&t))
+    }
+
     /// Adds one assignment: `hex` is 6, 7 or 9 hex digits (24, 28, 36 bits). Later
     /// listings do not override an assignment already read.
     fn add(&mut self, hex: &str, org: &str) {
@@ -138,6 +178,11 @@ impl Oui {
         let Ok(prefix) = u64::from_str_radix(hex, 16) else {
             return;
         };
+        if let Some(w) = &self.wanted {
+            if !w.contains(&((prefix >> (bits - 24)) as u32)) {
+                return;
+            }
+        }
         if !hex.bytes().all(|b| b.is_ascii_hexdigit()) || self.prefixes.len() >= MAX_ENTRIES {
             return;
         }
@@ -178,6 +223,9 @@ impl Oui {
             let (Some(hex), Some(org)) = (rec.get(1), rec.get(2)) else {
                 continue;
             };
+            if !self.wants(hex) {
+                continue;
+            }
             let hex = String::from_utf8_lossy(hex);
             let org = String::from_utf8_lossy(org);
             self.add(hex.trim(), &org);
@@ -401,6 +449,25 @@ mod tests {
             oui.vendor([0x00, 0x00, 0x0c, 0x07, 0xac, 0x01]),
             Some("Cisco Systems, Inc")
         );
+    }
+
+    /// Loading for a few MACs keeps their vendors (longest prefix still wins) and nothing
+    /// else.
+    #[test]
+    fn loading_for_some_macs_keeps_only_theirs() {
+        let all = Oui::load_dir(Path::new(DEFAULT_DIR));
+        let Ok(all) = all else {
+            eprintln!("note: {DEFAULT_DIR} absent, comparison with the full registry skipped");
+            return;
+        };
+        let macs = [[0x00, 0x09, 0x0f, 1, 2, 3], [0x98, 0xe7, 0x43, 4, 5, 6]];
+        let some = Oui::load_dir_for(Path::new(DEFAULT_DIR), &macs).unwrap();
+        for m in macs {
+            assert_eq!(some.vendor(m), all.vendor(m));
+            assert!(some.vendor(m).is_some());
+        }
+        assert!(some.len() < 50, "{} prefixes kept", some.len());
+        assert_eq!(some.vendor([0x00, 0x0e, 0x8c, 0, 0, 1]), None);
     }
 
     #[test]
