@@ -11,6 +11,7 @@ pub mod analyze;
 pub mod capture;
 pub mod classify;
 pub mod decode;
+pub mod findings;
 pub mod flow;
 pub mod inventory;
 pub mod names;

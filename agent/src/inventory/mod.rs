@@ -127,6 +127,9 @@ pub struct Session {
     pub internal_mac: Option<[u8; 6]>,
     /// Software versions seen (SSH banners, TLS version), for checklist 2-⑥.
     pub versions: Vec<String>,
+    /// Agents that saw it (set by the collector).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub agents: Vec<String>,
 }
 
 impl Session {
@@ -167,6 +170,9 @@ impl Session {
         self.evidence.sort_by(evidence_order);
         union_sorted(&mut self.far_names, &o.far_names);
         union_sorted(&mut self.versions, &o.versions);
+        self.agents.extend(o.agents.iter().cloned());
+        self.agents.sort();
+        self.agents.dedup();
         self.non_standard_port |= o.non_standard_port;
         if self.weak.is_none() {
             self.weak.clone_from(&o.weak);
@@ -463,6 +469,7 @@ impl Inventory {
             far_names,
             internal_mac: (f.depth == 0 && internal_mac != [0; 6]).then_some(internal_mac),
             versions,
+            agents: Vec::new(),
         };
         self.add_session(s, policy);
     }
@@ -505,7 +512,8 @@ impl Inventory {
         }
     }
 
-    fn add_lateral(&mut self, k: LateralKey, first: u64, last: u64) {
+    /// Adds an internal remote-access connection (for reach).
+    pub fn add_lateral(&mut self, k: LateralKey, first: u64, last: u64) {
         if let Some(e) = self.lateral.get_mut(&k) {
             e.0 = e.0.min(first);
             e.1 = e.1.max(last);
@@ -516,7 +524,8 @@ impl Inventory {
         }
     }
 
-    fn learn_mac(&mut self, ip: IpAddr, mac: [u8; 6]) {
+    /// Records the MAC seen in front of a local address.
+    pub fn learn_mac(&mut self, ip: IpAddr, mac: [u8; 6]) {
         if mac[0] & 1 != 0 {
             return; // multicast/broadcast destination
         }
@@ -532,6 +541,28 @@ impl Inventory {
                 set.insert(ip);
             }
         }
+    }
+
+    /// Every session of every point.
+    pub fn sessions(&self) -> impl Iterator<Item = &Session> {
+        self.points.values().flat_map(|p| p.sessions.iter())
+    }
+
+    /// Internal remote-access connections: key, first and last seen.
+    pub fn laterals(&self) -> impl Iterator<Item = (LateralKey, u64, u64)> + '_ {
+        self.lateral.iter().map(|(k, (a, b))| (*k, *a, *b))
+    }
+
+    /// (local address, MAC) pairs seen in frames.
+    pub fn frame_macs(&self) -> impl Iterator<Item = (IpAddr, [u8; 6])> + '_ {
+        self.macs
+            .iter()
+            .flat_map(|(ip, macs)| macs.iter().map(move |m| (*ip, *m)))
+    }
+
+    /// Merges a names book (another agent's).
+    pub fn merge_names(&mut self, b: &NameBook) {
+        self.names.merge(b);
     }
 
     /// Records a name observation directly (live capture, tests).
@@ -716,7 +747,9 @@ impl Inventory {
         let mut vlans: BTreeSet<u16> = BTreeSet::new();
         let mut nonstd: BTreeSet<u16> = BTreeSet::new();
         let mut mac = None;
+        let mut agents: BTreeSet<String> = BTreeSet::new();
         for s in ss {
+            agents.extend(s.agents.iter().cloned());
             versions.extend(s.versions.iter().cloned());
             weak.extend(s.weak.iter().cloned());
             ports.insert(s.server.port);
@@ -882,6 +915,7 @@ impl Inventory {
             risks,
             severity,
             ledger,
+            agents: agents.into_iter().collect(),
         }
     }
 
@@ -1082,6 +1116,9 @@ pub struct ConnectionPoint {
     pub severity: Option<Severity>,
     /// Ledger status.
     pub ledger: LedgerStatus,
+    /// Agents that saw it (collector).
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub agents: Vec<String>,
 }
 
 #[cfg(test)]
@@ -1144,6 +1181,7 @@ mod tests {
             far_names: Vec::new(),
             internal_mac: None,
             versions: Vec::new(),
+            agents: Vec::new(),
         }
     }
 

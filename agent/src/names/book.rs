@@ -351,6 +351,134 @@ impl NameBook {
     }
 }
 
+/// The book as it travels from agent to collector (`crate::findings`): every address with
+/// its names, their validity spans and the MAC binding. Reading it back checks what a
+/// hostile sender could break: names printable and capped, spans and names per address
+/// capped, addresses capped by the receiving book's own limit when merged.
+#[derive(serde::Serialize, serde::Deserialize)]
+#[serde(deny_unknown_fields)]
+struct BookWire {
+    seen: u64,
+    addrs: Vec<AddrWire>,
+}
+
+#[derive(serde::Serialize, serde::Deserialize)]
+#[serde(deny_unknown_fields)]
+struct AddrWire {
+    ip: IpAddr,
+    #[serde(default)]
+    names: Vec<NameWire>,
+    #[serde(default)]
+    mac: Option<(u64, [u8; 6])>,
+    #[serde(default)]
+    mac_count: u64,
+}
+
+#[derive(serde::Serialize, serde::Deserialize)]
+#[serde(deny_unknown_fields)]
+struct NameWire {
+    name: String,
+    source: NameSource,
+    count: u64,
+    /// (epoch, from µs, to µs).
+    #[serde(default)]
+    spans: Vec<(u64, u64, u64)>,
+}
+
+impl serde::Serialize for NameBook {
+    fn serialize<S: serde::Serializer>(&self, ser: S) -> Result<S::Ok, S::Error> {
+        let addrs = self
+            .addrs
+            .iter()
+            .map(|(k, e)| AddrWire {
+                ip: k.ip,
+                names: e
+                    .names
+                    .iter()
+                    .map(|(nk, r)| NameWire {
+                        name: nk.name.to_string(),
+                        source: nk.source,
+                        count: r.count,
+                        spans: r
+                            .spans
+                            .iter()
+                            .map(|s| (s.epoch, s.from_us, s.to_us))
+                            .collect(),
+                    })
+                    .collect(),
+                mac: e.mac,
+                mac_count: e.mac_count,
+            })
+            .collect();
+        BookWire {
+            seen: self.seen,
+            addrs,
+        }
+        .serialize(ser)
+    }
+}
+
+impl<'de> serde::Deserialize<'de> for NameBook {
+    fn deserialize<D: serde::Deserializer<'de>>(de: D) -> Result<NameBook, D::Error> {
+        use serde::de::Error;
+        let w = BookWire::deserialize(de)?;
+        if w.addrs.len() > DEFAULT_MAX_ADDRESSES {
+            return Err(D::Error::custom(format!(
+                "more than {DEFAULT_MAX_ADDRESSES} addresses"
+            )));
+        }
+        let mut book = NameBook::new(DEFAULT_MAX_ADDRESSES);
+        book.seen = w.seen;
+        for a in w.addrs {
+            if a.names.len() > MAX_STORED_NAMES_PER_ADDR {
+                return Err(D::Error::custom(format!(
+                    "{}: more than {MAX_STORED_NAMES_PER_ADDR} names",
+                    a.ip
+                )));
+            }
+            let mut e = Entry {
+                mac: a.mac,
+                mac_count: a.mac_count,
+                ..Entry::default()
+            };
+            for n in a.names {
+                if n.name.is_empty()
+                    || n.name.len() > super::MAX_NAME_LEN
+                    || !super::printable(&n.name)
+                {
+                    return Err(D::Error::custom(format!("{}: bad name {:?}", a.ip, n.name)));
+                }
+                if n.spans.len() > MAX_SPANS {
+                    return Err(D::Error::custom(format!(
+                        "{}: more than {MAX_SPANS} spans for {}",
+                        a.ip, n.name
+                    )));
+                }
+                let mut r = NameRec {
+                    count: n.count,
+                    spans: Vec::new(),
+                };
+                for (epoch, from_us, to_us) in n.spans {
+                    if from_us > to_us {
+                        return Err(D::Error::custom(format!(
+                            "{}: a span of {} ends before it starts",
+                            a.ip, n.name
+                        )));
+                    }
+                    r.add_span(Span {
+                        epoch,
+                        from_us,
+                        to_us,
+                    });
+                }
+                e.names.insert(NameKey::new(&n.name, n.source), r);
+            }
+            book.add_entry(AddrKey::new(a.ip), &e);
+        }
+        Ok(book)
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -379,6 +507,30 @@ mod tests {
             source,
             ttl: None,
         }
+    }
+
+    /// What an agent ships is what the collector reads: the same book.
+    #[test]
+    fn the_wire_form_reads_back_as_the_same_book() {
+        let mut b = NameBook::new(DEFAULT_MAX_ADDRESSES);
+        b.observe(5 * S, &dns(ip(1), "router1.teamviewer.com", 300));
+        b.observe(9 * S, &host(ip(2), "LAB-PC-031", NameSource::Dhcp));
+        b.observe(
+            9 * S,
+            &Obs::Mac {
+                ip: ip(2),
+                mac: [0x98, 0xe7, 0x43, 1, 2, 3],
+                source: NameSource::Dhcp,
+            },
+        );
+        let text = serde_json::to_string(&b).unwrap();
+        let back: NameBook = serde_json::from_str(&text).unwrap();
+        assert_eq!(back, b);
+        assert_eq!(back.names_at(ip(1), 100 * S).len(), 1);
+        assert!(serde_json::from_str::<NameBook>(
+            r#"{"seen":1,"addrs":[{"ip":"192.0.2.1","names":[{"name":"a\u0007b","source":"dns","count":1}]}]}"#
+        )
+        .is_err());
     }
 
     fn names(v: &[(String, NameSource)]) -> Vec<&str> {
