@@ -67,7 +67,7 @@ pub struct Lateral {
 #[serde(tag = "kind", content = "data", rename_all = "snake_case")]
 pub enum Body {
     /// A remote-access or VPN session across the boundary.
-    Session(Session),
+    Session(Box<Session>),
     /// An internal remote-access connection.
     Lateral(Lateral),
     /// Names seen on the wire (a snapshot; merging snapshots is order-independent).
@@ -117,7 +117,7 @@ impl Inventory {
         for s in self.sessions() {
             let mut s = s.clone();
             s.agents.clear();
-            out.push(Body::Session(s));
+            out.push(Body::Session(Box::new(s)));
         }
         for (k, first_us, last_us) in self.laterals() {
             out.push(Body::Lateral(Lateral {
@@ -142,7 +142,7 @@ impl Inventory {
     pub fn apply(&mut self, agent: &str, body: &Body, policy: &Policy) {
         match body {
             Body::Session(s) => {
-                let mut s = s.clone();
+                let mut s = (**s).clone();
                 s.agents = vec![agent.to_owned()];
                 self.add_session(s, policy);
             }
