@@ -1,0 +1,3 @@
+//! `setten-collector`: command-line glue over the `setten_collector` library.
+
+fn main() {}
