@@ -8,6 +8,7 @@
 #![deny(missing_docs)]
 
 pub mod analyze;
+pub mod backup;
 pub mod capture;
 pub mod classify;
 pub mod decode;
@@ -18,3 +19,4 @@ pub mod names;
 pub mod record;
 pub mod reload;
 pub mod rules;
+pub mod ship;

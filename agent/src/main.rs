@@ -5,6 +5,7 @@ use clap::{Parser, Subcommand, ValueEnum};
 use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
 use setten_agent::analyze;
 use setten_agent::classify::Classifier;
+use setten_agent::findings::Body;
 use setten_agent::flow;
 use setten_agent::inventory::ledger::Ledger;
 use setten_agent::inventory::output::{self, Collect, Lang};
@@ -13,11 +14,16 @@ use setten_agent::names::oui::Oui;
 use setten_agent::record::sink::{self, FlowSink};
 use setten_agent::record::{Cidr, LocalNets};
 use setten_agent::rules::Rules;
+use setten_agent::ship::client::{self, Collector, Fingerprint, ShipError, ShipOptions, Trust};
+use setten_agent::ship::export;
+use setten_agent::ship::spool::{self, Spool};
+use setten_agent::ship::Token;
 use std::io::IsTerminal;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::Arc;
+use std::time::Duration;
 
 #[derive(Parser)]
 #[command(
@@ -34,6 +40,16 @@ struct Cli {
 enum Command {
     /// Analyse capture files (pcap, pcapng, optionally .gz) and report every flow.
     Analyze(AnalyzeArgs),
+    /// Send the findings waiting in the spool to the collector (after an outage).
+    Ship(ShipArgs),
+    /// Write the findings waiting in the spool to a signed file, to carry to the
+    /// collector by hand (air-gapped sites).
+    Export(ExportArgs),
+    /// Look at the spool.
+    Spool {
+        #[command(subcommand)]
+        command: SpoolCommand,
+    },
 }
 
 #[derive(Clone, Copy, ValueEnum, PartialEq, Eq)]
@@ -82,6 +98,36 @@ struct AnalyzeArgs {
     /// Language of the table and CSV headers.
     #[arg(long, value_enum, default_value_t = LangArg::Ja)]
     lang: LangArg,
+    /// After the run, spool the inventory's findings and the capture-quality record and
+    /// send them to the collector at URL (https://HOST:PORT). Implies --inventory.
+    #[arg(long, value_name = "URL")]
+    ship: Option<String>,
+    /// With --ship: the file holding the agent's token (NAME.SECRET); else $SETTEN_TOKEN.
+    #[arg(long, value_name = "FILE", requires = "ship")]
+    token_file: Option<PathBuf>,
+    /// With --ship: trust exactly the collector certificate with this SHA-256.
+    #[arg(
+        long,
+        value_name = "sha256:HEX",
+        requires = "ship",
+        conflicts_with = "ca"
+    )]
+    pin: Option<String>,
+    /// With --ship: trust only the CA certificates in this PEM file.
+    #[arg(long, value_name = "FILE", requires = "ship")]
+    ca: Option<PathBuf>,
+    /// With --ship: the spool file (default: /var/lib/setten/spool.db for root, else
+    /// $XDG_STATE_HOME/setten/spool.db or ~/.local/state/setten/spool.db).
+    #[arg(long, value_name = "FILE", requires = "ship")]
+    spool: Option<PathBuf>,
+    /// With --ship: the spool's size cap; beyond it the oldest findings are evicted
+    /// (counted and reported). Bytes, or with K, M, G (KiB, MiB, GiB).
+    #[arg(long, value_name = "SIZE", requires = "ship", value_parser = parse_size, default_value = "256M")]
+    spool_max_bytes: u64,
+    /// With --ship: how long to keep trying while the collector is unreachable or busy
+    /// (then the findings stay spooled). Seconds, or with ms, s, m, h.
+    #[arg(long, value_name = "DURATION", requires = "ship", value_parser = parse_duration, default_value = "60s")]
+    ship_timeout: Duration,
     /// Capture files.
     #[arg(required = true, value_name = "CAPTURE")]
     captures: Vec<PathBuf>,
@@ -107,6 +153,11 @@ fn main() -> ExitCode {
     let cli = Cli::parse();
     let result = match cli.command {
         Command::Analyze(a) => analyze_cmd(a),
+        Command::Ship(a) => ship_cmd(a),
+        Command::Export(a) => export_cmd(a),
+        Command::Spool {
+            command: SpoolCommand::Status(a),
+        } => spool_status_cmd(a),
     };
     match result {
         Ok(code) => code,
@@ -135,7 +186,24 @@ fn analyze_cmd(a: AnalyzeArgs) -> Result<ExitCode> {
     let mut extra = extra;
     extra.extend_from_slice(&rules.policy.local_nets);
     let nets = LocalNets::with(&extra);
-    let inventory = a.inventory || a.ledger.is_some();
+    let inventory = a.inventory || a.ledger.is_some() || a.ship.is_some();
+    // Everything about shipping is checked before the analysis, which can be long.
+    let mut shipping = match &a.ship {
+        Some(url) => Shipping::prepare(
+            url,
+            &Conn {
+                token_file: a.token_file.clone(),
+                pin: a.pin.clone(),
+                ca: a.ca.clone(),
+                spool: a.spool.clone(),
+            },
+            a.spool_max_bytes,
+            a.ship_timeout,
+            true,
+        )?,
+        None => None,
+    };
+    let mut ship_code = ExitCode::SUCCESS;
     if a.format == Format::Csv && !inventory {
         bail!("--format csv lists connection points: add --inventory");
     }
@@ -213,6 +281,16 @@ fn analyze_cmd(a: AnalyzeArgs) -> Result<ExitCode> {
         }
         .and_then(|_| std::io::Write::flush(&mut out))
         .context("writing the output")?;
+        drop(out);
+        if let Some(s) = shipping.as_mut() {
+            let mut bodies = inv.to_findings();
+            match serde_json::to_value(&quality).context("encoding the capture-quality record")? {
+                serde_json::Value::Object(m) => bodies.push(Body::CaptureQuality(m)),
+                _ => bail!("the capture-quality record is not a JSON object"),
+            }
+            s.push(&bodies)?;
+            ship_code = s.ship(ShipContext::Analyze)?;
+        }
         summary
     } else {
         let sink_format = match a.format {
@@ -244,7 +322,7 @@ fn analyze_cmd(a: AnalyzeArgs) -> Result<ExitCode> {
         "analysis done"
     );
     if summary.errors.is_empty() {
-        Ok(ExitCode::SUCCESS)
+        Ok(ship_code)
     } else {
         for e in &summary.errors {
             eprintln!("setten-agent: error: {e}");
@@ -288,4 +366,375 @@ impl ProgressUi {
             bar.finish_and_clear();
         }
     }
+}
+
+// ---------------------------------------------------------------------------------------
+// Shipping: spool, collector, export.
+
+/// How the agent reaches its collector and where its spool is.
+#[derive(clap::Args, Clone)]
+struct Conn {
+    /// The file holding the agent's token (NAME.SECRET, from `setten-collector agent
+    /// add NAME`); else the environment variable SETTEN_TOKEN.
+    #[arg(long, value_name = "FILE")]
+    token_file: Option<PathBuf>,
+    /// Trust exactly the collector certificate with this SHA-256 (of its DER), as the
+    /// collector prints it.
+    #[arg(long, value_name = "sha256:HEX", conflicts_with = "ca")]
+    pin: Option<String>,
+    /// Trust only the CA certificates in this PEM file.
+    #[arg(long, value_name = "FILE")]
+    ca: Option<PathBuf>,
+    /// The spool file (default: /var/lib/setten/spool.db for root, else
+    /// $XDG_STATE_HOME/setten/spool.db or ~/.local/state/setten/spool.db).
+    #[arg(long, value_name = "FILE")]
+    spool: Option<PathBuf>,
+}
+
+#[derive(clap::Args)]
+struct ShipArgs {
+    /// The collector (https://HOST:PORT; http:// only to a loopback address).
+    #[arg(value_name = "URL")]
+    url: String,
+    #[command(flatten)]
+    conn: Conn,
+    /// How long to keep trying while the collector is unreachable or busy. Seconds, or
+    /// with ms, s, m, h.
+    #[arg(long, value_name = "DURATION", value_parser = parse_duration, default_value = "300s")]
+    ship_timeout: Duration,
+}
+
+#[derive(clap::Args)]
+struct ExportArgs {
+    /// The file to write (never overwritten; a large spool continues in FILE.2, FILE.3, …).
+    #[arg(value_name = "FILE")]
+    file: PathBuf,
+    /// The file holding the agent's token (signs the export); else $SETTEN_TOKEN.
+    #[arg(long, value_name = "FILE")]
+    token_file: Option<PathBuf>,
+    /// The spool file (default as for `ship`).
+    #[arg(long, value_name = "FILE")]
+    spool: Option<PathBuf>,
+    /// Delete the exported findings from the spool once the file is written and synced.
+    #[arg(long)]
+    clear: bool,
+}
+
+#[derive(Subcommand)]
+enum SpoolCommand {
+    /// Findings waiting, their size, evictions, the oldest.
+    Status(SpoolStatusArgs),
+}
+
+#[derive(clap::Args)]
+struct SpoolStatusArgs {
+    /// The spool file (default as for `ship`).
+    #[arg(long, value_name = "FILE")]
+    spool: Option<PathBuf>,
+}
+
+/// A size: bytes, or with K, M, G (binary multiples; KiB, MiB, GiB also read).
+fn parse_size(s: &str) -> Result<u64, String> {
+    let t = s.trim();
+    let split = t.find(|c: char| !c.is_ascii_digit()).unwrap_or(t.len());
+    let (num, unit) = t.split_at(split);
+    let n: u64 = num
+        .parse()
+        .map_err(|_| format!("{s:?}: expected a number of bytes, e.g. 256M"))?;
+    let mul: u64 = match unit.trim().to_ascii_lowercase().as_str() {
+        "" | "b" => 1,
+        "k" | "kib" => 1 << 10,
+        "m" | "mib" => 1 << 20,
+        "g" | "gib" => 1 << 30,
+        _ => return Err(format!("{s:?}: unit must be K, M or G")),
+    };
+    let v = n
+        .checked_mul(mul)
+        .ok_or_else(|| format!("{s:?}: too large"))?;
+    if v < 4096 {
+        return Err(format!("{s:?}: the spool needs at least 4K"));
+    }
+    Ok(v)
+}
+
+/// A duration: seconds, or with ms, s, m, h.
+fn parse_duration(s: &str) -> Result<Duration, String> {
+    let t = s.trim();
+    let (num, mul) = if let Some(n) = t.strip_suffix("ms") {
+        (n, 0.001)
+    } else if let Some(n) = t.strip_suffix('s') {
+        (n, 1.0)
+    } else if let Some(n) = t.strip_suffix('m') {
+        (n, 60.0)
+    } else if let Some(n) = t.strip_suffix('h') {
+        (n, 3600.0)
+    } else {
+        (t, 1.0)
+    };
+    let v: f64 = num
+        .trim()
+        .parse()
+        .map_err(|_| format!("{s:?}: expected a duration, e.g. 60s or 5m"))?;
+    let secs = v * mul;
+    if !secs.is_finite() || !(0.0..=7.0 * 86_400.0).contains(&secs) {
+        return Err(format!("{s:?}: must be between 0 and 7 days"));
+    }
+    Ok(Duration::from_secs_f64(secs))
+}
+
+/// The token from --token-file or SETTEN_TOKEN. The token itself is never printed.
+fn load_token(file: Option<&Path>) -> Result<Token> {
+    match file {
+        Some(path) => {
+            use std::os::unix::fs::PermissionsExt;
+            if let Ok(m) = std::fs::metadata(path) {
+                if m.permissions().mode() & 0o077 != 0 {
+                    tracing::warn!(
+                        "token file {} can be read by other users; `chmod 600 {}`",
+                        path.display(),
+                        path.display()
+                    );
+                }
+            }
+            Ok(Token::from_file(path)?)
+        }
+        None => match std::env::var("SETTEN_TOKEN") {
+            Ok(t) => Ok(Token::parse(&t, "SETTEN_TOKEN")?),
+            Err(std::env::VarError::NotUnicode(_)) => bail!("SETTEN_TOKEN is not valid UTF-8"),
+            Err(std::env::VarError::NotPresent) => bail!(
+                "no token: give --token-file FILE or set SETTEN_TOKEN (the token is printed once by `setten-collector agent add NAME` on the collector)"
+            ),
+        },
+    }
+}
+
+fn spool_path(given: Option<&Path>) -> Result<PathBuf> {
+    match given {
+        Some(p) => Ok(p.to_owned()),
+        None => Ok(spool::default_path()?),
+    }
+}
+
+/// Which command ships: decides the exit status when the collector cannot be reached.
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum ShipContext {
+    /// `analyze --ship`: the findings are safe in the spool, so this is not a failure.
+    Analyze,
+    /// `ship`: its only job was delivering (exit 3).
+    Ship,
+}
+
+/// A collector and a spool, checked and ready.
+struct Shipping {
+    collector: Collector,
+    spool: Spool,
+    budget: Duration,
+    /// The command that sends the spool later, for messages.
+    later: String,
+}
+
+impl Shipping {
+    /// Checks the token, the URL and the trust settings, then opens the spool (creating
+    /// it only when `create`; without it, a missing spool gives `None`).
+    fn prepare(
+        url: &str,
+        c: &Conn,
+        max_bytes: u64,
+        budget: Duration,
+        create: bool,
+    ) -> Result<Option<Shipping>> {
+        let token = load_token(c.token_file.as_deref())?;
+        let trust = match (&c.pin, &c.ca) {
+            (Some(pin), _) => Trust::Pin(Fingerprint::parse(pin)?),
+            (None, Some(ca)) => Trust::CaFile(ca.clone()),
+            (None, None) => Trust::WebPki,
+        };
+        let agent = token.agent().to_owned();
+        let collector = Collector::new(url, token, trust)?;
+        let path = spool_path(c.spool.as_deref())?;
+        if !create && !path.exists() {
+            return Ok(None);
+        }
+        let mut spool = Spool::open(&path, max_bytes)?;
+        spool.claim(&agent)?;
+        let mut later = format!("setten-agent ship {url} --spool {}", path.display());
+        if let Some(f) = &c.token_file {
+            later.push_str(&format!(" --token-file {}", f.display()));
+        }
+        if let Some(p) = &c.pin {
+            later.push_str(&format!(" --pin {p}"));
+        }
+        if let Some(ca) = &c.ca {
+            later.push_str(&format!(" --ca {}", ca.display()));
+        }
+        Ok(Some(Shipping {
+            collector,
+            spool,
+            budget,
+            later,
+        }))
+    }
+
+    fn push(&mut self, bodies: &[Body]) -> Result<()> {
+        let p = self.spool.push(bodies)?;
+        if let Some((first, last)) = p.seqs {
+            tracing::info!(
+                "spooled {} findings (seq {first} to {last}) in {}",
+                p.count,
+                self.spool.path().display()
+            );
+        }
+        Ok(())
+    }
+
+    /// Ships the spool and says what happened; returns the exit status.
+    fn ship(&mut self, cx: ShipContext) -> Result<ExitCode> {
+        let result = client::ship(
+            &mut self.spool,
+            &self.collector,
+            ShipOptions::with_budget(self.budget),
+        );
+        let left = |spool: &Spool| spool.stats().map(|s| s.pending).unwrap_or(0);
+        match result {
+            Ok(s) => {
+                if s.delivered == 0 {
+                    if cx == ShipContext::Ship {
+                        eprintln!("setten-agent: nothing to ship: the spool is empty");
+                    }
+                } else {
+                    tracing::info!(
+                        "delivered {} findings to {} in {} batches ({} were already there)",
+                        s.delivered,
+                        self.collector.url(),
+                        s.batches,
+                        s.duplicates
+                    );
+                }
+                Ok(ExitCode::SUCCESS)
+            }
+            Err(ShipError::Refused { error, shipped }) => {
+                eprintln!("setten-agent: error: {error}");
+                eprintln!(
+                    "setten-agent: {} findings delivered before; {} remain in {} (nothing is lost); correct the cause, then run `{}`",
+                    shipped.delivered,
+                    left(&self.spool),
+                    self.spool.path().display(),
+                    self.later
+                );
+                Ok(ExitCode::from(1))
+            }
+            Err(ShipError::GaveUp {
+                error,
+                after,
+                shipped,
+            }) => {
+                tracing::warn!(
+                    "could not deliver to the collector within {:.0} s ({error}); {} findings delivered, {} remain safely in {}: send them later with `{}`, or carry them with `setten-agent export FILE --spool {}`",
+                    after.as_secs_f64(),
+                    shipped.delivered,
+                    left(&self.spool),
+                    self.spool.path().display(),
+                    self.later,
+                    self.spool.path().display()
+                );
+                Ok(match cx {
+                    ShipContext::Analyze => ExitCode::SUCCESS,
+                    ShipContext::Ship => ExitCode::from(3),
+                })
+            }
+            Err(ShipError::Spool(e)) => Err(e.into()),
+        }
+    }
+}
+
+fn ship_cmd(a: ShipArgs) -> Result<ExitCode> {
+    let prepared = Shipping::prepare(
+        &a.url,
+        &a.conn,
+        spool::DEFAULT_MAX_BYTES,
+        a.ship_timeout,
+        false,
+    )?;
+    match prepared {
+        Some(mut s) => s.ship(ShipContext::Ship),
+        None => {
+            eprintln!(
+                "setten-agent: nothing to ship: there is no spool at {}",
+                spool_path(a.conn.spool.as_deref())?.display()
+            );
+            Ok(ExitCode::SUCCESS)
+        }
+    }
+}
+
+fn export_cmd(a: ExportArgs) -> Result<ExitCode> {
+    let token = load_token(a.token_file.as_deref())?;
+    let path = spool_path(a.spool.as_deref())?;
+    if !path.exists() {
+        eprintln!(
+            "setten-agent: nothing to export: there is no spool at {}",
+            path.display()
+        );
+        return Ok(ExitCode::SUCCESS);
+    }
+    let mut spool = Spool::open(&path, spool::DEFAULT_MAX_BYTES)?;
+    let ex = export::export(&mut spool, &token, &a.file, a.clear)?;
+    let Some((first, last)) = ex.seqs else {
+        eprintln!("setten-agent: nothing to export: the spool is empty (no file written)");
+        return Ok(ExitCode::SUCCESS);
+    };
+    for f in &ex.files {
+        println!("{}", f.display());
+    }
+    eprintln!(
+        "setten-agent: exported {} findings of agent {} (seq {first} to {last}) to {} file(s); {}",
+        ex.findings,
+        token.agent(),
+        ex.files.len(),
+        if a.clear {
+            format!("{} removed from the spool", ex.cleared)
+        } else {
+            "they stay in the spool (--clear removes them)".to_owned()
+        }
+    );
+    Ok(ExitCode::SUCCESS)
+}
+
+fn spool_status_cmd(a: SpoolStatusArgs) -> Result<ExitCode> {
+    let path = spool_path(a.spool.as_deref())?;
+    if !path.exists() {
+        println!(
+            "spool:       {} (none yet: nothing was spooled)",
+            path.display()
+        );
+        return Ok(ExitCode::SUCCESS);
+    }
+    let spool = Spool::open(&path, spool::DEFAULT_MAX_BYTES)?;
+    let st = spool.stats()?;
+    println!("spool:       {}", path.display());
+    println!(
+        "agent:       {}",
+        st.agent.as_deref().unwrap_or("(none yet)")
+    );
+    println!("pending:     {} findings", st.pending);
+    println!("bytes:       {}", st.bytes);
+    match st.oldest {
+        Some((seq, at)) => println!(
+            "oldest:      seq {seq}, spooled {}",
+            setten_agent::record::Rfc3339(at)
+        ),
+        None => println!("oldest:      -"),
+    }
+    println!(
+        "evicted:     {} (oldest first, over the size cap)",
+        st.evicted
+    );
+    if st.quarantined > 0 {
+        println!(
+            "quarantined: {} (unreadable; kept in the spool's quarantine table)",
+            st.quarantined
+        );
+    }
+    println!("next seq:    {}", st.next_seq);
+    Ok(ExitCode::SUCCESS)
 }

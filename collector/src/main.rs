@@ -1,3 +1,342 @@
 //! `setten-collector`: command-line glue over the `setten_collector` library.
+#![forbid(unsafe_code)]
 
-fn main() {}
+use anyhow::{bail, Context, Result};
+use clap::{Parser, Subcommand, ValueEnum};
+use setten_collector::config::{self, Flags, ServeConfig};
+use setten_collector::token::Role;
+use setten_collector::{admin, open_store, tls, Server};
+use std::path::{Path, PathBuf};
+use std::process::ExitCode;
+
+/// The setten collector: receives the agents' findings and merges one inventory of the
+/// hospital's external connection points (外部接続点).
+#[derive(Parser)]
+#[command(name = "setten-collector", version)]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+/// Where the data directory comes from, for the administrative commands.
+#[derive(clap::Args)]
+struct DataArgs {
+    /// Data directory (default: the config file's `data`, else /var/lib/setten-collector).
+    #[arg(long, value_name = "DIR")]
+    data: Option<PathBuf>,
+    /// Configuration file, read for its `data` key.
+    #[arg(long, value_name = "FILE")]
+    config: Option<PathBuf>,
+}
+
+impl DataArgs {
+    fn dir(&self) -> Result<PathBuf> {
+        Ok(config::data_dir(
+            self.config.as_deref(),
+            self.data.as_deref(),
+        )?)
+    }
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Serve the API (HTTPS; plain HTTP only on loopback with --plain-http).
+    Serve {
+        /// Configuration file (TOML).
+        #[arg(long, value_name = "FILE")]
+        config: Option<PathBuf>,
+        /// Data directory.
+        #[arg(long, value_name = "DIR")]
+        data: Option<PathBuf>,
+        /// Address and port to listen on (default 0.0.0.0:8443).
+        #[arg(long, value_name = "ADDR")]
+        listen: Option<String>,
+        /// Serve plain HTTP (only on a loopback address).
+        #[arg(long)]
+        plain_http: bool,
+        /// Rules directory (default: the built-in rules).
+        #[arg(long, value_name = "DIR")]
+        rules: Option<PathBuf>,
+    },
+    /// Enrol, list and revoke agents and readers.
+    Agent {
+        #[command(subcommand)]
+        command: AgentCommand,
+    },
+    /// The hospital's ledger (台帳) of expected external connections.
+    Ledger {
+        #[command(subcommand)]
+        command: LedgerCommand,
+    },
+    /// Import export files carried from an air-gapped site.
+    Import {
+        /// Export files (`setten-agent export`).
+        #[arg(required = true, value_name = "FILE")]
+        files: Vec<PathBuf>,
+        #[command(flatten)]
+        data: DataArgs,
+    },
+    /// Print the TLS certificate's fingerprint, for agents to pin.
+    Fingerprint {
+        #[command(flatten)]
+        data: DataArgs,
+    },
+}
+
+#[derive(Clone, Copy, ValueEnum)]
+enum RoleArg {
+    Agent,
+    Reader,
+}
+
+#[derive(Subcommand)]
+enum AgentCommand {
+    /// Enrol NAME and print its token (shown once).
+    Add {
+        /// 1 to 64 of A-Z a-z 0-9 _ -.
+        name: String,
+        /// `agent` sends findings and reads; `reader` only reads.
+        #[arg(long, value_enum, default_value = "agent")]
+        role: RoleArg,
+        #[command(flatten)]
+        data: DataArgs,
+    },
+    /// List enrolled names.
+    List {
+        #[command(flatten)]
+        data: DataArgs,
+    },
+    /// Revoke NAME: its token is refused from the next request on.
+    Revoke {
+        /// The name.
+        name: String,
+        #[command(flatten)]
+        data: DataArgs,
+    },
+}
+
+#[derive(Subcommand)]
+enum LedgerCommand {
+    /// Store a ledger (CSV, UTF-8 or Shift_JIS); it replaces the previous one.
+    Import {
+        /// The ledger file.
+        file: PathBuf,
+        #[command(flatten)]
+        data: DataArgs,
+    },
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    match run(cli) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("setten-collector: {e:#}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+fn run(cli: Cli) -> Result<()> {
+    match cli.command {
+        Command::Serve {
+            config,
+            data,
+            listen,
+            plain_http,
+            rules,
+        } => serve(Flags {
+            config,
+            data,
+            listen,
+            plain_http,
+            rules,
+        }),
+        Command::Agent { command } => agent(command),
+        Command::Ledger {
+            command: LedgerCommand::Import { file, data },
+        } => ledger_import(&file, &data.dir()?),
+        Command::Import { files, data } => import(&files, &data.dir()?),
+        Command::Fingerprint { data } => fingerprint(&data),
+    }
+}
+
+fn serve(flags: Flags) -> Result<()> {
+    tracing_subscriber::fmt()
+        .with_env_filter(
+            tracing_subscriber::EnvFilter::try_from_default_env()
+                .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info")),
+        )
+        .with_writer(std::io::stderr)
+        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
+        .init();
+    let cfg = ServeConfig::resolve(&flags)?;
+    let server = Server::prepare(&cfg)?;
+    if let Some(fp) = server.fingerprint() {
+        if server.certificate_generated() {
+            tracing::info!(
+                fingerprint = fp,
+                "made a self-signed certificate; agents pin this fingerprint"
+            );
+        } else {
+            tracing::info!(fingerprint = fp, "TLS certificate");
+        }
+    }
+    tracing::info!(
+        addr = %server.local_addr(),
+        data = %cfg.data.display(),
+        points = server.state().merged().point_count(),
+        "setten-collector ready"
+    );
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .context("starting the async runtime")?;
+    rt.block_on(server.run(shutdown_signal()))?;
+    Ok(())
+}
+
+/// Ctrl-C or SIGTERM.
+async fn shutdown_signal() {
+    let ctrl_c = async {
+        if tokio::signal::ctrl_c().await.is_err() {
+            std::future::pending::<()>().await;
+        }
+    };
+    #[cfg(unix)]
+    let term = async {
+        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+            Ok(mut s) => {
+                s.recv().await;
+            }
+            Err(_) => std::future::pending::<()>().await,
+        }
+    };
+    #[cfg(not(unix))]
+    let term = std::future::pending::<()>();
+    tokio::select! {
+        () = ctrl_c => tracing::info!("Ctrl-C"),
+        () = term => tracing::info!("SIGTERM"),
+    }
+}
+
+fn agent(command: AgentCommand) -> Result<()> {
+    match command {
+        AgentCommand::Add { name, role, data } => {
+            let store = open_store(&data.dir()?)?;
+            let role = match role {
+                RoleArg::Agent => Role::Agent,
+                RoleArg::Reader => Role::Reader,
+            };
+            let (rec, token) = admin::add_agent(&*store, &name, role)?;
+            eprintln!(
+                "Enrolled `{}` as {}. Its token follows; it is shown only this once (the collector keeps only its hash), so put it in the {}'s configuration now:",
+                rec.name,
+                rec.role.as_str(),
+                rec.role.as_str()
+            );
+            println!("{token}");
+            Ok(())
+        }
+        AgentCommand::List { data } => {
+            let store = open_store(&data.dir()?)?;
+            let agents = setten_collector::Store::agents(&*store)?;
+            print!("{}", admin::agent_table(&agents));
+            Ok(())
+        }
+        AgentCommand::Revoke { name, data } => {
+            let store = open_store(&data.dir()?)?;
+            let rec = admin::revoke_agent(&*store, &name)?;
+            eprintln!(
+                "Revoked `{}`: its token is refused from the next request on. Its findings stay.",
+                rec.name
+            );
+            Ok(())
+        }
+    }
+}
+
+fn ledger_import(file: &Path, data: &Path) -> Result<()> {
+    let store = open_store(data)?;
+    let done = match admin::import_ledger(&*store, file) {
+        Ok(d) => d,
+        Err(e) => {
+            if let admin::AdminError::LedgerUnusable { rows, .. } = &e {
+                for r in rows {
+                    eprintln!("{r}");
+                }
+            }
+            return Err(e.into());
+        }
+    };
+    let l = &done.ledger;
+    for e in &l.errors {
+        eprintln!("{}", e.display(&l.source));
+    }
+    if !l.ignored_columns.is_empty() {
+        eprintln!(
+            "{}: columns not used: {}",
+            l.source,
+            l.ignored_columns.join(", ")
+        );
+    }
+    println!(
+        "imported ledger {} ({}): {} entries{}; it is in force from the next request",
+        l.source,
+        l.encoding,
+        l.entries.len(),
+        if l.errors.is_empty() {
+            String::new()
+        } else {
+            format!(", {} rows left out (listed above)", l.errors.len())
+        }
+    );
+    Ok(())
+}
+
+fn import(files: &[PathBuf], data: &Path) -> Result<()> {
+    let store = open_store(data)?;
+    let mut failed = 0;
+    for f in files {
+        match admin::import_file(&*store, f) {
+            Ok(d) => println!(
+                "{}: agent {}: {} findings, {} stored, {} duplicates (last seq {})",
+                f.display(),
+                d.agent,
+                d.findings,
+                d.ingested.stored,
+                d.ingested.duplicates,
+                d.ingested.last_seq
+            ),
+            Err(e) => {
+                failed += 1;
+                eprintln!("setten-collector: {e}");
+            }
+        }
+    }
+    if failed > 0 {
+        bail!(
+            "{failed} of {} files refused; nothing from them was stored",
+            files.len()
+        );
+    }
+    Ok(())
+}
+
+fn fingerprint(data: &DataArgs) -> Result<()> {
+    if let Some(cert) = config::configured_cert(data.config.as_deref())? {
+        println!("{}", tls::certificate_fingerprint(&cert)?);
+        return Ok(());
+    }
+    let dir = data.dir()?;
+    match tls::existing_self_signed(&dir)? {
+        Some(fp) => {
+            println!("{fp}");
+            Ok(())
+        }
+        None => bail!(
+            "{}: no certificate yet; `setten-collector serve` makes one on first start",
+            dir.join(tls::CERT_FILE).display()
+        ),
+    }
+}
