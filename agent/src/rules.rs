@@ -26,6 +26,10 @@ pub const DEFAULT_FILES: &[(&str, &str)] = &[
     ("risks.toml", include_str!("../../rules/risks.toml")),
 ];
 
+/// Rule files of the same directory read by other parts (each checks its own schema):
+/// `backup.toml` is the backup scoring (`crate::backup::score`).
+pub const OTHER_FILES: &[&str] = &["backup.toml"];
+
 /// Protocol field a signature looks at.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
 pub enum Field {
@@ -326,6 +330,11 @@ impl Rules {
             .map_err(|e| err(format!("cannot read the rules directory: {e}")))?
             .filter_map(|e| e.ok().map(|e| e.path()))
             .filter(|p| p.extension().is_some_and(|x| x == "toml"))
+            .filter(|p| {
+                !p.file_name()
+                    .and_then(|n| n.to_str())
+                    .is_some_and(|n| OTHER_FILES.contains(&n))
+            })
             .collect();
         files.sort();
         if files.is_empty() {

@@ -510,3 +510,48 @@ pub fn ledger(data: &[u8]) {
         let _ = window::covered_by_any(&ws, 0, 10_000_000, -5 * 3600);
     }
 }
+
+// backup: the sealed manifest of an offline-backup medium.
+
+/// The key the `manifest` target signs and checks with.
+pub const MANIFEST_KEY: [u8; 32] = [0x5e; 32];
+
+/// `manifest` target: a selector byte, then
+/// * 0 — a whole manifest file, checked under [`MANIFEST_KEY`] (format, key id, HMAC:
+///   almost every input stops at the envelope, as a forged one must);
+/// * 1 — a manifest body, signed here under [`MANIFEST_KEY`] so the body parser and its
+///   field checks see it;
+/// * 2 — `/proc/self/mountinfo` text for the storage detection.
+///
+/// Promises checked: no panic; every manifest accepted has valid relative paths, sorted
+/// and unique, with one chunk hash per chunk; and it encodes back to a file that
+/// decodes to the same manifest.
+pub fn manifest(data: &[u8]) {
+    use setten_agent::backup::manifest::{self, check_rel_path, chunk_count, Manifest};
+    use setten_agent::backup::{device, Key};
+    let key = Key::from_bytes(MANIFEST_KEY);
+    let mut inp = Input(data);
+    let sel = inp.u8().unwrap_or(0);
+    let rest = inp.0;
+    let accepted = match sel % 3 {
+        0 => Manifest::decode(rest, &key).ok(),
+        1 => Manifest::decode(&manifest::sign(manifest::FORMAT, rest, &key), &key).ok(),
+        _ => {
+            let _ = device::parse_mountinfo(rest);
+            None
+        }
+    };
+    if let Some(m) = accepted {
+        for w in m.entries.windows(2) {
+            assert!(w[0].path < w[1].path, "entries sorted and unique");
+        }
+        for e in &m.entries {
+            assert!(check_rel_path(e.path.as_bytes()).is_ok());
+            if e.kind == manifest::EntryKind::File {
+                assert_eq!(e.chunks.len() as u64, chunk_count(e.size, m.chunk_size));
+            }
+        }
+        let again = Manifest::decode(&m.encode(&key), &key).expect("re-encoded manifest decodes");
+        assert_eq!(again, m, "manifest round trip");
+    }
+}

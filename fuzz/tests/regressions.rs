@@ -96,3 +96,61 @@ fn harnesses_run_on_small_inputs() {
     );
     setten_fuzz::classify(&cls);
 }
+
+#[test]
+fn manifest() {
+    replay("manifest", setten_fuzz::manifest);
+}
+
+/// The `manifest` harness on its three input formats: a real signed manifest (whole
+/// file, and its body alone), an edited one, and mountinfo text.
+#[test]
+fn manifest_harness_on_its_formats() {
+    use setten_agent::backup::manifest::{EntryKind, Manifest, RawPath};
+    use setten_agent::backup::{Key, Score};
+    let e = |p: &[u8], kind, size: u64| setten_agent::backup::manifest::Entry {
+        path: RawPath(p.to_vec()),
+        kind,
+        mode: 0o644,
+        mtime: 1_767_225_600,
+        mtime_ns: 0,
+        size,
+        sha256: (kind == EntryKind::File).then_some([1; 32]),
+        chunks: if size > 0 { vec![[1; 32]] } else { vec![] },
+        target: None,
+        entropy_cb: None,
+    };
+    let m = Manifest {
+        medium: "RDX-01".into(),
+        generation: 1,
+        created_unix: 1_767_225_600,
+        tool: "seed".into(),
+        root: "/mnt/rdx".into(),
+        chunk_size: 4 << 20,
+        flagged: false,
+        score: Score::default(),
+        entries: vec![
+            e(b"docs", EntryKind::Dir, 0),
+            e(b"docs/a.pdf", EntryKind::File, 10),
+            e(b"docs/\x93\x8c.txt", EntryKind::File, 0),
+        ],
+    };
+    let key = Key::from_bytes(setten_fuzz::MANIFEST_KEY);
+    let file = m.encode(&key);
+    let mut input = vec![0];
+    input.extend_from_slice(&file);
+    setten_fuzz::manifest(&input);
+    let mut input = vec![1];
+    input.extend_from_slice(&m.encode_body());
+    setten_fuzz::manifest(&input);
+    // Edited after signing: refused, no panic.
+    let mut edited = input.clone();
+    edited[0] = 0;
+    setten_fuzz::manifest(&edited);
+    setten_fuzz::manifest(b"\x02 36 35 98:0 /mnt1 /mnt2 rw,noatime master:1 - ext3 /dev/root rw\n");
+    for sel in 0..3u8 {
+        setten_fuzz::manifest(&[sel]);
+        setten_fuzz::manifest(&[sel, b'{', b'}']);
+    }
+    assert!(Manifest::decode(&file, &key).is_ok());
+}
