@@ -21,3 +21,17 @@ cargo run --quiet --release --example seed -- "$captures" "$repo/rules" "$here/c
 # The ledger target starts from the sample ledgers (UTF-8 and Shift_JIS).
 mkdir -p "$here/corpus/ledger"
 cp "$repo"/samples/*.csv "$here/corpus/ledger/"
+# The findings target starts from what the agent really sends: the sample's findings as
+# a batch body and as a signed export file.
+tmp=$(mktemp -d)
+trap 'rm -rf "$tmp"' EXIT
+printf 'fuzz.%s' "$(head -c 16 /dev/urandom | od -An -tx1 | tr -d ' \n')" > "$tmp/token"
+chmod 600 "$tmp/token"
+(cd "$repo" && cargo build --quiet --release -p setten-agent)
+agent="${CARGO_TARGET_DIR:-$repo/target}/release/setten-agent"
+"$agent" analyze --inventory --ship http://127.0.0.1:9 --ship-timeout 1s --token-file "$tmp/token" \
+    --spool "$tmp/spool.db" "$repo/samples/hospital-demo.pcap" >/dev/null 2>&1 || true
+mkdir -p "$here/corpus/findings"
+"$agent" export "$tmp/sample.export" --token-file "$tmp/token" --spool "$tmp/spool.db" >/dev/null 2>&1
+cp "$tmp/sample.export" "$here/corpus/findings/sample.export"
+sed -n 2p "$tmp/sample.export" > "$here/corpus/findings/sample.batch.json"

@@ -555,3 +555,36 @@ pub fn manifest(data: &[u8]) {
         assert_eq!(again, m, "manifest round trip");
     }
 }
+
+// findings: what agents send the collector (HTTP bodies and export files).
+
+/// `findings` target: the input as a batch body (JSON) and as an export file; every
+/// finding a batch carries is applied to an inventory whose points are then derived, as
+/// the collector does with a hostile agent's findings.
+pub fn findings(data: &[u8]) {
+    use setten_agent::findings::Batch;
+    use setten_agent::inventory::{Inventory, PointsCx};
+    let rules = rules();
+    let mut batches = Vec::new();
+    if let Ok(b) = serde_json::from_slice::<Batch>(data) {
+        batches.push(b);
+    }
+    if let Ok((_, b)) = setten_agent::ship::export::verify(data, &[7u8; 32], "fuzz") {
+        batches.push(b);
+    }
+    for b in batches {
+        let mut inv = Inventory::new();
+        for f in b.findings.iter().take(MAX_RECORDS) {
+            inv.apply(&b.agent, &f.body, &rules.policy);
+        }
+        let oui = setten_agent::names::oui::Oui::default();
+        let points = inv.points(&PointsCx {
+            policy: &rules.policy,
+            ledger: None,
+            oui: &oui,
+        });
+        for p in &points.points {
+            let _ = serde_json::to_string(p);
+        }
+    }
+}

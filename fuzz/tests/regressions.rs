@@ -63,6 +63,11 @@ fn ledger() {
 }
 
 #[test]
+fn findings() {
+    replay("findings", setten_fuzz::findings);
+}
+
+#[test]
 fn harnesses_run_on_small_inputs() {
     for h in [
         setten_fuzz::capture_file,
@@ -72,6 +77,7 @@ fn harnesses_run_on_small_inputs() {
         setten_fuzz::rules_text,
         setten_fuzz::names,
         setten_fuzz::ledger,
+        setten_fuzz::findings,
     ] {
         h(b"");
         h(b"\x00\x01\x02\x03\x04\x05\x06\x07\x08");
