@@ -50,6 +50,90 @@ enum Command {
         #[command(subcommand)]
         command: SpoolCommand,
     },
+    /// Offline backups: seal a generation into a signed manifest, verify a medium against it.
+    Backup {
+        #[command(subcommand)]
+        command: BackupCommand,
+    },
+}
+
+#[derive(Subcommand)]
+enum BackupCommand {
+    /// Write a new secret key file (mode 0600); it must never be stored on a medium.
+    Keygen {
+        /// The key file to create.
+        file: PathBuf,
+    },
+    /// Hash a backup generation into a manifest signed with the key.
+    Seal(SealArgs),
+    /// Re-read a medium and compare it with its signed manifest.
+    Verify(VerifyArgs),
+}
+
+#[derive(clap::Args)]
+struct SealArgs {
+    /// The backup tree (the mounted medium or a directory on it).
+    dir: PathBuf,
+    /// The medium's name (as in the media configuration).
+    #[arg(long)]
+    medium: String,
+    /// The secret key (default: <state dir>/backup.key).
+    #[arg(long, value_name = "F")]
+    key_file: Option<PathBuf>,
+    /// Also write the manifest here (it is always kept in the state directory).
+    #[arg(long, value_name = "OUT")]
+    manifest: Option<PathBuf>,
+    /// Put a copy of the manifest on the medium too.
+    #[arg(long)]
+    copy_to_medium: bool,
+    /// Seal a generation that looks encrypted anyway (it is flagged in every report).
+    #[arg(long)]
+    force: bool,
+}
+
+#[derive(Clone, Copy, ValueEnum, PartialEq, Eq)]
+enum VerifyModeArg {
+    /// Every chunk of every file.
+    Full,
+    /// A random share of chunks (--fraction).
+    Sample,
+    /// Continue where the last run stopped; successive runs cover every chunk.
+    Rolling,
+}
+
+#[derive(Clone, Copy, ValueEnum, PartialEq, Eq)]
+enum ReportFormat {
+    /// A table for a person.
+    Table,
+    /// JSON for scripts.
+    Json,
+}
+
+#[derive(clap::Args)]
+struct VerifyArgs {
+    /// The backup tree.
+    dir: PathBuf,
+    /// The manifest (default: the latest one for the medium in the state directory).
+    #[arg(long, value_name = "F")]
+    manifest: Option<PathBuf>,
+    /// The medium's name (default: read from the copy on the medium).
+    #[arg(long)]
+    medium: Option<String>,
+    /// The secret key (default: <state dir>/backup.key).
+    #[arg(long, value_name = "F")]
+    key_file: Option<PathBuf>,
+    /// How much to read.
+    #[arg(long, value_enum, default_value_t = VerifyModeArg::Full)]
+    mode: VerifyModeArg,
+    /// With --mode sample: the share of chunks ("5%" or "0.05").
+    #[arg(long, default_value = "5%")]
+    fraction: String,
+    /// Output format.
+    #[arg(long, value_enum, default_value_t = ReportFormat::Table)]
+    format: ReportFormat,
+    /// Start over instead of resuming an interrupted run.
+    #[arg(long)]
+    restart: bool,
 }
 
 #[derive(Clone, Copy, ValueEnum, PartialEq, Eq)]
@@ -158,6 +242,7 @@ fn main() -> ExitCode {
         Command::Spool {
             command: SpoolCommand::Status(a),
         } => spool_status_cmd(a),
+        Command::Backup { command } => backup_cmd(command),
     };
     match result {
         Ok(code) => code,
@@ -737,4 +822,89 @@ fn spool_status_cmd(a: SpoolStatusArgs) -> Result<ExitCode> {
     }
     println!("next seq:    {}", st.next_seq);
     Ok(ExitCode::SUCCESS)
+}
+
+fn backup_cmd(c: BackupCommand) -> Result<ExitCode> {
+    use setten_agent::backup;
+    let state = backup::default_state_dir();
+    let code = |c: i32| ExitCode::from(u8::try_from(c).unwrap_or(2));
+    match c {
+        BackupCommand::Keygen { file } => match backup::keygen(&file) {
+            Ok(k) => {
+                println!("{}", k.path.display());
+                eprintln!(
+                    "setten-agent: new backup key written (mode 0600); keep it off the backup media"
+                );
+                Ok(ExitCode::SUCCESS)
+            }
+            Err(e) => {
+                eprintln!("setten-agent: error: {e}");
+                Ok(code(e.exit_code()))
+            }
+        },
+        BackupCommand::Seal(a) => {
+            let medium = backup::MediumName::new(&a.medium).context("--medium")?;
+            let mut o = backup::SealOptions::new(&a.dir, medium, &state);
+            if let Some(k) = a.key_file {
+                o.key_file = k;
+            }
+            o.manifest_out = a.manifest;
+            o.copy_to_medium = a.copy_to_medium;
+            o.force = a.force;
+            let bar = ProgressBar::with_draw_target(None, ProgressDrawTarget::stderr());
+            let mut progress = backup::progress_bar(bar);
+            match backup::seal(&o, &mut progress) {
+                Ok(r) => {
+                    println!("{}", serde_json::to_string_pretty(&r)?);
+                    Ok(ExitCode::SUCCESS)
+                }
+                Err(e) => {
+                    eprintln!("setten-agent: error: {e}");
+                    Ok(code(e.exit_code()))
+                }
+            }
+        }
+        BackupCommand::Verify(a) => {
+            let mut o = backup::VerifyOptions::new(&a.dir, &state);
+            o.manifest = a.manifest;
+            if let Some(m) = &a.medium {
+                o.medium = Some(backup::MediumName::new(m).context("--medium")?);
+            }
+            if let Some(k) = a.key_file {
+                o.key_file = k;
+            }
+            o.restart = a.restart;
+            o.mode = match a.mode {
+                VerifyModeArg::Full => backup::VerifyMode::Full,
+                VerifyModeArg::Sample => backup::VerifyMode::Sample {
+                    fraction: a
+                        .fraction
+                        .parse()
+                        .map_err(|e| anyhow::anyhow!("--fraction: {e}"))?,
+                    seed: None,
+                },
+                VerifyModeArg::Rolling => backup::VerifyMode::Rolling {
+                    max_bytes: None,
+                    max_duration: None,
+                },
+            };
+            let cancel = Arc::new(AtomicBool::new(false));
+            o.cancel = Some(cancel);
+            let bar = ProgressBar::with_draw_target(None, ProgressDrawTarget::stderr());
+            let mut progress = backup::progress_bar(bar);
+            match backup::verify(&o, &mut progress) {
+                Ok(r) => {
+                    match a.format {
+                        ReportFormat::Json => println!("{}", serde_json::to_string_pretty(&r)?),
+                        ReportFormat::Table => print!("{}", r.to_table(200)),
+                    }
+                    Ok(code(r.exit_code))
+                }
+                Err(e) => {
+                    eprintln!("setten-agent: error: {e}");
+                    Ok(code(e.exit_code()))
+                }
+            }
+        }
+    }
 }
