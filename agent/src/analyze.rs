@@ -59,6 +59,14 @@ pub struct CaptureInfo {
     pub complete: bool,
 }
 
+/// A pipeline's state without its classifier (see [`Pipeline::into_state`]).
+pub struct PipelineState {
+    decoder: Decoder,
+    table: FlowTable,
+    summary: Summary,
+    obs: Vec<crate::names::Obs>,
+}
+
 /// The packet path with its state; files are fed one after another.
 pub struct Pipeline<'c> {
     decoder: Decoder,
@@ -165,6 +173,56 @@ impl<'c> Pipeline<'c> {
             self.summary.errors.push(e.to_string());
         }
         res
+    }
+
+    /// Advances the clock without a packet (a quiet live capture): flows idle past their
+    /// timeout end and go to `ended`, as a later packet would have ended them.
+    pub fn tick(&mut self, now_us: u64, ended: &mut impl FnMut(Flow)) {
+        let classifier = self.classifier;
+        self.table.advance(now_us, &mut |mut f: Flow| {
+            classifier.on_end(&mut f);
+            ended(f);
+        });
+    }
+
+    /// The counters so far, the flow table's included.
+    pub fn summary(&self) -> Summary {
+        let mut s = self.summary.clone();
+        s.table = self.table.stats();
+        s
+    }
+
+    /// Flows in the table now.
+    pub fn live_flows(&self) -> usize {
+        self.table.len()
+    }
+
+    /// The flows still open, in no particular order: a long-running capture reports
+    /// long-lived conversations (a VPN tunnel up for days) before they end.
+    pub fn open_flows_mut(&mut self) -> impl Iterator<Item = &mut Flow> {
+        self.table.iter_mut()
+    }
+
+    /// Takes the pipeline apart from its classifier, to go on under another one (rules
+    /// reloaded): the flows in progress keep their state.
+    pub fn into_state(self) -> PipelineState {
+        PipelineState {
+            decoder: self.decoder,
+            table: self.table,
+            summary: self.summary,
+            obs: self.obs,
+        }
+    }
+
+    /// Resumes a pipeline taken apart by [`Pipeline::into_state`] with a classifier.
+    pub fn from_state(state: PipelineState, classifier: &'c Classifier) -> Pipeline<'c> {
+        Pipeline {
+            decoder: state.decoder,
+            table: state.table,
+            classifier,
+            summary: state.summary,
+            obs: state.obs,
+        }
     }
 
     /// Ends every live flow (end of input) and returns the counters.

@@ -3,7 +3,8 @@
 //!
 //! The packet path reads top-down as its modules:
 //! [`capture`] → [`decode`] → [`flow`] → [`classify`] → [`record`], driven by
-//! [`analyze`]. Signatures and catalogues are data, loaded by [`rules`].
+//! [`analyze`] for capture files and [`live`] for the long-running agent on a mirror port.
+//! Signatures and catalogues are data, loaded by [`rules`].
 #![forbid(unsafe_code)]
 #![deny(missing_docs)]
 
@@ -15,6 +16,7 @@ pub mod decode;
 pub mod findings;
 pub mod flow;
 pub mod inventory;
+pub mod live;
 pub mod names;
 pub mod record;
 pub mod reload;

@@ -25,7 +25,7 @@ pub enum Dir {
 }
 
 /// Flow-table settings.
-#[derive(Clone, Copy, Debug)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct Config {
     /// Most live flows; the least recently seen is evicted beyond it.
     pub max_flows: usize,
@@ -308,6 +308,11 @@ impl FlowTable {
     /// Capture time of the newest packet.
     pub fn now_us(&self) -> u64 {
         self.now_us
+    }
+
+    /// Every live flow, in no particular order.
+    pub fn iter_mut(&mut self) -> impl Iterator<Item = &mut Flow> {
+        self.slab.iter_mut().flatten()
     }
 
     /// The flow behind a handle.
