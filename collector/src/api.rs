@@ -383,6 +383,7 @@ pub fn router(state: AppState) -> Router {
         .route("/healthz", get(healthz))
         .route("/metrics", get(get_metrics))
         .fallback(not_found)
+        .merge(crate::ui::routes(&state))
         .layer(middleware::from_fn_with_state(state.clone(), track))
         .with_state(state)
 }

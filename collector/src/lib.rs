@@ -12,6 +12,8 @@
 //! - [`merged`]: the in-memory inventory built from the stored findings with the agent's
 //!   own merge code, and the points derived from it on request.
 //!
+//! - [`ui`]: the web UI under `/ui/` (server-rendered pages, local accounts, sessions).
+//!
 //! [`admin`] holds what the command line does besides serving (enrolment, ledger and file
 //! import), so the binary stays thin glue.
 #![forbid(unsafe_code)]
@@ -30,6 +32,7 @@ pub mod store;
 pub mod time;
 pub mod tls;
 pub mod token;
+pub mod ui;
 
 pub use server::{run, ServeError, Server, Transport};
 pub use store::{open_store, Store};

@@ -68,6 +68,11 @@ enum Command {
         #[command(subcommand)]
         command: LedgerCommand,
     },
+    /// Web UI accounts: add, list, remove.
+    User {
+        #[command(subcommand)]
+        command: UserCommand,
+    },
     /// Import export files carried from an air-gapped site.
     Import {
         /// Export files (`setten-agent export`).
@@ -115,6 +120,39 @@ enum AgentCommand {
     },
 }
 
+#[derive(Clone, Copy, ValueEnum)]
+enum UserRoleArg {
+    Viewer,
+    Admin,
+}
+
+#[derive(Subcommand)]
+enum UserCommand {
+    /// Add a web UI user. The password is asked twice on the terminal, or read from the
+    /// first line of standard input when it is not a terminal.
+    Add {
+        /// 1 to 64 of A-Z a-z 0-9 . _ -.
+        name: String,
+        /// `viewer` reads; `admin` also acknowledges alerts and manages.
+        #[arg(long, value_enum)]
+        role: UserRoleArg,
+        #[command(flatten)]
+        data: DataArgs,
+    },
+    /// List web UI users.
+    List {
+        #[command(flatten)]
+        data: DataArgs,
+    },
+    /// Remove a web UI user; their sessions end at once.
+    Remove {
+        /// The name.
+        name: String,
+        #[command(flatten)]
+        data: DataArgs,
+    },
+}
+
 #[derive(Subcommand)]
 enum LedgerCommand {
     /// Store a ledger (CSV, UTF-8 or Shift_JIS); it replaces the previous one.
@@ -153,6 +191,7 @@ fn run(cli: Cli) -> Result<()> {
             rules,
         }),
         Command::Agent { command } => agent(command),
+        Command::User { command } => user(command),
         Command::Ledger {
             command: LedgerCommand::Import { file, data },
         } => ledger_import(&file, &data.dir()?),
@@ -251,6 +290,68 @@ fn agent(command: AgentCommand) -> Result<()> {
                 "Revoked `{}`: its token is refused from the next request on. Its findings stay.",
                 rec.name
             );
+            Ok(())
+        }
+    }
+}
+
+/// The new user's password: twice on a terminal, else the first line of stdin.
+fn read_new_password() -> Result<String> {
+    use std::io::{BufRead, IsTerminal, Read};
+    if std::io::stdin().is_terminal() {
+        let a = rpassword::prompt_password("Password: ").context("reading the password")?;
+        let b = rpassword::prompt_password("Password again: ").context("reading the password")?;
+        if a != b {
+            bail!("the two passwords differ; nothing was changed");
+        }
+        Ok(a)
+    } else {
+        let mut line = String::new();
+        std::io::stdin()
+            .lock()
+            .take(8192)
+            .read_line(&mut line)
+            .context("reading the password from standard input")?;
+        Ok(line.trim_end_matches(['\r', '\n']).to_owned())
+    }
+}
+
+fn user(command: UserCommand) -> Result<()> {
+    use setten_collector::store::{Accounts, UserRole};
+    match command {
+        UserCommand::Add { name, role, data } => {
+            setten_collector::ui::auth::check_user_name(&name)?;
+            let store = open_store(&data.dir()?)?;
+            let role = match role {
+                UserRoleArg::Viewer => UserRole::Viewer,
+                UserRoleArg::Admin => UserRole::Admin,
+            };
+            let password = read_new_password()?;
+            let rec = setten_collector::ui::auth::add_user(&*store, &name, role, &password)?;
+            eprintln!(
+                "Added `{}` as {}: they log in at https://<collector>/ui/ with this password.",
+                rec.name,
+                rec.role.as_str()
+            );
+            Ok(())
+        }
+        UserCommand::List { data } => {
+            let store = open_store(&data.dir()?)?;
+            println!("{:<24} {:<8} CREATED", "NAME", "ROLE");
+            for u in store.users()? {
+                println!(
+                    "{:<24} {:<8} {}",
+                    u.name,
+                    u.role.as_str(),
+                    setten_collector::time::render(Some(u.created_us)).unwrap_or_default()
+                );
+            }
+            Ok(())
+        }
+        UserCommand::Remove { name, data } => {
+            let store = open_store(&data.dir()?)?;
+            let rec = store.remove_user(&name)?;
+            eprintln!("Removed `{}`; their sessions have ended.", rec.name);
             Ok(())
         }
     }

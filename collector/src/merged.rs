@@ -305,6 +305,26 @@ impl Merged {
         Ok(view)
     }
 
+    /// Start and end (µs) of each session the point `id` holds, by start. Sessions
+    /// beyond the agent's per-point cap are counted in the point but not kept, so they
+    /// are not here.
+    pub fn point_sessions(
+        &self,
+        store: &dyn Store,
+        id: &str,
+    ) -> Result<Vec<(u64, u64)>, StoreError> {
+        self.catch_up(store)?;
+        let g = read(&self.inner);
+        let mut v: Vec<(u64, u64)> = g
+            .inv
+            .keyed_sessions()
+            .filter(|(k, _)| k.id() == id)
+            .flat_map(|(_, s)| s.iter().map(|s| (s.first_us, s.last_us)))
+            .collect();
+        v.sort_unstable();
+        Ok(v)
+    }
+
     fn load_oui(&self, macs: &[[u8; 6]]) -> Oui {
         if macs.is_empty() {
             return Oui::default();

@@ -207,7 +207,10 @@ pub async fn run(
         state: state.clone(),
     };
     let handle = axum_server::Handle::new();
-    let app = api::router(state).into_make_service_with_connect_info::<SocketAddr>();
+    let secure = crate::ui::Secure(matches!(transport, Transport::Tls(_)));
+    let app = api::router(state)
+        .layer(axum::Extension(secure))
+        .into_make_service_with_connect_info::<SocketAddr>();
     let serve = async {
         match transport {
             Transport::Plain => {

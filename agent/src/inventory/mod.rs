@@ -543,6 +543,12 @@ impl Inventory {
         }
     }
 
+    /// Each point's key and the sessions it holds (those beyond
+    /// [`MAX_SESSIONS_PER_POINT`] are only counted, in its overflow).
+    pub fn keyed_sessions(&self) -> impl Iterator<Item = (&PointKey, &[Session])> {
+        self.points.iter().map(|(k, p)| (k, p.sessions.as_slice()))
+    }
+
     /// Every session of every point.
     pub fn sessions(&self) -> impl Iterator<Item = &Session> {
         self.points.values().flat_map(|p| p.sessions.iter())

@@ -13,8 +13,10 @@
 //! - Every stored finding has a [`Cursor`], increasing in commit order, so a reader can
 //!   ask for "everything after what I have seen" ([`Replay::After`]).
 
+pub mod accounts;
 pub mod sqlite;
 
+pub use accounts::{Accounts, SessionRecord, UserRecord, UserRole};
 pub use sqlite::SqliteStore;
 
 use crate::token::{AgentName, Role, TokenHash};
@@ -57,6 +59,12 @@ pub enum StoreError {
     /// The agent was revoked while its batch was on its way.
     #[error("agent `{0}` is revoked")]
     Revoked(String),
+    /// `user add` with a name already taken.
+    #[error("a user named `{0}` already exists (see `setten-collector user list`)")]
+    UserExists(String),
+    /// No user of that name.
+    #[error("no user named `{0}` (see `setten-collector user list`)")]
+    NoUser(String),
 }
 
 impl From<rusqlite::Error> for StoreError {
@@ -175,8 +183,8 @@ pub struct StoredLedger {
     pub imported_us: i64,
 }
 
-/// What the collector needs from storage.
-pub trait Store: Send + Sync + 'static {
+/// What the collector needs from storage (web UI accounts and sessions: [`Accounts`]).
+pub trait Store: Accounts + Send + Sync + 'static {
     /// Whether the store answers.
     fn ping(&self) -> Result<(), StoreError>;
 

@@ -30,6 +30,8 @@ use std::sync::{Arc, Condvar, Mutex, MutexGuard, OnceLock};
 use std::thread::JoinHandle;
 use std::time::Duration;
 
+mod accounts;
+
 /// How long a statement waits for another process's lock (e.g. `agent add` while
 /// `serve` ingests) before failing.
 pub const BUSY_TIMEOUT: Duration = Duration::from_secs(10);
@@ -86,6 +88,22 @@ pub const MIGRATIONS: &[&str] = &[
         bytes BLOB NOT NULL,
         imported_us INTEGER NOT NULL
     ) STRICT;",
+    // 3: web UI accounts (argon2id PHC strings) and their sessions (SHA-256 of the id).
+    "CREATE TABLE users (
+        id INTEGER PRIMARY KEY,
+        name TEXT NOT NULL UNIQUE,
+        role TEXT NOT NULL CHECK (role IN ('viewer', 'admin')),
+        password TEXT NOT NULL,
+        created_us INTEGER NOT NULL
+    ) STRICT;
+    CREATE TABLE ui_sessions (
+        id_hash TEXT PRIMARY KEY,
+        user_id INTEGER NOT NULL REFERENCES users (id) ON DELETE CASCADE,
+        csrf TEXT NOT NULL,
+        created_us INTEGER NOT NULL,
+        last_us INTEGER NOT NULL
+    ) STRICT;
+    CREATE INDEX ui_sessions_user ON ui_sessions (user_id);",
 ];
 
 /// The schema version this build writes.
