@@ -1,0 +1,438 @@
+//! The web UI over real HTTP on loopback, against a real SQLite store: every page needs a
+//! login, every form its CSRF token and this server's origin, logins are throttled,
+//! sessions rotate and end, and what the network says is escaped.
+
+mod common;
+
+use common::*;
+use reqwest::blocking::{Client, Response};
+use reqwest::header::{HeaderMap, COOKIE, LOCATION, ORIGIN, SET_COOKIE};
+use serde_json::json;
+use setten_agent::findings::Body;
+use setten_collector::store::UserRole;
+use setten_collector::token::Role;
+
+const PASSWORD: &str = "correct horse battery staple";
+
+fn no_redirects(c: &Running) -> Client {
+    let mut b = Client::builder().redirect(reqwest::redirect::Policy::none());
+    if c.url("").starts_with("https") {
+        let pem = std::fs::read(c.data.join(setten_collector::tls::CERT_FILE)).unwrap();
+        b = b
+            .add_root_certificate(reqwest::Certificate::from_pem(&pem).unwrap())
+            .tls_built_in_root_certs(false);
+    }
+    b.build().unwrap()
+}
+
+fn add_user(c: &Running, name: &str, role: UserRole) {
+    setten_collector::ui::auth::add_user(&**c.state.store(), name, role, PASSWORD).unwrap();
+}
+
+/// The value of cookie `name` set by a response, with its attributes.
+fn set_cookie(r: &Response, name: &str) -> Option<String> {
+    r.headers()
+        .get_all(SET_COOKIE)
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .find(|v| v.starts_with(&format!("{name}=")))
+        .map(str::to_owned)
+}
+
+fn cookie_value(set: &str) -> String {
+    set.split(';')
+        .next()
+        .unwrap()
+        .split_once('=')
+        .unwrap()
+        .1
+        .to_owned()
+}
+
+/// The hidden `csrf` field of a page.
+fn csrf_field(html: &str) -> String {
+    let at = html.find("name=\"csrf\" value=\"").expect("a csrf field") + 19;
+    html[at..at + 64].to_owned()
+}
+
+struct Browser<'a> {
+    c: &'a Running,
+    http: Client,
+    session: Option<String>,
+    origin: String,
+}
+
+impl<'a> Browser<'a> {
+    fn new(c: &'a Running) -> Browser<'a> {
+        let origin = c.url("").trim_end_matches('/').to_owned();
+        Browser {
+            c,
+            http: no_redirects(c),
+            session: None,
+            origin,
+        }
+    }
+
+    fn get(&self, path: &str) -> Response {
+        let mut r = self.http.get(self.c.url(path));
+        if let Some(s) = &self.session {
+            r = r.header(COOKIE, format!("setten_session={s}"));
+        }
+        r.send().unwrap()
+    }
+
+    fn post(&self, path: &str, form: &[(&str, &str)], headers: HeaderMap) -> Response {
+        let mut r = self.http.post(self.c.url(path)).form(form).headers(headers);
+        if let Some(s) = &self.session {
+            r = r.header(COOKIE, format!("setten_session={s}"));
+        }
+        r.send().unwrap()
+    }
+
+    fn origin(&self) -> HeaderMap {
+        let mut h = HeaderMap::new();
+        h.insert(ORIGIN, self.origin.parse().unwrap());
+        h
+    }
+
+    /// Logs in through the form; returns the answer to the POST.
+    fn try_login(&mut self, name: &str, password: &str) -> Response {
+        let page = self.http.get(self.c.url("/ui/login")).send().unwrap();
+        assert_eq!(page.status(), 200);
+        let login_cookie = cookie_value(&set_cookie(&page, "setten_login").unwrap());
+        let html = page.text().unwrap();
+        let token = csrf_field(&html);
+        assert_eq!(token, login_cookie);
+        let mut h = self.origin();
+        let mut cookie = format!("setten_login={login_cookie}");
+        if let Some(s) = &self.session {
+            cookie.push_str(&format!("; setten_session={s}"));
+        }
+        h.insert(COOKIE, cookie.parse().unwrap());
+        self.http
+            .post(self.c.url("/ui/login"))
+            .headers(h)
+            .form(&[
+                ("csrf", token.as_str()),
+                ("name", name),
+                ("password", password),
+                ("next", "/ui/hosts"),
+            ])
+            .send()
+            .unwrap()
+    }
+
+    fn login(&mut self, name: &str) {
+        let r = self.try_login(name, PASSWORD);
+        assert_eq!(r.status(), 303, "login of {name}");
+        assert_eq!(r.headers()[LOCATION], "/ui/hosts");
+        let set = set_cookie(&r, "setten_session").expect("a session cookie");
+        self.session = Some(cookie_value(&set));
+    }
+}
+
+const PAGES: &[&str] = &[
+    "/ui/",
+    "/ui/?service=ssh&sort=last",
+    "/ui/hosts",
+    "/ui/agents",
+    "/ui/backups",
+    "/ui/points/cp-0123456789abcdef",
+];
+
+#[test]
+fn every_page_needs_a_login_and_every_api_a_token() {
+    let d = tempfile::tempdir().unwrap();
+    let c = start(d.path(), false, unlimited());
+    let b = Browser::new(&c);
+    for p in PAGES {
+        let r = b.get(p);
+        assert_eq!(r.status(), 303, "{p}");
+        let to = r.headers()[LOCATION].to_str().unwrap().to_owned();
+        assert!(to.starts_with("/ui/login?next=%2Fui%2F"), "{p} → {to}");
+    }
+    // A forged or stale session cookie is no better than none.
+    let mut forged = Browser::new(&c);
+    forged.session = Some("00".repeat(32));
+    assert_eq!(forged.get("/ui/").status(), 303);
+    // POST without a session: to the login page, nothing done.
+    let r = b.post("/ui/logout", &[("csrf", "x")], b.origin());
+    assert_eq!(r.status(), 303);
+    // `/` leads to the UI; the login page itself is open and carries the headers.
+    assert_eq!(b.get("/").headers()[LOCATION], "/ui/");
+    let r = b.get("/ui/login");
+    assert_eq!(r.status(), 200);
+    let h = r.headers();
+    assert!(h["content-security-policy"]
+        .to_str()
+        .unwrap()
+        .starts_with("default-src 'self'"));
+    assert!(h["content-security-policy"]
+        .to_str()
+        .unwrap()
+        .contains("frame-ancestors 'none'"));
+    assert_eq!(h["x-frame-options"], "DENY");
+    assert_eq!(h["x-content-type-options"], "nosniff");
+    assert_eq!(h["referrer-policy"], "same-origin");
+    let html = r.text().unwrap();
+    assert!(html.contains("<html lang=\"ja\">") && html.contains("ログイン"));
+    assert!(!html.contains("<script"), "no script at all");
+    assert!(
+        !html.contains("http://") && !html.contains("https://"),
+        "no external resources"
+    );
+    // The API still wants its bearer token.
+    for p in [
+        "/api/v1/connection-points",
+        "/api/v1/hosts",
+        "/api/v1/agents",
+        "/metrics",
+    ] {
+        let r = c.client().get(c.url(p)).send().unwrap();
+        assert_eq!(r.status(), 401, "{p}");
+        // A UI session cookie is not an API credential.
+    }
+    add_user(&c, "sato", UserRole::Viewer);
+    let mut b = Browser::new(&c);
+    b.login("sato");
+    let r = c
+        .client()
+        .get(c.url("/api/v1/connection-points"))
+        .header(
+            COOKIE,
+            format!("setten_session={}", b.session.clone().unwrap()),
+        )
+        .send()
+        .unwrap();
+    assert_eq!(r.status(), 401);
+}
+
+#[test]
+fn login_sets_a_strict_cookie_rotates_the_session_and_logout_ends_it() {
+    let d = tempfile::tempdir().unwrap();
+    let c = start(d.path(), false, unlimited());
+    add_user(&c, "sato", UserRole::Admin);
+    let mut b = Browser::new(&c);
+    let r = b.try_login("sato", PASSWORD);
+    assert_eq!(r.status(), 303);
+    let set = set_cookie(&r, "setten_session").unwrap();
+    assert!(set.contains("HttpOnly") && set.contains("SameSite=Strict") && set.contains("Path=/"));
+    assert!(!set.contains("Secure"), "plain HTTP on loopback: {set}");
+    let first = cookie_value(&set);
+    assert_eq!(first.len(), 64);
+    assert!(first.bytes().all(|b| b.is_ascii_hexdigit()));
+    b.session = Some(first.clone());
+    for p in PAGES.iter().filter(|p| !p.contains("/points/")) {
+        let r = b.get(p);
+        assert_eq!(r.status(), 200, "{p}");
+        assert_eq!(r.headers()["cache-control"], "no-store");
+    }
+    assert_eq!(b.get("/ui/points/cp-0123456789abcdef").status(), 404);
+    // The store keeps only the hash.
+    let db = std::fs::read(d.path().join("setten.db")).unwrap();
+    assert!(!db.windows(64).any(|w| w == first.as_bytes()));
+
+    // Logging in again (with the old cookie) gives a new id and ends the old one.
+    b.login("sato");
+    let second = b.session.clone().unwrap();
+    assert_ne!(first, second);
+    let mut old = Browser::new(&c);
+    old.session = Some(first);
+    assert_eq!(old.get("/ui/").status(), 303, "the old id no longer works");
+
+    // Logout needs the token and the origin like any form.
+    let html = b.get("/ui/").text().unwrap();
+    let token = csrf_field(&html);
+    assert_eq!(b.post("/ui/logout", &[], b.origin()).status(), 403);
+    assert_eq!(
+        b.post("/ui/logout", &[("csrf", &"0".repeat(64))], b.origin())
+            .status(),
+        403
+    );
+    let mut evil = HeaderMap::new();
+    evil.insert(ORIGIN, "http://evil.example".parse().unwrap());
+    assert_eq!(
+        b.post("/ui/logout", &[("csrf", &token)], evil).status(),
+        403
+    );
+    assert_eq!(
+        b.post("/ui/logout", &[("csrf", &token)], HeaderMap::new())
+            .status(),
+        403,
+        "no Origin nor Referer"
+    );
+    assert_eq!(b.get("/ui/").status(), 200, "refused posts did nothing");
+    let r = b.post("/ui/logout", &[("csrf", &token)], b.origin());
+    assert_eq!(r.status(), 303);
+    assert!(set_cookie(&r, "setten_session")
+        .unwrap()
+        .contains("Max-Age=0"));
+    assert_eq!(b.get("/ui/").status(), 303, "logged out");
+}
+
+#[test]
+fn the_login_form_needs_its_token_and_wrong_passwords_are_throttled() {
+    let d = tempfile::tempdir().unwrap();
+    let c = start(d.path(), false, unlimited());
+    add_user(&c, "sato", UserRole::Viewer);
+    let b = Browser::new(&c);
+    // No double-submit token: refused before the password is looked at.
+    let r = b.post(
+        "/ui/login",
+        &[("name", "sato"), ("password", PASSWORD)],
+        b.origin(),
+    );
+    assert_eq!(r.status(), 403);
+    assert!(set_cookie(&r, "setten_session").is_none());
+
+    let mut b = Browser::new(&c);
+    let r = b.try_login("sato", "wrong password!!");
+    assert_eq!(r.status(), 401);
+    assert!(set_cookie(&r, "setten_session").is_none());
+    assert!(r
+        .text()
+        .unwrap()
+        .contains("ユーザー名またはパスワードが違います"));
+    // An unknown name gets the same answer.
+    assert_eq!(b.try_login("nobody", "wrong password!!").status(), 401);
+    for _ in 0..4 {
+        assert_eq!(b.try_login("sato", "wrong password!!").status(), 401);
+    }
+    // Five failures for the name: even the right password is refused now.
+    let r = b.try_login("sato", PASSWORD);
+    assert_eq!(r.status(), 429);
+    assert!(set_cookie(&r, "setten_session").is_none());
+    assert!(r.text().unwrap().contains("しばらく受け付けません"));
+}
+
+#[test]
+fn pages_show_the_inventory_and_escape_what_the_network_says() {
+    let d = tempfile::tempdir().unwrap();
+    let c = start(d.path(), false, unlimited());
+    let token = c.enrol("mirror-1", Role::Agent);
+    add_user(&c, "sato", UserRole::Viewer);
+    let mut hostile = ssh_session("10.20.10.50", "203.0.113.50", 40000, 0);
+    hostile.far_names = vec!["<script>alert(1)</script>.example".into()];
+    hostile.evidence[0].value = "SSH-2.0-<img src=x onerror=alert(2)>".into();
+    let day2 = ssh_session("10.20.10.50", "203.0.113.50", 40001, 86_400);
+    let other = ssh_session("10.20.10.51", "198.51.100.7", 40002, 3_600);
+    let backup = |v: serde_json::Value| match v {
+        serde_json::Value::Object(m) => Body::Backup(m),
+        _ => unreachable!(),
+    };
+    let bodies = vec![
+        session_body(hostile),
+        session_body(day2),
+        session_body(other),
+        health_body(json!({"dropped": 12, "cpu_percent": 3.5, "rss_bytes": 52_428_800})),
+        backup(json!({"event":"mount","medium":"<b>weekly</b>","at_us":T0,"fs_label":"BK1"})),
+        backup(
+            json!({"event":"verify","medium":"<b>weekly</b>","at_us":T0 + 60_000_000,"result":"differences","mode":"full",
+            "counts":{"files":3,"ok":2,"modified":1,"missing":0,"added":0,"unreadable":0},
+            "problems":[{"path":"db/<x>.bak","status":"modified","offset":0}]}),
+        ),
+        backup(
+            json!({"event":"unmount","medium":"<b>weekly</b>","at_us":T0 + 600_000_000,"connected_seconds":600.0}),
+        ),
+    ];
+    let r = c.post(&token, "/api/v1/findings", batch("mirror-1", 1, bodies));
+    assert_eq!(r.status(), 200, "{}", r.text().unwrap());
+    let mut b = Browser::new(&c);
+    b.login("sato");
+
+    let html = b.get("/ui/").text().unwrap();
+    assert!(html.contains("id=\"count-points\">2<"), "two points");
+    // No ledger imported: nothing is "unregistered" yet.
+    assert!(html.contains("id=\"count-unregistered\">0<"));
+    assert!(html.contains("&lt;script&gt;alert(1)&lt;&#x2f;script&gt;.example"));
+    assert!(!html.contains("<script>alert(1)"));
+    // Filtering by sensor and period.
+    let html = b
+        .get("/ui/?agent=mirror-1&since=2026-10-06&until=2026-10-06")
+        .text()
+        .unwrap();
+    assert!(
+        html.contains("id=\"count-shown\">1<"),
+        "only the point active on 10-06"
+    );
+    let html = b.get("/ui/?agent=nobody").text().unwrap();
+    assert!(html.contains("id=\"count-shown\">0<"));
+    let r = b.get("/ui/?risk=scary");
+    assert_eq!(r.status(), 400);
+    assert!(r.text().unwrap().contains("is not a risk id"));
+
+    // The point's page: evidence escaped, activity per day over two days.
+    let v = c.state.merged().view(&**c.state.store()).unwrap();
+    let p = v
+        .points
+        .iter()
+        .find(|p| p.internal.ip.to_string() == "10.20.10.50")
+        .unwrap();
+    let html = b.get(&format!("/ui/points/{}", p.id)).text().unwrap();
+    assert!(html.contains("SSH-2.0-&lt;img src=x onerror=alert(2)&gt;"));
+    assert!(!html.contains("<img src=x"));
+    assert!(
+        html.contains("<title>2026-10-05: 1</title>")
+            && html.contains("<title>2026-10-06: 1</title>"),
+        "per-day bars"
+    );
+    assert!(
+        html.contains("<title>09:00: 2</title>"),
+        "both sessions at 09:00 local"
+    );
+
+    // English on request, kept in a cookie.
+    let r = b
+        .http
+        .get(c.url("/ui/lang/en?next=/ui/hosts"))
+        .send()
+        .unwrap();
+    assert_eq!(r.status(), 303);
+    assert_eq!(r.headers()[LOCATION], "/ui/hosts");
+    let lang = set_cookie(&r, "setten_lang").unwrap();
+    let html = b
+        .http
+        .get(c.url("/ui/hosts"))
+        .header(
+            COOKIE,
+            format!(
+                "setten_session={}; {}",
+                b.session.clone().unwrap(),
+                lang.split(';').next().unwrap()
+            ),
+        )
+        .send()
+        .unwrap()
+        .text()
+        .unwrap();
+    assert!(html.contains("<html lang=\"en\">") && html.contains("Internal hosts"));
+    assert!(html.contains("10.20.10.51"));
+
+    let html = b.get("/ui/agents").text().unwrap();
+    assert!(
+        html.contains("mirror-1")
+            && html.contains(">12<")
+            && html.contains("3.5")
+            && html.contains(">50<"),
+        "{html}"
+    );
+    let html = b.get("/ui/backups").text().unwrap();
+    assert!(html.contains("&lt;b&gt;weekly&lt;&#x2f;b&gt;") && !html.contains("<b>weekly"));
+    assert!(html.contains("差異あり") && html.contains("db&#x2f;&lt;x&gt;.bak"));
+    assert!(html.contains("オフライン"), "unmounted after the backup");
+}
+
+#[test]
+fn over_https_the_session_cookie_is_secure() {
+    let d = tempfile::tempdir().unwrap();
+    let c = start(d.path(), true, unlimited());
+    add_user(&c, "sato", UserRole::Viewer);
+    let mut b = Browser::new(&c);
+    let r = b.try_login("sato", PASSWORD);
+    assert_eq!(r.status(), 303);
+    let set = set_cookie(&r, "setten_session").unwrap();
+    assert!(set.ends_with("; Secure"), "{set}");
+    // An http:// origin is not this https server.
+    b.origin = b.origin.replace("https://", "http://");
+    assert_eq!(b.try_login("sato", PASSWORD).status(), 403);
+}
