@@ -54,7 +54,7 @@ pub fn bars(values: &[(String, u64)], tick_every: usize) -> Chart {
         .map(|(i, (label, v))| {
             let h = (*v as f64 / max as f64) * f64::from(HEIGHT);
             Bar {
-                x: (i as f64 * slot + (slot - w) / 2.0 * 100.0).round() / 100.0,
+                x: ((i as f64 * slot + (slot - w) / 2.0) * 100.0).round() / 100.0,
                 y: ((f64::from(HEIGHT) - h) * 100.0).round() / 100.0,
                 w: (w * 100.0).round() / 100.0,
                 h: (h * 100.0).round() / 100.0,
@@ -197,5 +197,12 @@ mod tests {
         assert_eq!(c.bars[9].value, 4);
         assert_eq!(c.bars[9].label, "09:00");
         assert!(c.bars[9].h > c.bars[14].h && c.bars[3].h == 0.0);
+        // Left to right, inside the drawing, not overlapping.
+        for pair in c.bars.windows(2) {
+            assert!(pair[0].x + pair[0].w <= pair[1].x, "{pair:?}");
+        }
+        let last = c.bars.last().unwrap();
+        assert!(last.x + last.w <= f64::from(WIDTH));
+        assert!(c.bars[0].x >= 0.0);
     }
 }
