@@ -38,6 +38,10 @@ struct Cli {
 
 #[derive(Subcommand)]
 enum Command {
+    /// Run as the long-running agent: capture on the configured interfaces (a mirror /
+    /// SPAN port), keep the connection-point inventory, ship findings to the collector.
+    /// Stops on SIGTERM or SIGINT; SIGHUP reloads the configuration and the rules.
+    Run(RunArgs),
     /// Analyse capture files (pcap, pcapng, optionally .gz) and report every flow.
     Analyze(AnalyzeArgs),
     /// Send the findings waiting in the spool to the collector (after an outage).
@@ -217,6 +221,16 @@ struct AnalyzeArgs {
     captures: Vec<PathBuf>,
 }
 
+#[derive(clap::Args)]
+struct RunArgs {
+    /// Configuration file (see deploy/etc/setten/agent.toml for every setting).
+    #[arg(long, default_value = "/etc/setten/agent.toml")]
+    config: PathBuf,
+    /// Check the configuration, the rules and the interfaces, then exit without capturing.
+    #[arg(long)]
+    check: bool,
+}
+
 #[derive(Clone, Copy, ValueEnum, PartialEq, Eq)]
 enum Progress {
     Auto,
@@ -236,6 +250,7 @@ fn main() -> ExitCode {
         .init();
     let cli = Cli::parse();
     let result = match cli.command {
+        Command::Run(a) => run_cmd(a),
         Command::Analyze(a) => analyze_cmd(a),
         Command::Ship(a) => ship_cmd(a),
         Command::Export(a) => export_cmd(a),
@@ -251,6 +266,41 @@ fn main() -> ExitCode {
             ExitCode::from(2)
         }
     }
+}
+
+/// Name of the file, in the state directory, that a stopped agent leaves its last
+/// health record and totals in.
+const LAST_RUN_FILE: &str = "last-run.json";
+
+fn run_cmd(a: RunArgs) -> Result<ExitCode> {
+    use setten_agent::live::{self, Config, Shutdown};
+    // These errors already name their cause; anyhow's chain would repeat it.
+    let flat = |e: &dyn std::fmt::Display| anyhow::anyhow!("{e}");
+    let cfg = Config::load(&a.config).map_err(|e| flat(&e))?;
+    if a.check {
+        live::check(&cfg).map_err(|e| flat(&e))?;
+        println!(
+            "{}: configuration, rules and interfaces are usable",
+            a.config.display()
+        );
+        return Ok(ExitCode::SUCCESS);
+    }
+    let shutdown = Shutdown::on_signals().map_err(|e| flat(&e))?;
+    let summary = live::run(&cfg, shutdown).map_err(|e| flat(&e))?;
+    tracing::info!("stopped: {}", summary.health.summary_line());
+    let out = serde_json::json!({
+        "stopped_at_us": setten_agent::ship::now_us(),
+        "health": summary.health.to_map(),
+        "points": summary.points,
+        "reports": summary.reports,
+        "spooled": summary.spooled,
+        "state_file": summary.state_file,
+    });
+    let path = cfg.inventory.state_dir.join(LAST_RUN_FILE);
+    if let Err(e) = std::fs::write(&path, serde_json::to_vec_pretty(&out)?) {
+        tracing::warn!("{}: {e}", path.display());
+    }
+    Ok(ExitCode::SUCCESS)
 }
 
 fn analyze_cmd(a: AnalyzeArgs) -> Result<ExitCode> {

@@ -287,6 +287,36 @@ fn prepare_state_dir(dir: &Path) -> Result<(), Error> {
     Ok(())
 }
 
+/// Checks everything `run` checks before it starts — rules, ledger, state directory,
+/// spool, collector token and trust, and that every interface opens with the filter —
+/// without capturing (`setten-agent run --check`).
+pub fn check(cfg: &Config) -> Result<(), Error> {
+    if let Some(dir) = &cfg.inventory.rules {
+        Rules::load_dir(dir)?;
+    } else {
+        Rules::defaults()?;
+    }
+    load_ledger(cfg.inventory.ledger.as_deref())?;
+    prepare_state_dir(&cfg.inventory.state_dir)?;
+    Spool::open(&cfg.spool.path, cfg.spool.max_bytes)?;
+    if let Some(c) = &cfg.collector {
+        let token = load_token(c.token_file.as_deref())?;
+        let trust = match &c.trust {
+            TrustConfig::Pin(p) => Trust::Pin(Fingerprint::parse(p)?),
+            TrustConfig::Ca(f) => Trust::CaFile(f.clone()),
+            TrustConfig::WebPki => Trust::WebPki,
+        };
+        Collector::new(&c.url, token, trust)?;
+    }
+    for iface in &cfg.capture.interfaces {
+        capture::open(&cfg.capture, iface).map_err(|e| Error::Capture {
+            interface: e.interface,
+            message: e.message,
+        })?;
+    }
+    Ok(())
+}
+
 /// Runs the agent until `shutdown` is triggered.
 pub fn run(cfg: &Config, shutdown: Shutdown) -> Result<Summary, Error> {
     let notifier = Notifier::from_env();
