@@ -927,3 +927,340 @@ fn sample_reads_a_share_of_chunks() {
     };
     assert_eq!(verify_ok(&o).bytes_read, s.totals.bytes);
 }
+
+// ---- media watching (`setten-agent run`'s backup watcher) ----------------------------
+
+use setten_agent::backup::watch::{self, FolderConfig, MediumConfig, WatchConfig};
+use setten_agent::findings::Body;
+use std::sync::atomic::AtomicBool;
+
+/// The findings the watcher emitted, until `want` has seen what it needs or `limit`.
+fn collect_until(
+    rx: &std::sync::mpsc::Receiver<Body>,
+    seen: &mut Vec<serde_json::Map<String, serde_json::Value>>,
+    limit: Duration,
+    want: impl Fn(&[serde_json::Map<String, serde_json::Value>]) -> bool,
+) {
+    let start = Instant::now();
+    while !want(seen) {
+        assert!(
+            start.elapsed() < limit,
+            "not within {limit:?}; the watcher said: {seen:#?}"
+        );
+        if let Ok(Body::Backup(m)) = rx.recv_timeout(Duration::from_millis(100)) {
+            seen.push(m);
+        }
+    }
+}
+
+fn has(
+    seen: &[serde_json::Map<String, serde_json::Value>],
+    event: &str,
+    key: &str,
+    v: &str,
+) -> bool {
+    seen.iter().any(|m| {
+        m["event"] == event && (key.is_empty() || m.get(key).and_then(|x| x.as_str()) == Some(v))
+    })
+}
+
+fn medium_config(name: &str) -> MediumConfig {
+    MediumConfig {
+        name: MediumName::new(name).unwrap(),
+        uuid: None,
+        label: None,
+        subdir: PathBuf::new(),
+        verify: Some(VerifyMode::Full),
+        window: None,
+        max_days: None,
+    }
+}
+
+fn blkid(img: &Path, tag: &str) -> String {
+    let out = Command::new("blkid")
+        .args(["-s", tag, "-o", "value"])
+        .arg(img)
+        .output()
+        .expect("blkid");
+    String::from_utf8_lossy(&out.stdout).trim().to_owned()
+}
+
+/// A medium identified by its filesystem UUID: mounted → `mount` and a verification;
+/// left connected past its window → `over_window`; changed and unmounted → `unmount`
+/// with the time connected; mounted again → `differences` naming the file.
+#[test]
+fn watcher_follows_a_medium_through_mount_verify_window_and_unmount() {
+    let Some(m) = Medium::new(Fs::Ext4, 64) else {
+        return;
+    };
+    if !have("blkid") {
+        eprintln!("SKIP: blkid is not installed");
+        return;
+    }
+    let state = State::new();
+    populate(&m);
+    seal_ok(m.root(), &state, "RDX-1");
+    m.umount();
+    let uuid = blkid(&m.img, "UUID");
+    assert_eq!(uuid.len(), 36, "{uuid}");
+
+    let mut mc = medium_config("RDX-1");
+    mc.uuid = Some(uuid.to_uppercase());
+    mc.window = Some(Duration::from_secs(1));
+    let cfg = WatchConfig {
+        media: vec![mc],
+        folders: vec![],
+        key_file: backup::default_key_file(state.path()),
+        state_dir: state.path().to_owned(),
+        stale_check: Duration::from_secs(3600),
+    };
+    let (emit, rx) = watch::collecting();
+    let stop = Arc::new(AtomicBool::new(false));
+    let h = watch::spawn(cfg, emit, stop.clone()).unwrap();
+    let mut seen = Vec::new();
+    std::thread::sleep(Duration::from_millis(500));
+    assert!(
+        seen.is_empty() && rx.try_recv().is_err(),
+        "nothing is mounted yet"
+    );
+
+    assert!(m.mount());
+    collect_until(&rx, &mut seen, Duration::from_secs(60), |s| {
+        has(s, "mount", "", "") && has(s, "verify", "", "") && has(s, "over_window", "", "")
+    });
+    let mount = seen.iter().find(|x| x["event"] == "mount").unwrap();
+    assert_eq!(mount["medium"], "RDX-1");
+    assert_eq!(mount["fs_uuid"].as_str().unwrap().to_lowercase(), uuid);
+    assert_eq!(mount["mount_point"], m.mnt.to_str().unwrap());
+    let v = seen.iter().find(|x| x["event"] == "verify").unwrap();
+    assert_eq!(v["result"], "ok", "{v:#?}");
+    assert_eq!(v["mode"], "full");
+    assert_eq!(v["generation"], 1);
+    assert!(v["counts"]["files"].as_u64().unwrap() >= 6);
+    let w = seen.iter().find(|x| x["event"] == "over_window").unwrap();
+    assert!(w["connected_seconds"].as_f64().unwrap() > 1.0);
+    assert_eq!(w["window_seconds"], 1.0);
+    // Once per mount.
+    std::thread::sleep(Duration::from_millis(600));
+    while let Ok(Body::Backup(x)) = rx.try_recv() {
+        seen.push(x);
+    }
+    assert_eq!(
+        seen.iter().filter(|x| x["event"] == "over_window").count(),
+        1
+    );
+
+    flip_byte(&m.p("docs/report.pdf"), 100);
+    m.umount();
+    collect_until(&rx, &mut seen, Duration::from_secs(30), |s| {
+        has(s, "unmount", "", "")
+    });
+    let u = seen.iter().find(|x| x["event"] == "unmount").unwrap();
+    assert!(u["connected_seconds"].as_f64().unwrap() >= 1.0, "{u:#?}");
+
+    assert!(m.mount());
+    collect_until(&rx, &mut seen, Duration::from_secs(60), |s| {
+        has(s, "verify", "result", "differences")
+    });
+    let d = seen
+        .iter()
+        .find(|x| x["event"] == "verify" && x["result"] == "differences")
+        .unwrap();
+    assert_eq!(d["counts"]["modified"], 1);
+    assert_eq!(d["problems"][0]["path"], "docs/report.pdf");
+    assert_eq!(d["problems"][0]["status"], "modified");
+
+    stop.store(true, Ordering::Relaxed);
+    h.join().unwrap();
+    // The watcher remembers the last good verification across restarts.
+    let st: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(state.path().join(watch::STATE_FILE)).unwrap())
+            .unwrap();
+    assert!(st["RDX-1"]["last_verified_us"].as_u64().unwrap() > 0);
+    assert_eq!(st["RDX-1"]["last_result"], "differences");
+}
+
+/// A vfat medium configured by name only is recognised by the manifest copy the seal
+/// left on it; a medium never verified within `max_days` is reported stale, once.
+#[test]
+fn watcher_recognises_a_medium_by_its_manifest_copy_and_reports_staleness() {
+    let Some(m) = Medium::new(Fs::Vfat, 64) else {
+        return;
+    };
+    let state = State::new();
+    write(&m.p("daily/backup.bak"), &noise(200_000, 9));
+    let mut o = seal_opts(&m.p("daily"), &state, "USB-7");
+    o.copy_to_medium = true;
+    seal(&o, &mut |_| {}).unwrap();
+    m.umount();
+
+    let mut usb = medium_config("USB-7");
+    usb.subdir = PathBuf::from("daily");
+    let mut never = medium_config("RDX-NEVER");
+    never.uuid = Some("0000-0000".into());
+    never.max_days = Some(1.0 / 86_400.0); // one second
+    let cfg = WatchConfig {
+        media: vec![usb, never],
+        folders: vec![],
+        key_file: backup::default_key_file(state.path()),
+        state_dir: state.path().to_owned(),
+        stale_check: Duration::from_millis(200),
+    };
+    let (emit, rx) = watch::collecting();
+    let stop = Arc::new(AtomicBool::new(false));
+    let h = watch::spawn(cfg, emit, stop.clone()).unwrap();
+    assert!(m.mount());
+    let mut seen = Vec::new();
+    collect_until(&rx, &mut seen, Duration::from_secs(60), |s| {
+        has(s, "verify", "medium", "USB-7") && has(s, "stale", "medium", "RDX-NEVER")
+    });
+    let v = seen.iter().find(|x| x["event"] == "verify").unwrap();
+    assert_eq!(v["result"], "ok", "{v:#?}");
+    let s = seen.iter().find(|x| x["event"] == "stale").unwrap();
+    assert!(s["last_verified_us"].is_null());
+    assert!(!seen
+        .iter()
+        .any(|x| x["event"] == "stale" && x["medium"] == "USB-7"));
+    std::thread::sleep(Duration::from_secs(1));
+    while let Ok(Body::Backup(x)) = rx.try_recv() {
+        seen.push(x);
+    }
+    assert_eq!(
+        seen.iter().filter(|x| x["event"] == "stale").count(),
+        1,
+        "once a day"
+    );
+    stop.store(true, Ordering::Relaxed);
+    h.join().unwrap();
+}
+
+/// A drop folder: a finished set is sealed once the folder is quiet; a set that looks
+/// encrypted is reported flagged and not sealed.
+#[test]
+fn watcher_seals_settled_drop_folders_and_refuses_encrypted_sets() {
+    let state = State::new();
+    let drop_dir = tempfile::tempdir().unwrap();
+    for i in 0..20 {
+        let csv = format!("{i},検査,正常\n").repeat(500);
+        write(
+            &drop_dir.path().join(format!("set/lab-{i}.csv")),
+            csv.as_bytes(),
+        );
+    }
+    let cfg = WatchConfig {
+        media: vec![],
+        folders: vec![FolderConfig {
+            name: MediumName::new("NAS-DROP").unwrap(),
+            path: drop_dir.path().to_owned(),
+            settle: Duration::from_millis(300),
+        }],
+        key_file: backup::default_key_file(state.path()),
+        state_dir: state.path().to_owned(),
+        stale_check: Duration::from_secs(3600),
+    };
+    let (emit, rx) = watch::collecting();
+    let stop = Arc::new(AtomicBool::new(false));
+    let h = watch::spawn(cfg, emit, stop.clone()).unwrap();
+    std::thread::sleep(Duration::from_millis(300));
+    write(&drop_dir.path().join("set/done.marker"), b"ok\n");
+    let mut seen = Vec::new();
+    collect_until(&rx, &mut seen, Duration::from_secs(30), |s| {
+        has(s, "seal", "", "")
+    });
+    let s = &seen[0];
+    assert_eq!(s["generation"], 1);
+    assert_eq!(s["flagged"], false);
+    assert_eq!(s["files"], 21);
+
+    // Every file replaced by random bytes under a new extension, and a note.
+    for i in 0..20 {
+        let p = drop_dir.path().join(format!("set/lab-{i}.csv"));
+        write(
+            &drop_dir.path().join(format!("set/lab-{i}.csv.locked")),
+            &noise(8192, i),
+        );
+        std::fs::remove_file(p).unwrap();
+    }
+    write(&drop_dir.path().join("set/README-DECRYPT.txt"), b"pay\n");
+    collect_until(&rx, &mut seen, Duration::from_secs(30), |s| {
+        s.iter()
+            .any(|x| x["event"] == "seal" && x["flagged"] == true)
+    });
+    let f = seen.iter().find(|x| x["flagged"] == true).unwrap();
+    assert_eq!(f["forced"], false);
+    assert!(f.get("generation").is_none(), "not sealed: {f:#?}");
+    assert!(!f["flag_reasons"].as_array().unwrap().is_empty());
+    assert_eq!(
+        backup::latest_manifest(state.path(), &MediumName::new("NAS-DROP").unwrap())
+            .unwrap()
+            .0,
+        1
+    );
+    stop.store(true, Ordering::Relaxed);
+    h.join().unwrap();
+}
+
+/// The command line records each seal and verification in the spool for the collector.
+#[test]
+fn command_line_results_are_spooled_for_the_collector() {
+    let state = tempfile::tempdir().unwrap();
+    let tree = tempfile::tempdir().unwrap();
+    write(
+        &tree.path().join("a/records.csv"),
+        "1,2,3\n".repeat(100).as_bytes(),
+    );
+    let agent = |args: &[&OsStr]| {
+        Command::new(env!("CARGO_BIN_EXE_setten-agent"))
+            .args(args)
+            .env("SETTEN_STATE_DIR", state.path())
+            .output()
+            .unwrap()
+    };
+    let key = backup::default_key_file(state.path());
+    assert!(
+        agent(&["backup".as_ref(), "keygen".as_ref(), key.as_os_str()])
+            .status
+            .success()
+    );
+    let out = agent(&[
+        "backup".as_ref(),
+        "seal".as_ref(),
+        tree.path().as_os_str(),
+        "--medium".as_ref(),
+        "CLI-1".as_ref(),
+    ]);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    write(&tree.path().join("a/records.csv"), b"changed\n");
+    let out = agent(&[
+        "backup".as_ref(),
+        "verify".as_ref(),
+        tree.path().as_os_str(),
+        "--medium".as_ref(),
+        "CLI-1".as_ref(),
+    ]);
+    assert_eq!(out.status.code(), Some(1));
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("recorded for the collector"), "{err}");
+    let mut spool =
+        setten_agent::ship::spool::Spool::open(&state.path().join("spool.db"), 1 << 30).unwrap();
+    let got: Vec<serde_json::Map<String, serde_json::Value>> = spool
+        .peek(100)
+        .unwrap()
+        .into_iter()
+        .filter_map(|f| match f.body {
+            Body::Backup(m) => Some(m),
+            _ => None,
+        })
+        .collect();
+    assert_eq!(got.len(), 2, "{got:#?}");
+    assert_eq!(got[0]["event"], "seal");
+    assert_eq!(got[0]["generation"], 1);
+    assert_eq!(got[1]["event"], "verify");
+    assert_eq!(got[1]["result"], "differences");
+    assert_eq!(got[1]["medium"], "CLI-1");
+    assert_eq!(got[1]["problems"][0]["path"], "a/records.csv");
+}

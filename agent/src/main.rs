@@ -38,6 +38,10 @@ struct Cli {
 
 #[derive(Subcommand)]
 enum Command {
+    /// Run as the long-running agent: capture on the configured interfaces (a mirror /
+    /// SPAN port), keep the connection-point inventory, ship findings to the collector.
+    /// Stops on SIGTERM or SIGINT; SIGHUP reloads the configuration and the rules.
+    Run(RunArgs),
     /// Analyse capture files (pcap, pcapng, optionally .gz) and report every flow.
     Analyze(AnalyzeArgs),
     /// Send the findings waiting in the spool to the collector (after an outage).
@@ -89,6 +93,13 @@ struct SealArgs {
     /// Seal a generation that looks encrypted anyway (it is flagged in every report).
     #[arg(long)]
     force: bool,
+    /// Record the result for the collector in this spool (default: <state dir>/spool.db;
+    /// the running agent, or `setten-agent ship`, delivers it).
+    #[arg(long, value_name = "F")]
+    spool: Option<PathBuf>,
+    /// Do not record the result for the collector.
+    #[arg(long, conflicts_with = "spool")]
+    no_spool: bool,
 }
 
 #[derive(Clone, Copy, ValueEnum, PartialEq, Eq)]
@@ -134,6 +145,13 @@ struct VerifyArgs {
     /// Start over instead of resuming an interrupted run.
     #[arg(long)]
     restart: bool,
+    /// Record the result for the collector in this spool (default: <state dir>/spool.db;
+    /// the running agent, or `setten-agent ship`, delivers it).
+    #[arg(long, value_name = "F")]
+    spool: Option<PathBuf>,
+    /// Do not record the result for the collector.
+    #[arg(long, conflicts_with = "spool")]
+    no_spool: bool,
 }
 
 #[derive(Clone, Copy, ValueEnum, PartialEq, Eq)]
@@ -217,6 +235,16 @@ struct AnalyzeArgs {
     captures: Vec<PathBuf>,
 }
 
+#[derive(clap::Args)]
+struct RunArgs {
+    /// Configuration file (see deploy/etc/setten/agent.toml for every setting).
+    #[arg(long, default_value = "/etc/setten/agent.toml")]
+    config: PathBuf,
+    /// Check the configuration, the rules and the interfaces, then exit without capturing.
+    #[arg(long)]
+    check: bool,
+}
+
 #[derive(Clone, Copy, ValueEnum, PartialEq, Eq)]
 enum Progress {
     Auto,
@@ -236,6 +264,7 @@ fn main() -> ExitCode {
         .init();
     let cli = Cli::parse();
     let result = match cli.command {
+        Command::Run(a) => run_cmd(a),
         Command::Analyze(a) => analyze_cmd(a),
         Command::Ship(a) => ship_cmd(a),
         Command::Export(a) => export_cmd(a),
@@ -251,6 +280,41 @@ fn main() -> ExitCode {
             ExitCode::from(2)
         }
     }
+}
+
+/// Name of the file, in the state directory, that a stopped agent leaves its last
+/// health record and totals in.
+const LAST_RUN_FILE: &str = "last-run.json";
+
+fn run_cmd(a: RunArgs) -> Result<ExitCode> {
+    use setten_agent::live::{self, Config, Shutdown};
+    // These errors already name their cause; anyhow's chain would repeat it.
+    let flat = |e: &dyn std::fmt::Display| anyhow::anyhow!("{e}");
+    let cfg = Config::load(&a.config).map_err(|e| flat(&e))?;
+    if a.check {
+        live::check(&cfg).map_err(|e| flat(&e))?;
+        println!(
+            "{}: configuration, rules and interfaces are usable",
+            a.config.display()
+        );
+        return Ok(ExitCode::SUCCESS);
+    }
+    let shutdown = Shutdown::on_signals().map_err(|e| flat(&e))?;
+    let summary = live::run(&cfg, shutdown).map_err(|e| flat(&e))?;
+    tracing::info!("stopped: {}", summary.health.summary_line());
+    let out = serde_json::json!({
+        "stopped_at_us": setten_agent::ship::now_us(),
+        "health": summary.health.to_map(),
+        "points": summary.points,
+        "reports": summary.reports,
+        "spooled": summary.spooled,
+        "state_file": summary.state_file,
+    });
+    let path = cfg.inventory.state_dir.join(LAST_RUN_FILE);
+    if let Err(e) = std::fs::write(&path, serde_json::to_vec_pretty(&out)?) {
+        tracing::warn!("{}: {e}", path.display());
+    }
+    Ok(ExitCode::SUCCESS)
 }
 
 fn analyze_cmd(a: AnalyzeArgs) -> Result<ExitCode> {
@@ -824,6 +888,22 @@ fn spool_status_cmd(a: SpoolStatusArgs) -> Result<ExitCode> {
     Ok(ExitCode::SUCCESS)
 }
 
+/// Records a backup result in the spool for the collector. A spool that cannot be used
+/// is a warning: the result itself was printed.
+fn spool_backup(spool: Option<&Path>, body: Body) {
+    let Some(path) = spool else { return };
+    match Spool::open(path, spool::DEFAULT_MAX_BYTES).and_then(|mut s| s.push(&[body])) {
+        Ok(_) => eprintln!(
+            "setten-agent: result recorded for the collector in {} (the running agent or `setten-agent ship` delivers it)",
+            path.display()
+        ),
+        Err(e) => eprintln!(
+            "setten-agent: warning: result not recorded for the collector ({}: {e}); --no-spool to skip",
+            path.display()
+        ),
+    }
+}
+
 fn backup_cmd(c: BackupCommand) -> Result<ExitCode> {
     use setten_agent::backup;
     let state = backup::default_state_dir();
@@ -853,13 +933,28 @@ fn backup_cmd(c: BackupCommand) -> Result<ExitCode> {
             o.force = a.force;
             let bar = ProgressBar::with_draw_target(None, ProgressDrawTarget::stderr());
             let mut progress = backup::progress_bar(bar);
+            let spool = (!a.no_spool).then(|| a.spool.unwrap_or_else(|| state.join("spool.db")));
+            let id = backup::finding::MediumId::named(&a.medium);
+            let now = setten_agent::ship::now_us();
             match backup::seal(&o, &mut progress) {
                 Ok(r) => {
                     println!("{}", serde_json::to_string_pretty(&r)?);
+                    spool_backup(
+                        spool.as_deref(),
+                        backup::finding::seal(&id, now, &r, a.force),
+                    );
                     Ok(ExitCode::SUCCESS)
                 }
                 Err(e) => {
                     eprintln!("setten-agent: error: {e}");
+                    if let backup::Error::Suspicious { score } = &e {
+                        let reasons: Vec<String> =
+                            score.reasons.iter().map(|r| r.summary.clone()).collect();
+                        spool_backup(
+                            spool.as_deref(),
+                            backup::finding::seal_refused(&id, now, &reasons),
+                        );
+                    }
                     Ok(code(e.exit_code()))
                 }
             }
@@ -892,16 +987,39 @@ fn backup_cmd(c: BackupCommand) -> Result<ExitCode> {
             o.cancel = Some(cancel);
             let bar = ProgressBar::with_draw_target(None, ProgressDrawTarget::stderr());
             let mut progress = backup::progress_bar(bar);
+            let spool = (!a.no_spool).then(|| a.spool.unwrap_or_else(|| state.join("spool.db")));
+            let mode = match a.mode {
+                VerifyModeArg::Full => "full",
+                VerifyModeArg::Sample => "sample",
+                VerifyModeArg::Rolling => "rolling",
+            };
             match backup::verify(&o, &mut progress) {
                 Ok(r) => {
                     match a.format {
                         ReportFormat::Json => println!("{}", serde_json::to_string_pretty(&r)?),
                         ReportFormat::Table => print!("{}", r.to_table(200)),
                     }
+                    let id = backup::finding::MediumId::named(&r.manifest.medium);
+                    spool_backup(
+                        spool.as_deref(),
+                        backup::finding::verify(&id, setten_agent::ship::now_us(), &r),
+                    );
                     Ok(code(r.exit_code))
                 }
                 Err(e) => {
                     eprintln!("setten-agent: error: {e}");
+                    // Only a named medium can be reported: the manifest did not say.
+                    if let Some(m) = &a.medium {
+                        spool_backup(
+                            spool.as_deref(),
+                            backup::finding::verify_failed(
+                                &backup::finding::MediumId::named(m),
+                                setten_agent::ship::now_us(),
+                                mode,
+                                &e.to_string(),
+                            ),
+                        );
+                    }
                     Ok(code(e.exit_code()))
                 }
             }

@@ -14,12 +14,12 @@ use setten_agent::classify::{classify_streams, Classifier};
 use setten_agent::decode::{ipproto, Decoder};
 use setten_agent::flow;
 use setten_agent::flow::reassembly::{Stream, MAX_DATAGRAM, MAX_DATAGRAMS, MAX_STREAM_BYTES};
+use setten_agent::inventory::{ledger::Ledger, window};
+use setten_agent::names::book::{NameBook, MAX_NAMES_PER_ADDR, MAX_STORED_NAMES_PER_ADDR};
+use setten_agent::names::{harvest, is_host_addr, port, printable, Obs, MAX_OBS_PER_DATAGRAM};
 use setten_agent::record::table::TableSink;
 use setten_agent::record::{FlowView, LocalNets, RecordCx};
 use setten_agent::rules::{Field, Rules};
-use setten_agent::names::book::{NameBook, MAX_NAMES_PER_ADDR, MAX_STORED_NAMES_PER_ADDR};
-use setten_agent::names::{harvest, is_host_addr, port, printable, Obs, MAX_OBS_PER_DATAGRAM};
-use setten_agent::inventory::{ledger::Ledger, window};
 use std::path::Path;
 use std::sync::{Arc, OnceLock};
 
@@ -521,7 +521,9 @@ pub const MANIFEST_KEY: [u8; 32] = [0x5e; 32];
 ///   almost every input stops at the envelope, as a forged one must);
 /// * 1 — a manifest body, signed here under [`MANIFEST_KEY`] so the body parser and its
 ///   field checks see it;
-/// * 2 — `/proc/self/mountinfo` text for the storage detection.
+/// * 2 — `/proc/self/mountinfo` text for the storage detection;
+/// * 3 — the first bytes of a filesystem (a medium's superblock or boot sector), for
+///   the media watcher's UUID and label.
 ///
 /// Promises checked: no panic; every manifest accepted has valid relative paths, sorted
 /// and unique, with one chunk hash per chunk; and it encodes back to a file that
@@ -533,9 +535,19 @@ pub fn manifest(data: &[u8]) {
     let mut inp = Input(data);
     let sel = inp.u8().unwrap_or(0);
     let rest = inp.0;
-    let accepted = match sel % 3 {
+    let accepted = match sel % 4 {
         0 => Manifest::decode(rest, &key).ok(),
         1 => Manifest::decode(&manifest::sign(manifest::FORMAT, rest, &key), &key).ok(),
+        3 => {
+            let ids = setten_agent::backup::watch::superblock_ids(rest);
+            // A UUID is 36 characters (ext) or 9 (FAT); a label at most 16 bytes' worth.
+            assert!(ids
+                .uuid
+                .as_ref()
+                .is_none_or(|u| u.len() == 36 || u.len() == 9));
+            assert!(ids.label.as_ref().is_none_or(|l| l.chars().count() <= 16));
+            None
+        }
         _ => {
             let _ = device::parse_mountinfo(rest);
             None

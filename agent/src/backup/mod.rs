@@ -20,6 +20,7 @@
 
 mod checkpoint;
 pub mod device;
+pub mod finding;
 pub mod key;
 pub mod manifest;
 mod read;
@@ -27,6 +28,7 @@ pub mod score;
 mod seal;
 mod verify;
 mod walk;
+pub mod watch;
 
 pub use device::{Concurrency, ConcurrencyChoice};
 pub use key::{keygen, Key, KeyInfo};

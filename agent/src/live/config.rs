@@ -48,8 +48,28 @@
 //! pin = "sha256:…"                  # or ca = "/etc/setten/ca.pem"; else the Web PKI
 //! timeout = "60s"                   # per shipping round while the collector is down
 //! shutdown_timeout = "10s"          # for the last round at shutdown
+//!
+//! [backup]
+//! key_file = "/var/lib/setten/backup.key"  # default: <state_dir>/backup.key
+//! stale_check = "1h"                # how often "not verified for N days" is checked
+//!
+//! [[backup.media]]                  # one per medium (USB disk, RDX cartridge, …)
+//! name = "rdx-1"                    # as sealed (`setten-agent backup seal --medium`)
+//! uuid = "2f6e…"                    # filesystem UUID (blkid), or label = "…"; neither:
+//!                                   # recognised by the manifest copy on the medium
+//! path = ""                         # where the backup is on the medium
+//! verify = "rolling"                # "full", "sample", "rolling" or "none"
+//! fraction = 0.05                   # with "sample"
+//! window = "8h"                     # longest it may stay connected (offline rule)
+//! max_days = 7                      # report when not verified for longer
+//!
+//! [[backup.folders]]                # where backup software drops finished sets
+//! name = "nas-daily"                # sealed as generations of this medium
+//! path = "/srv/backup/outbox"
+//! settle = "5m"                     # quiet time after the last change before sealing
 //! ```
 
+use crate::backup::watch::WatchConfig;
 use crate::flow;
 use crate::record::Cidr;
 use serde::Deserialize;
@@ -229,6 +249,8 @@ pub struct Config {
     pub spool: SpoolConfig,
     /// Collector, when findings are shipped.
     pub collector: Option<CollectorConfig>,
+    /// Backup media and drop folders to watch.
+    pub backup: WatchConfig,
 }
 
 impl Config {
@@ -342,6 +364,40 @@ struct Doc {
     spool: SpoolDoc,
     #[serde(default)]
     collector: Option<Spanned<CollectorDoc>>,
+    #[serde(default)]
+    backup: BackupDoc,
+}
+
+#[derive(Deserialize, Default)]
+#[serde(deny_unknown_fields)]
+struct BackupDoc {
+    key_file: Option<PathBuf>,
+    stale_check: Option<Spanned<Quantity>>,
+    #[serde(default)]
+    media: Vec<Spanned<MediumDoc>>,
+    #[serde(default)]
+    folders: Vec<Spanned<FolderDoc>>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct MediumDoc {
+    name: Spanned<String>,
+    uuid: Option<String>,
+    label: Option<String>,
+    path: Option<Spanned<String>>,
+    verify: Option<Spanned<String>>,
+    fraction: Option<Spanned<Quantity>>,
+    window: Option<Spanned<Quantity>>,
+    max_days: Option<Spanned<Quantity>>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct FolderDoc {
+    name: Spanned<String>,
+    path: PathBuf,
+    settle: Option<Spanned<Quantity>>,
 }
 
 #[derive(Deserialize)]
@@ -792,6 +848,8 @@ impl Doc {
             }
         };
 
+        let backup = self.backup.validate(cx, &state_dir)?;
+
         Ok(Config {
             source: None,
             capture,
@@ -800,6 +858,157 @@ impl Doc {
             health,
             spool,
             collector,
+            backup,
+        })
+    }
+}
+
+impl BackupDoc {
+    fn validate(&self, cx: &Cx<'_>, state_dir: &Path) -> Result<WatchConfig, ConfigError> {
+        use crate::backup::watch::{FolderConfig, MediumConfig};
+        use crate::backup::{MediumName, SampleFraction, VerifyMode};
+        let day = Duration::from_secs(86_400);
+        let name = |n: &Spanned<String>, key: &str| {
+            MediumName::new(n.get_ref()).map_err(|e| cx.bad(n.span(), key, e.to_string()))
+        };
+        let mut media = Vec::new();
+        let mut names = std::collections::BTreeSet::new();
+        for m in &self.media {
+            let span = m.span();
+            let m = m.get_ref();
+            let medium = name(&m.name, "backup.media.name")?;
+            if !names.insert(medium.as_str().to_owned()) {
+                return Err(cx.bad(
+                    m.name.span(),
+                    "backup.media.name",
+                    format!("{:?} is configured twice", m.name.get_ref()),
+                ));
+            }
+            let subdir = match &m.path {
+                None => PathBuf::new(),
+                Some(p) => {
+                    let rel = PathBuf::from(p.get_ref().trim_start_matches('/'));
+                    if rel
+                        .components()
+                        .any(|c| !matches!(c, std::path::Component::Normal(_)))
+                    {
+                        return Err(cx.bad(
+                            p.span(),
+                            "backup.media.path",
+                            "a path inside the medium, without \"..\"".into(),
+                        ));
+                    }
+                    rel
+                }
+            };
+            let verify = match m.verify.as_ref().map(|v| (v, v.get_ref().as_str())) {
+                None | Some((_, "full")) => Some(VerifyMode::Full),
+                Some((_, "none")) => None,
+                Some((_, "rolling")) => Some(VerifyMode::Rolling {
+                    max_bytes: None,
+                    max_duration: None,
+                }),
+                Some((_, "sample")) => {
+                    let (v, fspan) = match &m.fraction {
+                        None => (0.05, span.clone()),
+                        Some(q) => (
+                            match q.get_ref() {
+                                Quantity::Int(n) => *n as f64,
+                                Quantity::Float(f) => *f,
+                                Quantity::Text(t) => t
+                                    .trim()
+                                    .strip_suffix('%')
+                                    .and_then(|p| p.trim().parse::<f64>().ok())
+                                    .map_or(-1.0, |p| p / 100.0),
+                            },
+                            q.span(),
+                        ),
+                    };
+                    let fraction = SampleFraction::new(v)
+                        .map_err(|e| cx.bad(fspan, "backup.media.fraction", e.to_string()))?;
+                    Some(VerifyMode::Sample {
+                        fraction,
+                        seed: None,
+                    })
+                }
+                Some((v, other)) => {
+                    return Err(cx.bad(
+                        v.span(),
+                        "backup.media.verify",
+                        format!(
+                            "{other:?}: expected \"full\", \"sample\", \"rolling\" or \"none\""
+                        ),
+                    ))
+                }
+            };
+            let window = match &m.window {
+                None => None,
+                Some(w) => Some(duration(
+                    cx,
+                    Some(w),
+                    "backup.media.window",
+                    day,
+                    (Duration::from_secs(1), 365 * day),
+                )?),
+            };
+            let max_days = match &m.max_days {
+                None => None,
+                Some(q) => {
+                    let v = match q.get_ref() {
+                        Quantity::Int(n) => *n as f64,
+                        Quantity::Float(f) => *f,
+                        Quantity::Text(t) => t.trim().parse().unwrap_or(-1.0),
+                    };
+                    if !(v > 0.0 && v <= 3650.0) {
+                        return Err(cx.bad(
+                            q.span(),
+                            "backup.media.max_days",
+                            "expected a number of days between 0 and 3650".into(),
+                        ));
+                    }
+                    Some(v)
+                }
+            };
+            media.push(MediumConfig {
+                name: medium,
+                uuid: m.uuid.clone().filter(|s| !s.trim().is_empty()),
+                label: m.label.clone().filter(|s| !s.trim().is_empty()),
+                subdir,
+                verify,
+                window,
+                max_days,
+            });
+        }
+        let mut folders = Vec::new();
+        for f in &self.folders {
+            let f = f.get_ref();
+            folders.push(FolderConfig {
+                name: name(&f.name, "backup.folders.name")?,
+                path: f.path.clone(),
+                settle: duration(
+                    cx,
+                    f.settle.as_ref(),
+                    "backup.folders.settle",
+                    Duration::from_secs(300),
+                    (Duration::from_millis(100), day),
+                )?,
+            });
+        }
+        Ok(WatchConfig {
+            media,
+            folders,
+            key_file: self
+                .key_file
+                .clone()
+                .unwrap_or_else(|| crate::backup::default_key_file(state_dir)),
+            state_dir: state_dir.to_owned(),
+            stale_check: duration(
+                cx,
+                self.stale_check.as_ref(),
+                "backup.stale_check",
+                Duration::from_secs(3600),
+                (Duration::from_millis(100), day),
+            )?,
         })
     }
 }
@@ -862,6 +1071,68 @@ mod tests {
         let col = c.collector.unwrap();
         assert!(matches!(col.trust, TrustConfig::Pin(_)));
         assert_eq!(col.shutdown_timeout, Duration::from_secs(10));
+        let b = &c.backup;
+        assert_eq!(b.media.len(), 1);
+        assert_eq!(b.media[0].name.as_str(), "rdx-1");
+        assert_eq!(b.media[0].window, Some(Duration::from_secs(8 * 3600)));
+        assert_eq!(b.media[0].max_days, Some(7.0));
+        assert!(matches!(
+            b.media[0].verify,
+            Some(crate::backup::VerifyMode::Rolling { .. })
+        ));
+        assert_eq!(b.folders[0].settle, Duration::from_secs(300));
+        assert_eq!(b.stale_check, Duration::from_secs(3600));
+    }
+
+    #[test]
+    fn backup_media_errors_name_line_and_key() {
+        let base = "[capture]\ninterfaces = [\"eth1\"]\n";
+        for (extra, line, key) in [
+            ("[[backup.media]]\nname = \"a b\"\n", 5, "backup.media.name"),
+            (
+                "[[backup.media]]\nname = \"r\"\nverify = \"often\"\n",
+                6,
+                "backup.media.verify",
+            ),
+            (
+                "[[backup.media]]\nname = \"r\"\npath = \"../etc\"\n",
+                6,
+                "backup.media.path",
+            ),
+            (
+                "[[backup.media]]\nname = \"r\"\nmax_days = -1\n",
+                6,
+                "backup.media.max_days",
+            ),
+            (
+                "[[backup.media]]\nname = \"r\"\nverify = \"sample\"\nfraction = 2\n",
+                7,
+                "backup.media.fraction",
+            ),
+            (
+                "[[backup.media]]\nname = \"r\"\n[[backup.media]]\nname = \"r\"\n",
+                7,
+                "backup.media.name",
+            ),
+            (
+                "[[backup.folders]]\nname = \"n\"\npath = \"/x\"\nsettle = \"soon\"\n",
+                7,
+                "backup.folders.settle",
+            ),
+        ] {
+            let text = format!("{base}\n{extra}");
+            let e = parse(&text).unwrap_err().to_string();
+            assert!(
+                e.starts_with(&format!("/etc/setten/agent.toml:{line}: key `{key}`")),
+                "{extra:?}: {e}"
+            );
+        }
+        let e = parse(&format!(
+            "{base}[[backup.media]]\nname = \"r\"\nuid = \"x\"\n"
+        ))
+        .unwrap_err()
+        .to_string();
+        assert!(e.contains("uid"), "{e}");
     }
 
     #[test]

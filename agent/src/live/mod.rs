@@ -287,6 +287,36 @@ fn prepare_state_dir(dir: &Path) -> Result<(), Error> {
     Ok(())
 }
 
+/// Checks everything `run` checks before it starts — rules, ledger, state directory,
+/// spool, collector token and trust, and that every interface opens with the filter —
+/// without capturing (`setten-agent run --check`).
+pub fn check(cfg: &Config) -> Result<(), Error> {
+    if let Some(dir) = &cfg.inventory.rules {
+        Rules::load_dir(dir)?;
+    } else {
+        Rules::defaults()?;
+    }
+    load_ledger(cfg.inventory.ledger.as_deref())?;
+    prepare_state_dir(&cfg.inventory.state_dir)?;
+    Spool::open(&cfg.spool.path, cfg.spool.max_bytes)?;
+    if let Some(c) = &cfg.collector {
+        let token = load_token(c.token_file.as_deref())?;
+        let trust = match &c.trust {
+            TrustConfig::Pin(p) => Trust::Pin(Fingerprint::parse(p)?),
+            TrustConfig::Ca(f) => Trust::CaFile(f.clone()),
+            TrustConfig::WebPki => Trust::WebPki,
+        };
+        Collector::new(&c.url, token, trust)?;
+    }
+    for iface in &cfg.capture.interfaces {
+        capture::open(&cfg.capture, iface).map_err(|e| Error::Capture {
+            interface: e.interface,
+            message: e.message,
+        })?;
+    }
+    Ok(())
+}
+
 /// Runs the agent until `shutdown` is triggered.
 pub fn run(cfg: &Config, shutdown: Shutdown) -> Result<Summary, Error> {
     let notifier = Notifier::from_env();
@@ -381,6 +411,49 @@ pub fn run(cfg: &Config, shutdown: Shutdown) -> Result<Summary, Error> {
             Some(tx)
         }
         None => None,
+    };
+
+    // Backup media and drop folders: their findings go to the spool from a connection of
+    // their own, and wake the shipper.
+    let media_stop = Arc::new(AtomicBool::new(false));
+    let media = if cfg.backup.is_empty() {
+        None
+    } else {
+        let spool = Mutex::new(Spool::open(&cfg.spool.path, cfg.spool.max_bytes)?);
+        let ship = ship_tx.clone();
+        let emit = Box::new(move |bodies: Vec<crate::findings::Body>| {
+            match spool.lock().map(|mut s| s.push(&bodies)) {
+                Ok(Ok(_)) => {}
+                Ok(Err(e)) => tracing::warn!("backup findings not spooled: {e}"),
+                Err(_) => tracing::warn!("backup findings not spooled: spool lock poisoned"),
+            }
+            if let Some(tx) = &ship {
+                let _ = tx.try_send(ShipMsg::Now);
+            }
+        });
+        tracing::info!(
+            "watching {} backup medi{} and {} drop folder{}",
+            cfg.backup.media.len(),
+            if cfg.backup.media.len() == 1 {
+                "um"
+            } else {
+                "a"
+            },
+            cfg.backup.folders.len(),
+            if cfg.backup.folders.len() == 1 {
+                ""
+            } else {
+                "s"
+            }
+        );
+        Some(
+            crate::backup::watch::spawn(cfg.backup.clone(), emit, media_stop.clone()).map_err(
+                |source| Error::Thread {
+                    name: "setten-media".into(),
+                    source,
+                },
+            )?,
+        )
     };
 
     // Inventory.
@@ -489,6 +562,12 @@ pub fn run(cfg: &Config, shutdown: Shutdown) -> Result<Summary, Error> {
     for (i, h) in run.workers.drain(..).enumerate() {
         if h.join().is_err() && died.is_none() {
             died = Some(format!("setten-worker-{i}"));
+        }
+    }
+    media_stop.store(true, Ordering::Release);
+    if let Some(h) = media {
+        if h.join().is_err() && died.is_none() {
+            died = Some("setten-media".into());
         }
     }
     let health = control.meter.sample(&shared);
