@@ -314,6 +314,11 @@ fn hospital_it_logs_in_filters_opens_a_point_and_logs_out_in_chromium() {
     let token = admin(&data, &["agent", "add", "mirror-1"], None);
     let token_file = dir.path().join("mirror-1.token");
     std::fs::write(&token_file, token.trim()).unwrap();
+    let private = |f: &Path| {
+        use std::os::unix::fs::PermissionsExt;
+        std::fs::set_permissions(f, std::fs::Permissions::from_mode(0o600)).unwrap();
+    };
+    private(&token_file);
     admin(
         &data,
         &[
@@ -345,6 +350,87 @@ fn hospital_it_logs_in_filters_opens_a_point_and_logs_out_in_chromium() {
         "{}",
         String::from_utf8_lossy(&out.stderr)
     );
+    // A backup medium sealed, verified, changed and verified again on the backup host,
+    // shipped from that agent's spool. (Its own enrolment: each spool numbers findings
+    // from 1, so two spools under one agent name would collide as duplicates.)
+    let backup_token = admin(&data, &["agent", "add", "backup-host"], None);
+    let backup_token_file = dir.path().join("backup-host.token");
+    std::fs::write(&backup_token_file, backup_token.trim()).unwrap();
+    private(&backup_token_file);
+    let media = dir.path().join("weekly-a");
+    std::fs::create_dir_all(media.join("db")).unwrap();
+    for i in 0..5 {
+        std::fs::write(
+            media.join(format!("db/dump-{i}.sql")),
+            format!("-- 電子カルテ dump {i}\n").repeat(2000),
+        )
+        .unwrap();
+    }
+    let key = dir.path().join("backup.key");
+    let spool = dir.path().join("backup-spool.db");
+    let agent = |args: &[&str]| {
+        let out = Command::new(agent_bin())
+            .args(args)
+            .env("SETTEN_STATE_DIR", dir.path().join("state"))
+            .output()
+            .unwrap();
+        assert!(
+            out.status.success() || args[1] == "verify",
+            "setten-agent {args:?}: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+    };
+    let (m, k, sp) = (
+        media.to_str().unwrap(),
+        key.to_str().unwrap(),
+        spool.to_str().unwrap(),
+    );
+    agent(&["backup", "keygen", k]);
+    agent(&[
+        "backup",
+        "seal",
+        m,
+        "--medium",
+        "weekly-a",
+        "--key-file",
+        k,
+        "--spool",
+        sp,
+    ]);
+    agent(&[
+        "backup",
+        "verify",
+        m,
+        "--medium",
+        "weekly-a",
+        "--key-file",
+        k,
+        "--spool",
+        sp,
+    ]);
+    std::fs::write(media.join("db/dump-3.sql"), "-- overwritten\n").unwrap();
+    agent(&[
+        "backup",
+        "verify",
+        m,
+        "--medium",
+        "weekly-a",
+        "--key-file",
+        k,
+        "--spool",
+        sp,
+    ]);
+    agent(&[
+        "ship",
+        &site,
+        "--token-file",
+        backup_token_file.to_str().unwrap(),
+        "--spool",
+        sp,
+        "--ship-timeout",
+        "10s",
+    ]);
+
     admin(
         &data,
         &["user", "add", "it-admin", "--role", "admin"],
@@ -403,6 +489,15 @@ fn hospital_it_logs_in_filters_opens_a_point_and_logs_out_in_chromium() {
     d.script("document.querySelector('.charts').scrollIntoView(); return null");
     d.screenshot(&shots.join("point-activity.png"));
 
+    // The backup medium: the second verification found the changed file.
+    d.click("nav a[href='/ui/backups']");
+    d.wait_for(".medium");
+    let medium = d.text(".medium");
+    assert!(medium.contains("weekly-a"), "{medium}");
+    assert!(medium.contains("差異あり"), "{medium}");
+    assert!(medium.contains("db/dump-3.sql"), "{medium}");
+    d.screenshot(&shots.join("backups.png"));
+
     // Hosts and agents, from the navigation.
     d.click("nav a[href='/ui/agents']");
     d.wait_for("#agents");
@@ -424,6 +519,7 @@ fn hospital_it_logs_in_filters_opens_a_point_and_logs_out_in_chromium() {
         "inventory-unregistered.png",
         "point.png",
         "point-activity.png",
+        "backups.png",
     ] {
         assert!(
             std::fs::metadata(shots.join(f)).unwrap().len() > 10_000,

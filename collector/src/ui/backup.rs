@@ -28,8 +28,8 @@ pub struct Verify {
     pub mode: Option<String>,
     /// Manifest generation.
     pub generation: Option<u64>,
-    /// Files, ok, modified, missing, added, unreadable.
-    pub counts: BTreeMap<String, u64>,
+    /// Files, ok, modified, missing, added, unreadable (in that order, those present).
+    pub counts: Vec<(String, u64)>,
     /// Why it failed, or a summary.
     pub message: Option<String>,
     /// Files with a problem.
@@ -307,7 +307,8 @@ mod tests {
         let w = &m[2];
         let v = w.verify.as_ref().unwrap();
         assert_eq!(v.result, "differences");
-        assert_eq!(v.counts["modified"], 1);
+        assert_eq!(v.counts[2], ("modified".to_owned(), 1));
+        assert_eq!(v.counts[0].0, "files");
         assert_eq!(v.problems[0].path, "<script>x</script>.db");
         assert_eq!(
             w.connections,
