@@ -506,6 +506,25 @@ fn hospital_it_logs_in_filters_opens_a_point_and_logs_out_in_chromium() {
     d.wait_for("#hosts");
     assert!(d.text("#hosts").contains("10.20.20.15"));
 
+    // On a phone-sized window the table becomes cards.
+    d.go(&format!("{site}/ui/"));
+    d.wait_for("#inventory");
+    d.cmd(
+        reqwest::Method::POST,
+        "/window/rect",
+        Some(json!({"width": 400, "height": 860})),
+    );
+    assert_eq!(
+        d.script("return getComputedStyle(document.querySelector('tr.point')).display"),
+        "block"
+    );
+    d.screenshot(&shots.join("inventory-narrow.png"));
+    d.cmd(
+        reqwest::Method::POST,
+        "/window/rect",
+        Some(json!({"width": 1280, "height": 1000})),
+    );
+
     // English, then log out.
     d.click("#lang-switch");
     d.wait_for("html[lang=en]");

@@ -318,3 +318,92 @@ fn unknown_config_keys_are_refused_with_file_line_and_key() {
         "{err}"
     );
 }
+
+fn run_stdin(args: &[&str], data: &Path, stdin: &str) -> Output {
+    use std::io::Write;
+    let mut child = bin()
+        .args(args)
+        .arg("--data")
+        .arg(data)
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    child
+        .stdin
+        .take()
+        .unwrap()
+        .write_all(stdin.as_bytes())
+        .unwrap();
+    child.wait_with_output().unwrap()
+}
+
+#[test]
+fn user_add_reads_the_password_from_stdin_and_list_and_remove_show_it() {
+    let d = tempfile::tempdir().unwrap();
+    let out = run_stdin(
+        &["user", "add", "sato", "--role", "admin"],
+        d.path(),
+        "a long enough passphrase\n",
+    );
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    assert!(text(&out.stderr).contains("Added `sato` as admin"));
+    // Only the argon2id hash is kept.
+    let db = std::fs::read(d.path().join("setten.db")).unwrap();
+    assert!(!db.windows(8).any(|w| w == b"passphra"));
+    assert!(db.windows(10).any(|w| w == b"$argon2id$"));
+
+    let out = run_stdin(
+        &["user", "add", "ito", "--role", "viewer"],
+        d.path(),
+        "short\n",
+    );
+    assert!(!out.status.success());
+    assert!(
+        text(&out.stderr).contains("at least 12 characters"),
+        "{}",
+        text(&out.stderr)
+    );
+    let out = run_stdin(
+        &["user", "add", "sato", "--role", "viewer"],
+        d.path(),
+        "another long passphrase\n",
+    );
+    assert!(!out.status.success());
+    assert!(text(&out.stderr).contains("already exists"));
+    let out = run_stdin(
+        &["user", "add", "<b>", "--role", "viewer"],
+        d.path(),
+        "another long passphrase\n",
+    );
+    assert!(
+        text(&out.stderr).contains("is not valid"),
+        "{}",
+        text(&out.stderr)
+    );
+    let out = run(&["user", "add", "abe"], d.path());
+    assert!(!out.status.success(), "a role is required");
+
+    let out = run_stdin(
+        &["user", "add", "ito", "--role", "viewer"],
+        d.path(),
+        "another long passphrase\r\n",
+    );
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    let list = text(&run(&["user", "list"], d.path()).stdout);
+    let lines: Vec<&str> = list.lines().collect();
+    assert_eq!(lines.len(), 3, "{list}");
+    assert!(lines[1].starts_with("ito") && lines[1].contains("viewer"));
+    assert!(lines[2].starts_with("sato") && lines[2].contains("admin"));
+    let out = run(&["user", "remove", "ito"], d.path());
+    assert!(out.status.success());
+    let out = run(&["user", "remove", "ito"], d.path());
+    assert!(text(&out.stderr).contains("no user named `ito`"));
+    assert_eq!(
+        text(&run(&["user", "list"], d.path()).stdout)
+            .lines()
+            .count(),
+        2
+    );
+}
