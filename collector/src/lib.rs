@@ -12,6 +12,8 @@
 //! - [`merged`]: the in-memory inventory built from the stored findings with the agent's
 //!   own merge code, and the points derived from it on request.
 //!
+//! [`report`] makes the 現地調査 survey report and the ledger CSV from the store.
+//!
 //! [`admin`] holds what the command line does besides serving (enrolment, ledger and file
 //! import), so the binary stays thin glue.
 #![forbid(unsafe_code)]
@@ -25,6 +27,7 @@ pub mod ingest;
 pub mod merged;
 pub mod metrics;
 pub mod ratelimit;
+pub mod report;
 pub mod server;
 pub mod store;
 pub mod time;
