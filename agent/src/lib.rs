@@ -20,5 +20,6 @@ pub mod live;
 pub mod names;
 pub mod record;
 pub mod reload;
+pub mod report;
 pub mod rules;
 pub mod ship;

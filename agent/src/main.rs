@@ -13,6 +13,7 @@ use setten_agent::inventory::{quality, PointsCx};
 use setten_agent::names::oui::Oui;
 use setten_agent::record::sink::{self, FlowSink};
 use setten_agent::record::{Cidr, LocalNets};
+use setten_agent::report;
 use setten_agent::rules::Rules;
 use setten_agent::ship::client::{self, Collector, Fingerprint, ShipError, ShipOptions, Trust};
 use setten_agent::ship::export;
@@ -230,6 +231,18 @@ struct AnalyzeArgs {
     /// (then the findings stay spooled). Seconds, or with ms, s, m, h.
     #[arg(long, value_name = "DURATION", requires = "ship", value_parser = parse_duration, default_value = "60s")]
     ship_timeout: Duration,
+    /// Also write the 現地調査 survey report to PATH (implies --inventory).
+    #[arg(long, value_name = "PATH")]
+    report: Option<PathBuf>,
+    /// The report's format (default: from PATH's extension, else html). pdf needs Chromium.
+    #[arg(long, value_enum, value_name = "FORMAT", requires = "report")]
+    report_format: Option<ReportFormatArg>,
+    /// The CSV report's encoding.
+    #[arg(long, value_enum, default_value_t = CsvEncodingArg::Utf8, requires = "report")]
+    report_encoding: CsvEncodingArg,
+    /// The hospital or site name on the report's cover (default: `[site] name` in the rules).
+    #[arg(long, value_name = "NAME", requires = "report")]
+    site: Option<String>,
     /// Capture files.
     #[arg(required = true, value_name = "CAPTURE")]
     captures: Vec<PathBuf>,
@@ -243,6 +256,28 @@ struct RunArgs {
     /// Check the configuration, the rules and the interfaces, then exit without capturing.
     #[arg(long)]
     check: bool,
+}
+
+#[derive(Clone, Copy, ValueEnum, PartialEq, Eq)]
+enum ReportFormatArg {
+    /// One self-contained HTML file, print-ready on A4.
+    Html,
+    /// The device and line ledger (機器・回線一覧).
+    Csv,
+    /// The report's data as JSON.
+    Json,
+    /// PDF, printed by headless Chromium.
+    Pdf,
+}
+
+#[derive(Clone, Copy, ValueEnum, PartialEq, Eq)]
+enum CsvEncodingArg {
+    /// UTF-8 with a byte-order mark (Excel opens it).
+    #[value(name = "utf-8")]
+    Utf8,
+    /// Shift_JIS (a character it cannot hold is an error).
+    #[value(name = "shift_jis")]
+    ShiftJis,
 }
 
 #[derive(Clone, Copy, ValueEnum, PartialEq, Eq)]
@@ -335,7 +370,22 @@ fn analyze_cmd(a: AnalyzeArgs) -> Result<ExitCode> {
     let mut extra = extra;
     extra.extend_from_slice(&rules.policy.local_nets);
     let nets = LocalNets::with(&extra);
-    let inventory = a.inventory || a.ledger.is_some() || a.ship.is_some();
+    let inventory = a.inventory || a.ledger.is_some() || a.ship.is_some() || a.report.is_some();
+    // The report's format is settled before the analysis, which can be long.
+    let report_format = match (&a.report, a.report_format) {
+        (None, _) => None,
+        (Some(_), Some(f)) => Some(match f {
+            ReportFormatArg::Html => report::Format::Html,
+            ReportFormatArg::Csv => report::Format::Csv,
+            ReportFormatArg::Json => report::Format::Json,
+            ReportFormatArg::Pdf => report::Format::Pdf,
+        }),
+        (Some(p), None) => Some(report::Format::from_path(p).unwrap_or(report::Format::Html)),
+    };
+    if report_format == Some(report::Format::Pdf) && report::pdf::find_chromium().is_none() {
+        bail!("--report-format pdf needs Chromium (install `chromium` and `fonts-noto-cjk`, or set SETTEN_CHROMIUM); or write html and print it from a browser");
+    }
+    let generated_us = report_time()?;
     // Everything about shipping is checked before the analysis, which can be long.
     let mut shipping = match &a.ship {
         Some(url) => Shipping::prepare(
@@ -431,6 +481,47 @@ fn analyze_cmd(a: AnalyzeArgs) -> Result<ExitCode> {
         .and_then(|_| std::io::Write::flush(&mut out))
         .context("writing the output")?;
         drop(out);
+        if let (Some(path), Some(format)) = (&a.report, report_format) {
+            let q = serde_json::to_value(&quality)
+                .ok()
+                .and_then(report::Quality::from_json);
+            let input = report::ReportInput {
+                points: &points.points,
+                unseen: &points.unseen,
+                ledger_given: ledger.is_some(),
+                quality: q,
+                sensors: a
+                    .captures
+                    .iter()
+                    .map(|c| report::SensorInput {
+                        name: c.display().to_string(),
+                        last_seen_us: None,
+                        health: None,
+                    })
+                    .collect(),
+                backups: Vec::new(),
+                policy: &rules.policy,
+                site: a.site.clone().or_else(|| rules.policy.site_name.clone()),
+                generated_us,
+                tool: format!("setten-agent {}", env!("CARGO_PKG_VERSION")),
+                source: report::Source::Captures,
+            };
+            let r = report::build(&input, lang);
+            let enc = match a.report_encoding {
+                CsvEncodingArg::Utf8 => report::CsvEncoding::Utf8Bom,
+                CsvEncodingArg::ShiftJis => report::CsvEncoding::ShiftJis,
+            };
+            let bytes = report::render(&r, format, enc)
+                .with_context(|| format!("{}: making the report", path.display()))?;
+            write_file_atomically(path, &bytes)
+                .with_context(|| format!("{}: writing the report", path.display()))?;
+            tracing::info!(
+                "{}: report written ({} points, {} bytes)",
+                path.display(),
+                r.points.len(),
+                bytes.len()
+            );
+        }
         if let Some(s) = shipping.as_mut() {
             let mut bodies = inv.to_findings();
             match serde_json::to_value(&quality).context("encoding the capture-quality record")? {
@@ -478,6 +569,39 @@ fn analyze_cmd(a: AnalyzeArgs) -> Result<ExitCode> {
         }
         Ok(ExitCode::from(1))
     }
+}
+
+/// The report's time: `SOURCE_DATE_EPOCH` (seconds, the reproducible-builds convention,
+/// https://reproducible-builds.org/specs/source-date-epoch/) when set, else now.
+fn report_time() -> Result<u64> {
+    match std::env::var("SOURCE_DATE_EPOCH") {
+        Ok(v) => v
+            .trim()
+            .parse::<u64>()
+            .ok()
+            .and_then(|s| s.checked_mul(1_000_000))
+            .with_context(|| format!("SOURCE_DATE_EPOCH={v:?}: expected seconds since 1970")),
+        Err(_) => Ok(std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map_or(0, |d| d.as_micros() as u64)),
+    }
+}
+
+/// Writes a file through a temporary beside it, so a reader never sees half of it.
+fn write_file_atomically(path: &Path, bytes: &[u8]) -> Result<()> {
+    let name = path
+        .file_name()
+        .with_context(|| format!("{}: not a file name", path.display()))?;
+    let mut tmp_name = std::ffi::OsString::from(".");
+    tmp_name.push(name);
+    tmp_name.push(".tmp");
+    let tmp = path.with_file_name(tmp_name);
+    std::fs::write(&tmp, bytes)?;
+    if let Err(e) = std::fs::rename(&tmp, path) {
+        let _ = std::fs::remove_file(&tmp);
+        return Err(e.into());
+    }
+    Ok(())
 }
 
 /// A progress bar on stderr for one capture file, updated from the reader's byte counter.

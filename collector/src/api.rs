@@ -380,6 +380,7 @@ pub fn router(state: AppState) -> Router {
         .route("/api/v1/connection-points/{id}", get(get_point))
         .route("/api/v1/hosts", get(get_hosts))
         .route("/api/v1/agents", get(get_agents))
+        .route("/api/v1/report", get(get_report))
         .route("/healthz", get(healthz))
         .route("/metrics", get(get_metrics))
         .fallback(not_found)
@@ -713,4 +714,99 @@ async fn get_metrics(State(st): State<AppState>, _caller: Caller) -> Result<Resp
         text,
     )
         .into_response())
+}
+
+/// `GET /api/v1/report?lang=ja|en&format=html|csv|json`: the survey report as a download
+/// (any enrolled, unrevoked credential: readers and agents).
+async fn get_report(
+    State(st): State<AppState>,
+    _caller: Caller,
+    query: Result<Query<Vec<(String, String)>>, axum::extract::rejection::QueryRejection>,
+) -> Result<Response, ApiError> {
+    use setten_agent::inventory::output::Lang;
+    use setten_agent::report::Format;
+    let Query(pairs) =
+        query.map_err(|e| ApiError::bad(None, format!("bad query string: {}", e.body_text())))?;
+    let mut lang = None;
+    let mut format = None;
+    for (k, v) in &pairs {
+        let shown: String = v.chars().take(32).collect();
+        match k.as_str() {
+            "lang" if lang.is_none() => {
+                lang = Some(match v.as_str() {
+                    "ja" => Lang::Ja,
+                    "en" => Lang::En,
+                    _ => {
+                        return Err(ApiError::bad(
+                            Some("lang".into()),
+                            format!("lang: `{}` is not a language; one of: ja, en", shown.escape_debug()),
+                        ))
+                    }
+                })
+            }
+            "format" if format.is_none() => {
+                format = Some(match Format::parse(v) {
+                    Some(f @ (Format::Html | Format::Csv | Format::Json)) => f,
+                    _ => {
+                        return Err(ApiError::bad(
+                            Some("format".into()),
+                            format!(
+                                "format: `{}` is not a report format; one of: html, csv, json (PDF: `setten-collector report --format pdf`)",
+                                shown.escape_debug()
+                            ),
+                        ))
+                    }
+                })
+            }
+            "lang" | "format" => {
+                return Err(ApiError::bad(Some(k.clone()), format!("{k}: given more than once")))
+            }
+            other => {
+                let other: String = other.chars().take(32).collect();
+                return Err(ApiError::bad(
+                    Some(other.clone()),
+                    format!("`{}` is not a parameter of this route; use lang and format", other.escape_debug()),
+                ));
+            }
+        }
+    }
+    let (lang, format) = (lang.unwrap_or(Lang::Ja), format.unwrap_or(Format::Html));
+    let st2 = st.clone();
+    let out = blocking(move || {
+        crate::report::render(&st2, lang, format).map_err(|e| match e {
+            crate::report::ReportError::Store(s) => ApiError::store(s),
+            crate::report::ReportError::Render(r) => {
+                tracing::error!("report: {r}");
+                ApiError {
+                    status: StatusCode::INTERNAL_SERVER_ERROR,
+                    ..ApiError::unavailable(
+                        "the report could not be made; see the collector's log",
+                        5,
+                    )
+                }
+            }
+        })
+    })
+    .await?;
+    let disposition = format!("attachment; filename=\"{}\"", out.filename);
+    let mut r = (StatusCode::OK, out.bytes).into_response();
+    let h = r.headers_mut();
+    h.insert(
+        header::CONTENT_TYPE,
+        HeaderValue::from_static(out.content_type),
+    );
+    if let Ok(v) = HeaderValue::from_str(&disposition) {
+        h.insert(header::CONTENT_DISPOSITION, v);
+    }
+    h.insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
+    h.insert(
+        header::X_CONTENT_TYPE_OPTIONS,
+        HeaderValue::from_static("nosniff"),
+    );
+    // The report fetches nothing and runs no script; say so to the browser too.
+    h.insert(
+        header::CONTENT_SECURITY_POLICY,
+        HeaderValue::from_static("default-src 'none'; style-src 'unsafe-inline'; img-src data:"),
+    );
+    Ok(r)
 }

@@ -14,6 +14,8 @@
 //!
 //! - [`ui`]: the web UI under `/ui/` (server-rendered pages, local accounts, sessions).
 //!
+//! [`report`] makes the 現地調査 survey report and the ledger CSV from the store.
+//!
 //! [`admin`] holds what the command line does besides serving (enrolment, ledger and file
 //! import), so the binary stays thin glue.
 #![forbid(unsafe_code)]
@@ -27,6 +29,7 @@ pub mod ingest;
 pub mod merged;
 pub mod metrics;
 pub mod ratelimit;
+pub mod report;
 pub mod server;
 pub mod store;
 pub mod time;

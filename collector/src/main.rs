@@ -81,11 +81,59 @@ enum Command {
         #[command(flatten)]
         data: DataArgs,
     },
+    /// Write the 現地調査 survey report (HTML, the ledger CSV, JSON, or PDF through Chromium).
+    Report(ReportArgs),
     /// Print the TLS certificate's fingerprint, for agents to pin.
     Fingerprint {
         #[command(flatten)]
         data: DataArgs,
     },
+}
+
+#[derive(clap::Args)]
+struct ReportArgs {
+    #[command(flatten)]
+    data: DataArgs,
+    /// Language.
+    #[arg(long, value_enum, default_value = "ja")]
+    lang: LangArg,
+    /// Format (default: from --out's extension, else html).
+    #[arg(long, value_enum)]
+    format: Option<FormatArg>,
+    /// The file to write (default: setten-report-DATE.EXT in the current directory).
+    #[arg(long, value_name = "PATH")]
+    out: Option<PathBuf>,
+    /// The hospital or site name on the cover (default: `[site] name` in the rules).
+    #[arg(long, value_name = "NAME")]
+    site: Option<String>,
+    /// Rules directory (site name, time zone, risk texts; default: the built-in rules).
+    #[arg(long, value_name = "DIR")]
+    rules: Option<PathBuf>,
+    /// The CSV's encoding.
+    #[arg(long, value_enum, default_value = "utf-8")]
+    encoding: EncodingArg,
+}
+
+#[derive(Clone, Copy, ValueEnum)]
+enum LangArg {
+    Ja,
+    En,
+}
+
+#[derive(Clone, Copy, ValueEnum)]
+enum FormatArg {
+    Html,
+    Csv,
+    Json,
+    Pdf,
+}
+
+#[derive(Clone, Copy, ValueEnum)]
+enum EncodingArg {
+    #[value(name = "utf-8")]
+    Utf8,
+    #[value(name = "shift_jis")]
+    ShiftJis,
 }
 
 #[derive(Clone, Copy, ValueEnum)]
@@ -196,6 +244,7 @@ fn run(cli: Cli) -> Result<()> {
             command: LedgerCommand::Import { file, data },
         } => ledger_import(&file, &data.dir()?),
         Command::Import { files, data } => import(&files, &data.dir()?),
+        Command::Report(a) => report(a),
         Command::Fingerprint { data } => fingerprint(&data),
     }
 }
@@ -421,6 +470,85 @@ fn import(files: &[PathBuf], data: &Path) -> Result<()> {
             files.len()
         );
     }
+    Ok(())
+}
+
+fn report(a: ReportArgs) -> Result<()> {
+    use setten_agent::inventory::output::Lang;
+    use setten_agent::report::{CsvEncoding, Format};
+    use setten_collector::report::{render_with, Options};
+    let format = match (a.format, &a.out) {
+        (Some(f), _) => match f {
+            FormatArg::Html => Format::Html,
+            FormatArg::Csv => Format::Csv,
+            FormatArg::Json => Format::Json,
+            FormatArg::Pdf => Format::Pdf,
+        },
+        (None, Some(p)) => Format::from_path(p).unwrap_or(Format::Html),
+        (None, None) => Format::Html,
+    };
+    if format == Format::Pdf && setten_agent::report::pdf::find_chromium().is_none() {
+        bail!("--format pdf needs Chromium (install `chromium` and `fonts-noto-cjk`, or set SETTEN_CHROMIUM); or write html and print it from a browser");
+    }
+    let dir = a.data.dir()?;
+    if !dir.join(setten_collector::store::DB_FILE).is_file() {
+        bail!(
+            "{}: no store here (give --data or --config of the collector)",
+            dir.display()
+        );
+    }
+    let store = open_store(&dir)?;
+    let rules = match &a.rules {
+        Some(d) => setten_agent::rules::Rules::load_dir(d)?,
+        None => setten_agent::rules::Rules::defaults()?,
+    };
+    let oui_dir = std::env::var_os("SETTEN_IEEE_DATA").map(PathBuf::from);
+    let state = setten_collector::api::AppState::new(
+        store,
+        rules.policy,
+        setten_collector::config::Limits::default(),
+        oui_dir,
+    )?;
+    // SOURCE_DATE_EPOCH (seconds) fixes the report's time, as for the agent
+    // (https://reproducible-builds.org/specs/source-date-epoch/).
+    let now_us = match std::env::var("SOURCE_DATE_EPOCH") {
+        Ok(v) => Some(
+            v.trim()
+                .parse::<u64>()
+                .ok()
+                .and_then(|s| s.checked_mul(1_000_000))
+                .with_context(|| format!("SOURCE_DATE_EPOCH={v:?}: expected seconds since 1970"))?,
+        ),
+        Err(_) => None,
+    };
+    let lang = match a.lang {
+        LangArg::Ja => Lang::Ja,
+        LangArg::En => Lang::En,
+    };
+    let out = render_with(
+        &state,
+        lang,
+        format,
+        &Options {
+            now_us,
+            site: a.site,
+            csv_encoding: match a.encoding {
+                EncodingArg::Utf8 => CsvEncoding::Utf8Bom,
+                EncodingArg::ShiftJis => CsvEncoding::ShiftJis,
+            },
+        },
+    )?;
+    let path = a.out.unwrap_or_else(|| PathBuf::from(&out.filename));
+    let name = path
+        .file_name()
+        .with_context(|| format!("{}: not a file name", path.display()))?;
+    let mut tmp_name = std::ffi::OsString::from(".");
+    tmp_name.push(name);
+    tmp_name.push(".tmp");
+    let tmp = path.with_file_name(tmp_name);
+    std::fs::write(&tmp, &out.bytes).with_context(|| format!("{}: writing", tmp.display()))?;
+    std::fs::rename(&tmp, &path).with_context(|| format!("{}: writing", path.display()))?;
+    println!("{} ({} bytes)", path.display(), out.bytes.len());
     Ok(())
 }
 

@@ -178,6 +178,8 @@ pub struct VpnPool {
 /// The loaded policy.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Policy {
+    /// The hospital or site name (`[site] name`), shown on reports.
+    pub site_name: Option<String>,
     /// Offset of local time from UTC, in seconds (Japan: +9 h).
     pub utc_offset_secs: i32,
     /// The hospital's own public ranges (inside, in addition to the private ranges).
@@ -197,6 +199,7 @@ pub struct Policy {
 impl Default for Policy {
     fn default() -> Self {
         Policy {
+            site_name: None,
             utc_offset_secs: 9 * 3600,
             local_nets: Vec::new(),
             many_sources: 5,
@@ -269,6 +272,8 @@ impl Policy {
 #[derive(Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct SiteDoc {
+    #[serde(default)]
+    name: Option<String>,
     #[serde(default)]
     timezone: Option<String>,
     #[serde(default)]
@@ -350,6 +355,16 @@ fn services(list: &[String]) -> Result<Vec<Service>, DocError> {
 impl Policy {
     /// Applies `[site]`.
     pub fn add_site(&mut self, d: SiteDoc) -> Result<(), DocError> {
+        if let Some(n) = d.name {
+            let n = n.trim();
+            if n.chars().count() > 200 || n.chars().any(char::is_control) {
+                return Err((
+                    "name",
+                    "must be at most 200 characters, without control characters".into(),
+                ));
+            }
+            self.site_name = (!n.is_empty()).then(|| n.to_owned());
+        }
         if let Some(tz) = d.timezone {
             self.utc_offset_secs = window::parse_utc_offset(&tz).map_err(|e| ("timezone", e))?;
         }

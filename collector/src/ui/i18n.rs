@@ -52,8 +52,8 @@ impl Catalogs {
         let ja: toml::Table = toml::from_str(JA).map_err(|e| format!("ja.toml: {e}"))?;
         let en: toml::Table = toml::from_str(EN).map_err(|e| format!("en.toml: {e}"))?;
         Ok(Catalogs {
-            ja: minijinja::Value::from(minijinja::value::Serde(&ja)),
-            en: minijinja::Value::from(minijinja::value::Serde(&en)),
+            ja: minijinja::Value::from_serialize(&ja),
+            en: minijinja::Value::from_serialize(&en),
             ja_table: ja,
             en_table: en,
         })

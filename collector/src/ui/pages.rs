@@ -21,7 +21,7 @@ const NAMES_IN_TABLE: usize = 3;
 
 /// A serialisable value for a template.
 fn ser<T: Serialize>(x: T) -> Value {
-    Value::from(minijinja::value::Serde(x))
+    Value::from_serialize(x)
 }
 
 fn page<'a>(ui: &'a Ui, headers: &HeaderMap, authed: &'a Authed, uri: &Uri) -> Page<'a> {
