@@ -105,7 +105,7 @@ struct Driver {
 }
 
 impl Driver {
-    fn start() -> Driver {
+    fn start(downloads: &Path) -> Driver {
         let missing: Vec<&str> = ["chromium", "chromedriver"]
             .into_iter()
             .filter(|b| {
@@ -140,7 +140,11 @@ impl Driver {
                 "binary": "/usr/bin/chromium",
                 "args": ["--headless", "--no-sandbox", "--disable-gpu",
                          "--disable-background-networking", "--window-size=1280,1000",
-                         "--lang=ja"]
+                         "--lang=ja"],
+                "prefs": {
+                    "download.default_directory": downloads.to_str().unwrap(),
+                    "download.prompt_for_download": false
+                }
             }
         }}});
         let r: Value = http
@@ -290,7 +294,7 @@ impl Drop for Driver {
 }
 
 #[test]
-fn hospital_it_logs_in_filters_opens_a_point_and_logs_out_in_chromium() {
+fn hospital_it_logs_in_filters_opens_a_point_downloads_the_report_and_logs_out_in_chromium() {
     let dir = tempfile::tempdir().unwrap();
     let data = dir.path().join("data");
     let port = free_port();
@@ -442,7 +446,9 @@ fn hospital_it_logs_in_filters_opens_a_point_and_logs_out_in_chromium() {
     std::fs::create_dir_all(&shots).unwrap();
     println!("screenshots: {}", shots.display());
 
-    let d = Driver::start();
+    let downloads = dir.path().join("downloads");
+    std::fs::create_dir_all(&downloads).unwrap();
+    let d = Driver::start(&downloads);
     // Any page leads to the login first.
     d.go(&format!("{site}/ui/"));
     assert!(d.url().contains("/ui/login"), "{}", d.url());
@@ -506,6 +512,47 @@ fn hospital_it_logs_in_filters_opens_a_point_and_logs_out_in_chromium() {
     d.wait_for("#hosts");
     assert!(d.text("#hosts").contains("10.20.20.15"));
 
+    // The survey report: shown in the browser, and the ledger CSV downloaded.
+    d.click("nav a[href='/ui/report']");
+    d.wait_for("#report-files");
+    d.click("#report-view-ja");
+    d.wait_url("view=1");
+    assert!(d
+        .script("return document.title")
+        .as_str()
+        .unwrap()
+        .contains("現地調査報告書"));
+    d.screenshot(&shots.join("report.png"));
+    d.go(&format!("{site}/ui/report"));
+    d.wait_for("#report-files");
+    d.click("#report-csv-ja");
+    let start = Instant::now();
+    let csv = loop {
+        let done = std::fs::read_dir(&downloads)
+            .unwrap()
+            .filter_map(Result::ok)
+            .map(|e| e.path())
+            .find(|p| p.extension().is_some_and(|x| x == "csv"));
+        if let Some(p) = done {
+            break p;
+        }
+        assert!(
+            start.elapsed() < Duration::from_secs(20),
+            "no CSV downloaded into {}",
+            downloads.display()
+        );
+        std::thread::sleep(Duration::from_millis(100));
+    };
+    let name = csv.file_name().unwrap().to_str().unwrap().to_owned();
+    assert!(name.starts_with("setten-report-"), "{name}");
+    let bytes = std::fs::read(&csv).unwrap();
+    assert_eq!(&bytes[..3], b"\xEF\xBB\xBF");
+    let text = String::from_utf8_lossy(&bytes);
+    assert!(
+        text.contains("10.20.20.15"),
+        "the RDP point's host is in the ledger CSV"
+    );
+
     // On a phone-sized window the table becomes cards.
     d.go(&format!("{site}/ui/"));
     d.wait_for("#inventory");
@@ -539,6 +586,7 @@ fn hospital_it_logs_in_filters_opens_a_point_and_logs_out_in_chromium() {
         "point.png",
         "point-activity.png",
         "backups.png",
+        "report.png",
     ] {
         assert!(
             std::fs::metadata(shots.join(f)).unwrap().len() > 10_000,

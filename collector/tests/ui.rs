@@ -137,6 +137,8 @@ const PAGES: &[&str] = &[
     "/ui/hosts",
     "/ui/agents",
     "/ui/backups",
+    "/ui/report",
+    "/ui/report/file?format=csv&lang=ja",
     "/ui/points/cp-0123456789abcdef",
 ];
 
@@ -222,7 +224,10 @@ fn login_sets_a_strict_cookie_rotates_the_session_and_logout_ends_it() {
     assert_eq!(first.len(), 64);
     assert!(first.bytes().all(|b| b.is_ascii_hexdigit()));
     b.session = Some(first.clone());
-    for p in PAGES.iter().filter(|p| !p.contains("/points/")) {
+    for p in PAGES
+        .iter()
+        .filter(|p| !p.contains("/points/") && !p.contains("/file"))
+    {
         let r = b.get(p);
         assert_eq!(r.status(), 200, "{p}");
         assert_eq!(r.headers()["cache-control"], "no-store");
@@ -435,4 +440,80 @@ fn over_https_the_session_cookie_is_secure() {
     // An http:// origin is not this https server.
     b.origin = b.origin.replace("https://", "http://");
     assert_eq!(b.try_login("sato", PASSWORD).status(), 403);
+}
+
+#[test]
+fn the_survey_report_downloads_in_every_format_and_language() {
+    let d = tempfile::tempdir().unwrap();
+    let c = start(d.path(), false, unlimited());
+    let token = c.enrol("mirror-1", Role::Agent);
+    add_user(&c, "ito", UserRole::Viewer);
+    let r = c.post(
+        &token,
+        "/api/v1/findings",
+        batch(
+            "mirror-1",
+            1,
+            vec![session_body(ssh_session(
+                "10.20.10.50",
+                "203.0.113.50",
+                40000,
+                0,
+            ))],
+        ),
+    );
+    assert_eq!(r.status(), 200);
+    let mut b = Browser::new(&c);
+    b.login("ito");
+    let html = b.get("/ui/report").text().unwrap();
+    assert!(html.contains("/ui/report/file?format=csv&amp;lang=ja"));
+
+    // A viewer may download it: the HTML in the browser, with the report's own policy.
+    let r = b.get("/ui/report/file?format=html&lang=ja&view=1");
+    assert_eq!(r.status(), 200);
+    let h = r.headers().clone();
+    assert_eq!(h["content-type"], "text/html; charset=utf-8");
+    let disp = h["content-disposition"].to_str().unwrap();
+    assert!(
+        disp.starts_with("inline; filename=\"setten-report-") && disp.ends_with(".html\""),
+        "{disp}"
+    );
+    let csp = h["content-security-policy"].to_str().unwrap();
+    assert!(
+        csp.starts_with("default-src 'none'") && csp.contains("frame-ancestors 'none'"),
+        "{csp}"
+    );
+    assert_eq!(h["x-frame-options"], "DENY");
+    let body = r.text().unwrap();
+    assert!(body.contains("外部接続点 現地調査報告書") && body.contains("203.0.113.50"));
+
+    let r = b.get("/ui/report/file?format=html&lang=en");
+    assert!(r.headers()["content-disposition"]
+        .to_str()
+        .unwrap()
+        .starts_with("attachment;"));
+    assert!(r.text().unwrap().contains("<html lang=\"en\""));
+
+    let r = b.get("/ui/report/file?format=csv&lang=ja");
+    assert_eq!(r.status(), 200);
+    assert!(r.headers()["content-disposition"]
+        .to_str()
+        .unwrap()
+        .ends_with(".csv\""));
+    let bytes = r.bytes().unwrap();
+    assert_eq!(&bytes[..3], b"\xEF\xBB\xBF", "UTF-8 with BOM for Excel");
+    assert!(String::from_utf8_lossy(&bytes).contains("10.20.10.50"));
+
+    let r = b.get("/ui/report/file?format=json");
+    assert_eq!(r.status(), 200);
+    let v: serde_json::Value = r.json().unwrap();
+    assert!(v.is_object());
+
+    for bad in ["format=pdf", "format=exe", "lang=fr"] {
+        assert_eq!(
+            b.get(&format!("/ui/report/file?{bad}")).status(),
+            400,
+            "{bad}"
+        );
+    }
 }

@@ -74,6 +74,10 @@ pub const TEMPLATES: &[(&str, &str)] = &[
         include_str!("../../ui/templates/backups.html"),
     ),
     (
+        "report.html",
+        include_str!("../../ui/templates/report.html"),
+    ),
+    (
         "macros.html",
         include_str!("../../ui/templates/macros.html"),
     ),
@@ -227,6 +231,8 @@ pub fn routes(state: &AppState) -> Router<AppState> {
         .route("/ui/hosts", get(pages::hosts))
         .route("/ui/agents", get(pages::agents))
         .route("/ui/backups", get(pages::backups))
+        .route("/ui/report", get(pages::report_page))
+        .route("/ui/report/file", get(pages::report_file))
         .route("/ui/logout", axum::routing::post(logout))
         .route_layer(middleware::from_fn_with_state(
             state.clone(),
@@ -247,10 +253,9 @@ pub fn routes(state: &AppState) -> Router<AppState> {
 async fn security_headers(req: Request, next: Next) -> Response {
     let mut r = next.run(req).await;
     let h = r.headers_mut();
-    h.insert(
-        header::CONTENT_SECURITY_POLICY,
-        HeaderValue::from_static(CSP),
-    );
+    // A handler may set a stricter policy of its own (the survey report).
+    h.entry(header::CONTENT_SECURITY_POLICY)
+        .or_insert(HeaderValue::from_static(CSP));
     h.insert(header::X_FRAME_OPTIONS, HeaderValue::from_static("DENY"));
     h.insert(
         header::X_CONTENT_TYPE_OPTIONS,
@@ -712,6 +717,26 @@ mod tests {
             .block_on(axum::body::to_bytes(r.into_body(), usize::MAX))
             .unwrap();
         String::from_utf8(b.to_vec()).unwrap()
+    }
+
+    #[test]
+    fn the_report_page_renders_in_both_languages() {
+        let ui = Ui::new();
+        for lang in [Lang::Ja, Lang::En] {
+            let page = Page {
+                ui: &ui,
+                lang,
+                authed: None,
+                here: "/ui/report".into(),
+            };
+            let ctx = context! { ..context! {}, ..page.base("report") };
+            let html = ui
+                .env
+                .get_template("report.html")
+                .and_then(|t| t.render(ctx))
+                .unwrap_or_else(|e| panic!("{e:#}"));
+            assert!(html.contains("format=csv&amp;lang=ja"));
+        }
     }
 
     #[test]

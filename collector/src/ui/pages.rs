@@ -4,8 +4,8 @@ use super::{chart, here, lang_of, Authed, Page, Ui};
 use crate::api::AppState;
 use crate::merged::{Filter, View, LEDGER_STATUSES};
 use axum::extract::{Path, RawQuery, State};
-use axum::http::{HeaderMap, StatusCode, Uri};
-use axum::response::Response;
+use axum::http::{header, HeaderMap, HeaderValue, StatusCode, Uri};
+use axum::response::{IntoResponse, Response};
 use axum::Extension;
 use minijinja::{context, Value};
 use serde::Serialize;
@@ -618,4 +618,87 @@ mod tests {
         );
         assert_eq!(date_bound("yesterday", false, 0), "yesterday");
     }
+}
+
+pub(super) async fn report_page(
+    State(_st): State<AppState>,
+    Extension(ui): Extension<Arc<Ui>>,
+    Extension(authed): Extension<Authed>,
+    headers: HeaderMap,
+    uri: Uri,
+) -> Response {
+    let p = page(&ui, &headers, &authed, &uri);
+    p.render(StatusCode::OK, "report.html", "report", context! {})
+}
+
+#[derive(serde::Deserialize)]
+pub(super) struct ReportQuery {
+    format: Option<String>,
+    lang: Option<String>,
+    /// `1`: show the HTML report in the browser instead of downloading it.
+    view: Option<String>,
+}
+
+/// The survey report ([`crate::report`]): HTML (shown or downloaded), the ledger CSV or
+/// JSON, in Japanese or English.
+pub(super) async fn report_file(
+    State(st): State<AppState>,
+    Extension(ui): Extension<Arc<Ui>>,
+    Extension(authed): Extension<Authed>,
+    headers: HeaderMap,
+    uri: Uri,
+    axum::extract::Query(q): axum::extract::Query<ReportQuery>,
+) -> Response {
+    use setten_agent::inventory::output::Lang as ReportLang;
+    use setten_agent::report::Format;
+    let p = page(&ui, &headers, &authed, &uri);
+    let format = match q.format.as_deref().map(Format::parse) {
+        None => Format::Html,
+        Some(Some(f @ (Format::Html | Format::Csv | Format::Json))) => f,
+        Some(_) => return p.error(StatusCode::BAD_REQUEST, "report.bad_format", None),
+    };
+    let lang = match q.lang.as_deref() {
+        Some("en") => ReportLang::En,
+        Some("ja") => ReportLang::Ja,
+        None => match p.lang() {
+            super::Lang::En => ReportLang::En,
+            super::Lang::Ja => ReportLang::Ja,
+        },
+        Some(_) => return p.error(StatusCode::BAD_REQUEST, "report.bad_format", None),
+    };
+    let inline = format == Format::Html && q.view.as_deref() == Some("1");
+    let st2 = st.clone();
+    let out = match tokio::task::spawn_blocking(move || crate::report::render(&st2, lang, format))
+        .await
+    {
+        Ok(Ok(o)) => o,
+        Ok(Err(e)) => {
+            tracing::error!("ui report: {e}");
+            return p.error(StatusCode::SERVICE_UNAVAILABLE, "report.failed", None);
+        }
+        Err(e) => return store_error(&p, &crate::store::StoreError::Backend(e.to_string())),
+    };
+    tracing::info!(user = %authed.session.user.name, file = %out.filename, "report downloaded");
+    let disposition = format!(
+        "{}; filename=\"{}\"",
+        if inline { "inline" } else { "attachment" },
+        out.filename
+    );
+    let mut r = (StatusCode::OK, out.bytes).into_response();
+    let h = r.headers_mut();
+    h.insert(
+        header::CONTENT_TYPE,
+        HeaderValue::from_static(out.content_type),
+    );
+    if let Ok(v) = HeaderValue::from_str(&disposition) {
+        h.insert(header::CONTENT_DISPOSITION, v);
+    }
+    // The report is one self-contained file: inline CSS and SVG, no script, no fetch.
+    h.insert(
+        header::CONTENT_SECURITY_POLICY,
+        HeaderValue::from_static(
+            "default-src 'none'; style-src 'unsafe-inline'; img-src data:; frame-ancestors 'none'",
+        ),
+    );
+    r
 }
