@@ -12,12 +12,16 @@
 //! - [`merged`]: the in-memory inventory built from the stored findings with the agent's
 //!   own merge code, and the points derived from it on request.
 //!
+//! - [`alerts`]: alert rules, evaluation after each commit and on a timer, the durable
+//!   outbox and delivery to e-mail, webhooks and syslog.
+//!
 //! [`admin`] holds what the command line does besides serving (enrolment, ledger and file
 //! import), so the binary stays thin glue.
 #![forbid(unsafe_code)]
 #![deny(missing_docs)]
 
 pub mod admin;
+pub mod alerts;
 pub mod api;
 pub mod config;
 pub mod export;
