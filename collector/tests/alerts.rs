@@ -363,6 +363,12 @@ struct Smtp {
 
 impl Smtp {
     fn start(dir: &Path) -> Smtp {
+        Smtp::start_with(dir, &[])
+    }
+
+    /// `mode`: `[]`, or `["starttls" | "tls", CERT, KEY]`.
+    fn start_with(dir: &Path, mode: &[&str]) -> Smtp {
+        // Debian's python3 (with python3-aiosmtpd), not another one first on the PATH.
         let python = if Path::new("/usr/bin/python3").exists() {
             "/usr/bin/python3"
         } else {
@@ -374,6 +380,7 @@ impl Smtp {
                 "/tests/fixtures/smtp_sink.py"
             ))
             .arg(dir)
+            .args(mode)
             .stdout(Stdio::piped())
             .spawn()
             .expect("python3 with aiosmtpd (Debian python3-aiosmtpd; scripts/setup installs it)");
@@ -1029,11 +1036,310 @@ escalation_only = true
     let open_list = c.alerts(&reader, "?state=open&severity=critical");
     assert_eq!(open_list.len(), 1);
     assert_eq!(open_list[0]["id"], open);
-    assert_eq!(c.alerts(&reader, "?state=acked").len(), 1);
+    // The command line lists and acknowledges on the same store while serve runs.
+    let cli = |args: &[&str]| {
+        let out = Command::new(env!("CARGO_BIN_EXE_setten-collector"))
+            .args(args)
+            .arg("--data")
+            .arg(&data)
+            .output()
+            .unwrap();
+        assert!(
+            out.status.success(),
+            "{args:?}: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        String::from_utf8(out.stdout).unwrap()
+    };
+    let table = cli(&["alert", "list", "--state", "open", "--severity", "critical"]);
+    let row = table
+        .lines()
+        .find(|l| l.trim_start().starts_with(&open.to_string()))
+        .unwrap_or_else(|| panic!("{table}"));
+    assert!(
+        row.contains("critical")
+            && row.contains("esc")
+            && row.contains("インターネットからのリモート接続: 10.20.30.41"),
+        "{row}"
+    );
+    let said = cli(&[
+        "alert",
+        "ack",
+        &open.to_string(),
+        "--by",
+        "yamada",
+        "--note",
+        "対応済み",
+    ]);
+    assert!(
+        said.contains(&format!("alert #{open} acknowledged by yamada")),
+        "{said}"
+    );
+    assert!(c
+        .alerts(&reader, "?state=open&severity=critical")
+        .is_empty());
+    assert_eq!(c.alerts(&reader, "?state=acked").len(), 2);
     let r = reqwest::blocking::Client::new()
         .get(c.url("/api/v1/alerts?state=closed"))
         .bearer_auth(&reader)
         .send()
         .unwrap();
     assert_eq!(r.status(), 400);
+}
+
+#[test]
+fn mail_goes_over_starttls_and_implicit_tls_with_the_configured_ca() {
+    let dir = tempfile::tempdir().unwrap();
+    // A certificate for localhost, trusted through ca_file only.
+    let made = rcgen::generate_simple_self_signed(vec!["localhost".to_owned()]).unwrap();
+    let cert = dir.path().join("smtp.pem");
+    let key = dir.path().join("smtp.key");
+    std::fs::write(&cert, made.cert.pem()).unwrap();
+    std::fs::write(&key, made.signing_key.serialize_pem()).unwrap();
+    let (c, k) = (cert.to_str().unwrap(), key.to_str().unwrap());
+    let starttls = Smtp::start_with(&dir.path().join("m1"), &["starttls", c, k]);
+    let implicit = Smtp::start_with(&dir.path().join("m2"), &["tls", c, k]);
+    let password = dir.path().join("smtp-password");
+    std::fs::write(&password, "correct horse battery staple\n").unwrap();
+    let cfg = write_config(
+        dir.path(),
+        &dir.path().join("data"),
+        &format!(
+            r#"[alerts]
+[[alerts.channel]]
+name = "submission"
+type = "email"
+server = "localhost"
+port = {p1}
+tls = "starttls"
+ca_file = "smtp.pem"
+from = "setten <setten@hospital.example.jp>"
+to = ["oncall@hospital.example.jp"]
+lang = "ja+en"
+
+[[alerts.channel]]
+name = "smtps"
+type = "email"
+server = "localhost"
+port = {p2}
+tls = "tls"
+ca_file = "smtp.pem"
+from = "setten <setten@hospital.example.jp>"
+to = ["oncall@hospital.example.jp"]
+
+[[alerts.channel]]
+name = "untrusted"
+type = "email"
+server = "localhost"
+port = {p1}
+tls = "starttls"
+from = "setten <setten@hospital.example.jp>"
+to = ["oncall@hospital.example.jp"]
+"#,
+            p1 = starttls.port,
+            p2 = implicit.port
+        ),
+    );
+    let test = |name: &str| {
+        Command::new(env!("CARGO_BIN_EXE_setten-collector"))
+            .args(["alert", "test", name, "--config"])
+            .arg(&cfg)
+            .output()
+            .unwrap()
+    };
+    for (name, server) in [("submission", &starttls), ("smtps", &implicit)] {
+        let out = test(name);
+        assert!(
+            out.status.success(),
+            "{name}: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        let m = wait_for("the mail", Duration::from_secs(10), || {
+            server.messages().into_iter().next()
+        });
+        assert_eq!(m["tls"], true, "{name}: {m}");
+        assert_eq!(
+            m["subject"],
+            "【テスト】[setten 情報] 試験送信（警報チャネルの確認）"
+        );
+        let body = m["body"].as_str().unwrap();
+        if name == "submission" {
+            // ja+en: Japanese first, then English.
+            let ja = body
+                .find("これは setten-collector alert test による試験送信です")
+                .unwrap();
+            let en = body
+                .find("This is a test sent by `setten-collector alert test`")
+                .unwrap();
+            assert!(ja < en, "{body}");
+        }
+    }
+    // Without the CA the server's certificate is refused, and the error says so.
+    let out = test("untrusted");
+    assert!(!out.status.success());
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        err.contains("the test alert through `untrusted` (email) failed: SMTP localhost:"),
+        "{err}"
+    );
+    assert!(err.to_ascii_lowercase().contains("certificate"), "{err}");
+    assert_eq!(starttls.messages().len(), 1);
+}
+
+#[test]
+fn alert_configuration_errors_name_the_file_line_and_key() {
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().join("data");
+    for (alerts, line, key, says) in [
+        ("[alerts]\n[[alerts.channel]]\nname = \"m\"\ntype = \"email\"\nserver = \"smtp.example.jp\"\ntls = \"none\"\nfrom = \"a@example.jp\"\nto = [\"b@example.jp\"]\n",
+         11, "alerts.channel[0].tls", "refusing SMTP without TLS to smtp.example.jp"),
+        ("[alerts]\n[[alerts.channel]]\nname = \"w\"\ntype = \"webhook\"\nurl = \"http://hooks.example.jp/x\"\n",
+         10, "alerts.channel[0].url", "plain http is only allowed to a loopback address"),
+        ("[alerts]\n[[alerts.channel]]\nname = \"s\"\ntype = \"syslog\"\naddress = \"siem:514\"\nport = 514\n",
+         11, "alerts.channel[0].port", "not a key of a syslog channel"),
+        ("[alerts]\n[[alerts.channel]]\nname = \"w\"\ntype = \"webhook\"\nurl_file = \"missing-url\"\n",
+         10, "alerts.channel[0].url_file", "missing-url"),
+        ("[alerts]\n[[alerts.channel]]\nname = \"w\"\ntype = \"webhook\"\nurl = \"http://127.0.0.1:1/\"\nquiet_hours = \"sometimes\"\n",
+         11, "alerts.channel[0].quiet_hours", "sometimes"),
+        ("[alerts]\nescalate_to = [\"pager\"]\n", 7, "alerts.escalate_to", "\"pager\" is not a configured channel"),
+    ] {
+        let cfg = write_config(dir.path(), &data, alerts);
+        let out = Command::new(env!("CARGO_BIN_EXE_setten-collector"))
+            .args(["serve", "--config"])
+            .arg(&cfg)
+            .output()
+            .unwrap();
+        assert!(!out.status.success());
+        let err = String::from_utf8_lossy(&out.stderr);
+        let want = format!("collector.toml:{line}: `{key}`: ");
+        assert!(err.contains(&want), "want {want:?} in: {err}");
+        assert!(err.contains(says), "want {says:?} in: {err}");
+    }
+    // The webhook URL from a file is never printed, even when it is not a URL.
+    std::fs::write(
+        dir.path().join("hook-url"),
+        "not a url but secret-token-123\n",
+    )
+    .unwrap();
+    let cfg = write_config(
+        dir.path(),
+        &data,
+        "[alerts]\n[[alerts.channel]]\nname = \"w\"\ntype = \"webhook\"\nurl_file = \"hook-url\"\n",
+    );
+    let out = Command::new(env!("CARGO_BIN_EXE_setten-collector"))
+        .args(["serve", "--config"])
+        .arg(&cfg)
+        .output()
+        .unwrap();
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        err.contains("`alerts.channel[0].url_file`: not a URL"),
+        "{err}"
+    );
+    assert!(!err.contains("secret-token-123"), "{err}");
+}
+
+#[test]
+fn syslog_over_tls_uses_octet_counting_and_checks_the_certificate() {
+    use rustls::pki_types::pem::PemObject;
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().join("data");
+    let made = rcgen::generate_simple_self_signed(vec!["siem.localhost".to_owned()]).unwrap();
+    std::fs::write(dir.path().join("siem-ca.pem"), made.cert.pem()).unwrap();
+    let provider = Arc::new(rustls::crypto::aws_lc_rs::default_provider());
+    let server = Arc::new(
+        rustls::ServerConfig::builder_with_provider(provider)
+            .with_safe_default_protocol_versions()
+            .unwrap()
+            .with_no_client_auth()
+            .with_single_cert(
+                vec![made.cert.der().clone()],
+                rustls::pki_types::PrivateKeyDer::from_pem_slice(
+                    made.signing_key.serialize_pem().as_bytes(),
+                )
+                .unwrap(),
+            )
+            .unwrap(),
+    );
+    // An RFC 5425 receiver: TLS, then MSG-LEN SP SYSLOG-MSG frames.
+    let l = TcpListener::bind("127.0.0.1:0").unwrap();
+    let port = l.local_addr().unwrap().port();
+    let got: Arc<Mutex<Vec<Vec<u8>>>> = Arc::new(Mutex::new(Vec::new()));
+    let g = got.clone();
+    std::thread::spawn(move || {
+        for conn in l.incoming() {
+            let Ok(tcp) = conn else { continue };
+            let Ok(c) = rustls::ServerConnection::new(server.clone()) else {
+                continue;
+            };
+            let mut tls = rustls::StreamOwned::new(c, tcp);
+            let mut all = Vec::new();
+            // The client ends with close_notify; a failed handshake ends with an error.
+            if tls.read_to_end(&mut all).is_err() {
+                continue;
+            }
+            let sp = all.iter().position(|b| *b == b' ').unwrap();
+            let len: usize = std::str::from_utf8(&all[..sp]).unwrap().parse().unwrap();
+            assert_eq!(all.len(), sp + 1 + len, "one frame, exactly MSG-LEN long");
+            g.lock().unwrap().push(all[sp + 1..].to_vec());
+        }
+    });
+    let cfg = write_config(
+        dir.path(),
+        &data,
+        &format!(
+            r#"[alerts]
+[[alerts.channel]]
+name = "siem"
+type = "syslog"
+transport = "tls"
+address = "127.0.0.1:{port}"
+server_name = "siem.localhost"
+ca_file = "siem-ca.pem"
+facility = "auth"
+hostname = "collector-1"
+lang = "en"
+
+[[alerts.channel]]
+name = "siem-unchecked-name"
+type = "syslog"
+transport = "tls"
+address = "127.0.0.1:{port}"
+ca_file = "siem-ca.pem"
+"#
+        ),
+    );
+    let test = |name: &str| {
+        Command::new(env!("CARGO_BIN_EXE_setten-collector"))
+            .args(["alert", "test", name, "--config"])
+            .arg(&cfg)
+            .output()
+            .unwrap()
+    };
+    let out = test("siem");
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let m = parse_5424(&wait_for(
+        "the TLS syslog message",
+        Duration::from_secs(10),
+        || got.lock().unwrap().first().cloned(),
+    ));
+    assert_eq!(m.pri, 4 * 8 + 6, "auth.info");
+    assert_eq!(m.msgid, "TEST");
+    assert!(
+        m.msg
+            .starts_with("[TEST] [setten Info] Test message (alert channel check)"),
+        "{}",
+        m.msg
+    );
+    // The certificate names siem.localhost, not 127.0.0.1: refused.
+    let out = test("siem-unchecked-name");
+    assert!(!out.status.success());
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("(tls): "), "{err}");
+    assert!(err.to_ascii_lowercase().contains("certificate"), "{err}");
+    assert_eq!(got.lock().unwrap().len(), 1);
 }

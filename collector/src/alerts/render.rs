@@ -220,6 +220,13 @@ impl Message<'_> {
                 out.push_str(&l);
                 out.push_str("\n\n");
             }
+            if self.test {
+                out.push_str(&format!(
+                    "setten-collector alert test ({})\n",
+                    local_time(self.now_us, self.utc_offset_secs)
+                ));
+                continue;
+            }
             out.push_str(&format!(
                 "{label_id} #{} ({}) {}\n{ack}: setten-collector alert ack {}\n",
                 self.alert.id,
