@@ -59,6 +59,14 @@ pub enum ServeError {
     /// TLS.
     #[error(transparent)]
     Tls(#[from] TlsError),
+    /// An alert channel cannot be set up (its CA file, its TLS configuration).
+    #[error("alert channel `{name}`: {message}")]
+    AlertChannel {
+        /// The channel.
+        name: String,
+        /// Why.
+        message: String,
+    },
     /// The MAC vendor registry named by `SETTEN_IEEE_DATA`.
     #[error("SETTEN_IEEE_DATA={dir}: {message}")]
     Oui {
@@ -146,6 +154,14 @@ impl Server {
             Some(dir) => crate::alerts::rules::AlertRules::load_dir(dir)?,
             None => crate::alerts::rules::AlertRules::defaults(),
         };
+        for ch in &cfg.alerts.channels {
+            crate::alerts::channels::Sender::new(ch.clone()).map_err(|message| {
+                ServeError::AlertChannel {
+                    name: ch.name.clone(),
+                    message,
+                }
+            })?;
+        }
         let engine = crate::alerts::engine::Engine::new(alert_rules, cfg.alerts.clone(), &*store)?;
         let configured: Vec<String> = cfg.alerts.channels.iter().map(|c| c.name.clone()).collect();
         let orphans = crate::Store::fail_orphan_deliveries(&*store, &configured)?;

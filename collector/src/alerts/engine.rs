@@ -255,7 +255,12 @@ impl Engine {
         }
         self.periodic(&mut round, store, now_us, policy)?;
         let triggers = round.into_list();
-        let raised = store.raise_alerts(&triggers, Some(max.max(cursor)), now_us)?;
+        // Nothing to raise and nothing read: no write (and no fsync) for an idle round.
+        let raised = if triggers.is_empty() && max <= cursor {
+            Vec::new()
+        } else {
+            store.raise_alerts(&triggers, Some(max.max(cursor)), now_us)?
+        };
         let new: Vec<i64> = raised
             .iter()
             .filter_map(|r| match r {
@@ -893,5 +898,251 @@ fn learn_medium(
     }
     if get_str(m, "event") == Some("verify") && get_str(m, "result") == Some("ok") {
         md.last_ok_us = Some(md.last_ok_us.map_or(at, |l| l.max(at)));
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::alerts::AlertFilter;
+    use crate::token::{AgentName, Role, TokenHash};
+    use serde_json::json;
+    use setten_agent::findings::{Batch, Finding, SCHEMA};
+
+    const MIN: i64 = 60_000_000;
+    const DAY: i64 = 24 * 60 * MIN;
+    /// 2026-10-05T00:00:00Z.
+    const T0: i64 = 1_791_158_400_000_000;
+
+    struct Fixture {
+        _dir: tempfile::TempDir,
+        store: crate::store::SqliteStore,
+        merged: Merged,
+        engine: Engine,
+        agent: crate::store::AgentRecord,
+        seq: u64,
+    }
+
+    impl Fixture {
+        fn new() -> Fixture {
+            let dir = tempfile::tempdir().unwrap();
+            let store = crate::store::SqliteStore::open(dir.path()).unwrap();
+            let agent = store
+                .add_agent(
+                    &AgentName::parse("m1").unwrap(),
+                    Role::Agent,
+                    &TokenHash::of("t"),
+                    T0,
+                )
+                .unwrap();
+            let policy = setten_agent::rules::Rules::defaults().unwrap().policy;
+            let merged = Merged::build(&store, policy, None).unwrap();
+            let engine =
+                Engine::new(AlertRules::defaults(), AlertsConfig::default(), &store).unwrap();
+            Fixture {
+                _dir: dir,
+                store,
+                merged,
+                engine,
+                agent,
+                seq: 0,
+            }
+        }
+
+        fn send(&mut self, bodies: Vec<Body>, now: i64) {
+            let findings = bodies
+                .into_iter()
+                .map(|body| {
+                    self.seq += 1;
+                    Finding {
+                        seq: self.seq,
+                        at_us: now as u64,
+                        body,
+                    }
+                })
+                .collect();
+            let b = Batch {
+                schema: SCHEMA.into(),
+                agent: "m1".into(),
+                findings,
+            };
+            let bytes = serde_json::to_vec(&b).unwrap();
+            crate::ingest::ingest(&self.store, &self.agent, &bytes, now).unwrap();
+        }
+
+        fn round(&self, now: i64) -> Vec<String> {
+            let (new, _) = self.engine.round(&self.store, &self.merged, now).unwrap();
+            new.iter()
+                .map(|id| self.store.alert(*id).unwrap().unwrap().key)
+                .collect()
+        }
+    }
+
+    fn backup(v: serde_json::Value) -> Body {
+        match v {
+            Value::Object(m) => Body::Backup(m),
+            _ => unreachable!(),
+        }
+    }
+
+    #[test]
+    fn a_silent_agent_alerts_once_per_silence() {
+        let mut f = Fixture::new();
+        f.send(vec![], T0); // last seen T0
+        assert!(f.round(T0 + 14 * MIN).is_empty(), "15 minutes by default");
+        let raised = f.round(T0 + 16 * MIN);
+        assert_eq!(raised, [format!("alert.agent.silent|m1@{T0}")]);
+        assert!(f.round(T0 + 60 * MIN).is_empty(), "the same silence");
+        // Back, then silent again: a new alert.
+        f.store
+            .heartbeat(f.agent.id, T0, "{}", T0 + 70 * MIN)
+            .unwrap();
+        assert!(f.round(T0 + 80 * MIN).is_empty());
+        let raised = f.round(T0 + 90 * MIN);
+        assert_eq!(raised, [format!("alert.agent.silent|m1@{}", T0 + 70 * MIN)]);
+        let a = crate::alerts::list(&f.store, &AlertFilter::default()).unwrap();
+        assert_eq!(a.len(), 2);
+        assert!(
+            a[0].content
+                .ja
+                .what
+                .contains("エージェント m1 から 15 分以上、通信がありません"),
+            "{}",
+            a[0].content.ja.what
+        );
+        // A revoked agent is not "silent".
+        f.store.revoke_agent("m1", T0 + 91 * MIN).unwrap();
+        f.store.heartbeat(f.agent.id, T0, "{}", T0).unwrap_err();
+        assert!(f.round(T0 + 500 * MIN).is_empty());
+    }
+
+    #[test]
+    fn a_medium_not_verified_for_days_alerts_once_per_episode() {
+        let mut f = Fixture::new();
+        let verify = |at: i64, result: &str| {
+            backup(json!({"event": "verify", "medium": "usb-1", "result": result, "at_us": at}))
+        };
+        f.send(vec![verify(T0, "ok")], T0);
+        // The round also keeps the agent from being "silent" in this test.
+        f.store
+            .heartbeat(f.agent.id, T0, "{}", T0 + 7 * DAY)
+            .unwrap();
+        assert!(f.round(T0 + 7 * DAY - MIN).is_empty());
+        f.store
+            .heartbeat(f.agent.id, T0, "{}", T0 + 7 * DAY + MIN)
+            .unwrap();
+        let raised = f.round(T0 + 7 * DAY + 2 * MIN);
+        assert_eq!(raised, [format!("alert.backup.not_verified|usb-1@{T0}")]);
+        f.store
+            .heartbeat(f.agent.id, T0, "{}", T0 + 8 * DAY)
+            .unwrap();
+        assert!(f.round(T0 + 8 * DAY).is_empty());
+        // A failed verification does not reset it, but alerts on its own.
+        f.send(vec![verify(T0 + 8 * DAY, "failed")], T0 + 8 * DAY);
+        assert_eq!(f.round(T0 + 8 * DAY), ["alert.backup.verify_failed|usb-1"]);
+        // A good one does; the next episode is counted from it.
+        f.send(vec![verify(T0 + 9 * DAY, "ok")], T0 + 9 * DAY);
+        assert!(f.round(T0 + 9 * DAY).is_empty());
+        f.send(vec![], T0 + 16 * DAY + MIN);
+        assert_eq!(
+            f.round(T0 + 16 * DAY + MIN),
+            [format!("alert.backup.not_verified|usb-1@{}", T0 + 9 * DAY)]
+        );
+    }
+
+    #[test]
+    fn weak_sessions_and_flagged_generations_alert_on_their_point_and_medium() {
+        use setten_agent::classify::{Evidence, Service};
+        use setten_agent::inventory::{Endpoint, Session};
+        let mut f = Fixture::new();
+        let telnet = Session {
+            transport: 6,
+            client: Endpoint {
+                ip: "10.1.1.5".parse().unwrap(),
+                port: 40_000,
+            },
+            server: Endpoint {
+                ip: "203.0.113.9".parse().unwrap(),
+                port: 23,
+            },
+            direction: Direction::Outbound,
+            service: Service::Telnet,
+            protocol: "telnet".into(),
+            vendor: None,
+            product: None,
+            evidence: vec![Evidence::new(
+                "setten.telnet.iac",
+                "telnet.options",
+                "fffd18",
+            )],
+            weak: Some("telnet".into()),
+            non_standard_port: false,
+            // Monday 10:00 JST: inside the weekday window.
+            first_us: (T0 + 60 * MIN) as u64,
+            last_us: (T0 + 70 * MIN) as u64,
+            bytes: 1000,
+            packets: 20,
+            vlan: 0,
+            far_names: Vec::new(),
+            internal_mac: None,
+            versions: Vec::new(),
+            agents: Vec::new(),
+        };
+        let point = PointKey::of(&telnet, f.merged.policy()).id();
+        // Sunday 03:00 JST: outside it.
+        let mut night = telnet.clone();
+        night.client.port = 40_001;
+        night.first_us = (T0 - 30 * 60 * MIN) as u64;
+        night.last_us = night.first_us + 600_000_000;
+        f.send(
+            vec![
+                Body::Session(Box::new(telnet.clone())),
+                Body::Session(Box::new(night)),
+                backup(
+                    json!({"event": "seal", "medium": "nas", "generation": 4, "flagged": true,
+                              "flag_reasons": ["42% of files became high-entropy"], "at_us": T0}),
+                ),
+            ],
+            T0,
+        );
+        let mut raised = f.round(T0 + MIN);
+        raised.sort();
+        assert_eq!(
+            raised,
+            [
+                "alert.backup.flagged|nas#4".to_owned(),
+                format!("alert.point.outside_window|{point}"),
+                format!("alert.point.weak|{point}"),
+            ]
+        );
+        let weak = crate::alerts::list(
+            &f.store,
+            &AlertFilter {
+                rule: Some(ids::POINT_WEAK.into()),
+                ..AlertFilter::default()
+            },
+        )
+        .unwrap();
+        assert_eq!(weak[0].repeats, 1, "two sessions: one alert and a repeat");
+        assert_eq!(
+            weak[0].content.ja.title,
+            "旧式・脆弱なプロトコルの利用: 10.1.1.5（telnet）"
+        );
+        let flagged = crate::alerts::list(
+            &f.store,
+            &AlertFilter {
+                rule: Some(ids::BACKUP_FLAGGED.into()),
+                ..AlertFilter::default()
+            },
+        )
+        .unwrap();
+        assert!(flagged[0]
+            .content
+            .evidence
+            .iter()
+            .any(|e| e.value.contains("42% of files")));
+        // The same findings are not evaluated twice.
+        assert!(f.round(T0 + 2 * MIN).is_empty());
+        assert_eq!(f.store.alert_cursor().unwrap(), 3);
     }
 }
