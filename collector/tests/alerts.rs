@@ -709,6 +709,21 @@ rules = ["alert.agent.*"]
     assert_eq!(states.len(), 6, "{states:?}");
     assert!(states.iter().all(|(_, s)| *s == "delivered"), "{states:?}");
     assert!(!states.iter().any(|(c, _)| *c == "nowhere"));
+    let metrics = reqwest::blocking::Client::new()
+        .get(c.url("/metrics"))
+        .bearer_auth(&reader)
+        .send()
+        .unwrap()
+        .text()
+        .unwrap();
+    assert!(
+        metrics.contains("setten_alerts_raised_total 1\n"),
+        "{metrics}"
+    );
+    assert!(
+        metrics.contains("setten_alert_deliveries_total{result=\"delivered\"} 6\n"),
+        "{metrics}"
+    );
 
     // `alert test CHANNEL` through the real SMTP server, and through a closed port.
     let out = Command::new(env!("CARGO_BIN_EXE_setten-collector"))

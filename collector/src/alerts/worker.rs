@@ -6,7 +6,8 @@
 //! with "equal jitter" (half the delay fixed, half random: M. Brooker, "Exponential
 //! Backoff And Jitter", AWS Architecture Blog, 2015), so deliveries to a receiver that
 //! comes back do not arrive in lockstep; a delivery is given up `give_up_hours` after its
-//! alert was raised.
+//! alert was raised. The schedule lives in the outbox (`next_us` of each delivery), not
+//! in a retry loop in memory (as `backon` would keep it), so it survives restarts.
 
 use super::channels::Sender;
 use super::config::Channel;
@@ -14,6 +15,7 @@ use super::engine::Engine;
 use super::render::Message;
 use super::Severity;
 use crate::api::AppState;
+use crate::metrics::DeliveryOutcome;
 use std::sync::Arc;
 use std::time::Duration;
 use tokio::sync::{watch, Notify};
@@ -107,6 +109,7 @@ pub fn start(state: AppState, engine: Arc<Engine>) -> Running {
                 Ok(Ok((new, escalated))) => {
                     if !new.is_empty() {
                         tracing::info!(alerts = ?new, "alerts raised");
+                        state.metrics().alerts_raised(new.len() as u64);
                     }
                     if !new.is_empty() || escalated {
                         wake.deliver();
@@ -187,6 +190,7 @@ async fn deliver_loop(
             let r = match outcome {
                 Ok(()) => {
                     tracing::info!(channel = %name, alert = d.alert.id, delivery = id, attempts, "alert delivered");
+                    state.metrics().delivery(DeliveryOutcome::Delivered);
                     tokio::task::spawn_blocking(move || st.store().delivery_done(id, done)).await
                 }
                 Err(e) => {
@@ -198,6 +202,11 @@ async fn deliver_loop(
                             backoff(attempts, cfg.retry_first_seconds, cfg.retry_max_seconds);
                         Some(done + i64::try_from(wait.as_micros()).unwrap_or(i64::MAX / 2))
                     };
+                    state.metrics().delivery(if next.is_some() {
+                        DeliveryOutcome::Failed
+                    } else {
+                        DeliveryOutcome::GivenUp
+                    });
                     match next {
                         Some(n) => {
                             tracing::warn!(channel = %name, alert = d.alert.id, delivery = id, attempts,
