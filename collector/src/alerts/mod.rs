@@ -172,7 +172,8 @@ pub struct Delivery {
     pub channel: String,
     /// Whether it is an escalation.
     pub escalation: bool,
-    /// `pending`, `delivered` or `failed` (given up).
+    /// `pending`, `delivered`, `failed` (given up) or `cancelled` (an escalation whose
+    /// alert was acknowledged before it was sent).
     pub state: String,
     /// Attempts made.
     pub attempts: u32,

@@ -267,11 +267,19 @@ pub(super) fn ack_alert(
 ) -> Result<Option<Alert>, StoreError> {
     let mut c = s.writer();
     let tx = c.transaction_with_behavior(TransactionBehavior::Immediate)?;
-    tx.execute(
+    let n = tx.execute(
         "UPDATE alerts SET acked_us = ?2, acked_by = ?3, ack_note = ?4
          WHERE id = ?1 AND acked_us IS NULL",
         params![id, now_us, by, note],
     )?;
+    if n > 0 {
+        // An escalation queued but not yet sent is no longer needed.
+        tx.execute(
+            "UPDATE alert_deliveries SET state = 'cancelled', last_error = 'acknowledged before it was sent'
+             WHERE alert_id = ?1 AND escalation = 1 AND state = 'pending'",
+            params![id],
+        )?;
+    }
     let a = tx
         .query_row(
             &format!("SELECT {ALERT_COLUMNS} FROM alerts WHERE id = ?1"),
@@ -436,4 +444,154 @@ pub(super) fn fail_orphan_deliveries(
         params![serde_json::to_string(channels).unwrap_or_else(|_| "[]".into())],
     )?;
     Ok(n as u64)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::store::Store;
+
+    const S: i64 = 1_000_000;
+
+    fn trigger(key: &str, severity: Severity, window: Option<u64>, count: u64) -> NewTrigger {
+        NewTrigger {
+            key: key.into(),
+            rule: key.split('|').next().unwrap().into(),
+            severity,
+            subject: key.split('|').nth(1).unwrap_or("").into(),
+            content: Content::default(),
+            window_seconds: window,
+            count,
+            channels: vec!["mail".into(), "hook".into()],
+        }
+    }
+
+    #[test]
+    fn the_outbox_throttles_counts_escalates_and_cancels() {
+        let d = tempfile::tempdir().unwrap();
+        let s = SqliteStore::open(d.path()).unwrap();
+        assert_eq!(s.alert_cursor().unwrap(), 0);
+        let t = trigger("alert.capture.drops|m1", Severity::Warning, Some(60), 1);
+        let r = s
+            .raise_alerts(std::slice::from_ref(&t), Some(7), 100 * S)
+            .unwrap();
+        let Raised::New(first) = r[0] else {
+            panic!("{r:?}")
+        };
+        assert_eq!(s.alert_cursor().unwrap(), 7);
+        // Inside the window: repeats, folded (one trigger counted 98 times, then one).
+        let r = s
+            .raise_alerts(
+                &[
+                    NewTrigger {
+                        count: 98,
+                        ..t.clone()
+                    },
+                    t.clone(),
+                ],
+                Some(5),
+                159 * S,
+            )
+            .unwrap();
+        assert_eq!(r, [Raised::Repeat(first), Raised::Repeat(first)]);
+        assert_eq!(s.alert_cursor().unwrap(), 7, "the cursor never goes back");
+        let a = s.alert(first).unwrap().unwrap();
+        assert_eq!(
+            (a.repeats, a.repeats_before, a.deliveries.len()),
+            (99, 0, 2)
+        );
+        // After it: a new alert that reports the 99.
+        let r = s
+            .raise_alerts(std::slice::from_ref(&t), None, 160 * S)
+            .unwrap();
+        let Raised::New(second) = r[0] else {
+            panic!("{r:?}")
+        };
+        assert_eq!(s.alert(second).unwrap().unwrap().repeats_before, 99);
+        // Once: never again.
+        let once = trigger("alert.agent.silent|m1@5", Severity::Critical, None, 1);
+        let r = s
+            .raise_alerts(std::slice::from_ref(&once), None, 200 * S)
+            .unwrap();
+        let Raised::New(crit) = r[0] else {
+            panic!("{r:?}")
+        };
+        assert_eq!(
+            s.raise_alerts(&[once], None, 99_999 * S).unwrap(),
+            [Raised::Repeat(crit)]
+        );
+
+        // Deliveries: due, failed with a retry, done.
+        let due = s.due_deliveries("mail", 200 * S, 10).unwrap();
+        assert_eq!(
+            due.iter().map(|d| d.alert.id).collect::<Vec<_>>(),
+            [first, second, crit]
+        );
+        s.delivery_failed(due[0].delivery.id, "refused", Some(300 * S))
+            .unwrap();
+        s.delivery_done(due[1].delivery.id, 200 * S).unwrap();
+        s.delivery_done(due[1].delivery.id, 201 * S).unwrap(); // no-op once delivered
+        let due = s.due_deliveries("mail", 250 * S, 10).unwrap();
+        assert_eq!(due.len(), 1, "the failed one waits for its retry");
+        assert_eq!(s.next_delivery_us("mail").unwrap(), Some(200 * S));
+        let a = s.alert(second).unwrap().unwrap();
+        let mail = a.deliveries.iter().find(|d| d.channel == "mail").unwrap();
+        assert_eq!(
+            (mail.state.as_str(), mail.attempts, mail.delivered_us),
+            ("delivered", 1, Some(200 * S))
+        );
+
+        // Escalation: critical, unacknowledged, old enough; once.
+        assert!(s
+            .escalate_alerts(199 * S, &["pager".into()], 300 * S)
+            .unwrap()
+            .is_empty());
+        assert_eq!(
+            s.escalate_alerts(200 * S, &["pager".into()], 300 * S)
+                .unwrap(),
+            [crit]
+        );
+        assert!(s
+            .escalate_alerts(400 * S, &["pager".into()], 400 * S)
+            .unwrap()
+            .is_empty());
+        // Acknowledging cancels the queued escalation, and keeps the first name.
+        let a = s
+            .ack_alert(crit, "yamada", Some("on it"), 500 * S)
+            .unwrap()
+            .unwrap();
+        assert_eq!(a.acked_by.as_deref(), Some("yamada"));
+        let esc = a.deliveries.iter().find(|d| d.escalation).unwrap();
+        assert_eq!(esc.state, "cancelled");
+        let again = s.ack_alert(crit, "tanaka", None, 600 * S).unwrap().unwrap();
+        assert_eq!(
+            (again.acked_by.as_deref(), again.acked_us),
+            (Some("yamada"), Some(500 * S))
+        );
+        assert!(s.ack_alert(12345, "x", None, 1).unwrap().is_none());
+        assert!(s.due_deliveries("pager", i64::MAX, 10).unwrap().is_empty());
+
+        // Filters.
+        let open = s
+            .alerts(&crate::alerts::AlertFilter {
+                state: AlertState::Open,
+                ..Default::default()
+            })
+            .unwrap();
+        assert_eq!(
+            open.iter().map(|a| a.id).collect::<Vec<_>>(),
+            [second, first]
+        );
+        let crit_only = s
+            .alerts(&crate::alerts::AlertFilter {
+                min_severity: Some(Severity::Critical),
+                ..Default::default()
+            })
+            .unwrap();
+        assert_eq!(crit_only.len(), 1);
+
+        // Channels removed from the configuration: their pending deliveries are given up.
+        assert_eq!(s.fail_orphan_deliveries(&["mail".into()]).unwrap(), 3);
+        assert!(s.due_deliveries("hook", i64::MAX, 10).unwrap().is_empty());
+    }
 }

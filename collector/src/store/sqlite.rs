@@ -117,7 +117,7 @@ pub const MIGRATIONS: &[&str] = &[
         alert_id INTEGER NOT NULL REFERENCES alerts (id),
         channel TEXT NOT NULL,
         escalation INTEGER NOT NULL CHECK (escalation IN (0, 1)),
-        state TEXT NOT NULL CHECK (state IN ('pending', 'delivered', 'failed')),
+        state TEXT NOT NULL CHECK (state IN ('pending', 'delivered', 'failed', 'cancelled')),
         attempts INTEGER NOT NULL DEFAULT 0,
         next_us INTEGER NOT NULL,
         last_error TEXT,
