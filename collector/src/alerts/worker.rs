@@ -24,6 +24,8 @@ use tokio::sync::{watch, Notify};
 const BATCH: usize = 16;
 /// How long quiet hours postpone a delivery before looking again.
 const QUIET_RECHECK_US: i64 = 5 * 60 * 1_000_000;
+/// Evaluation rounds start at least this far apart.
+const MIN_ROUND_GAP: Duration = Duration::from_millis(500);
 /// A worker looks at the outbox at least this often.
 const IDLE_POLL: Duration = Duration::from_secs(30);
 
@@ -99,12 +101,14 @@ pub fn start(state: AppState, engine: Arc<Engine>) -> Running {
     let mut rx2 = rx;
     tokio::spawn(async move {
         loop {
+            let started = std::time::Instant::now();
             let st = state.clone();
             let e = engine.clone();
             let r = tokio::task::spawn_blocking(move || {
                 e.round(&**st.store(), st.merged(), crate::now_us())
             })
             .await;
+            tracing::debug!(ms = started.elapsed().as_millis() as u64, "alert round");
             match r {
                 Ok(Ok((new, escalated))) => {
                     if !new.is_empty() {
@@ -117,6 +121,13 @@ pub fn start(state: AppState, engine: Arc<Engine>) -> Running {
                 }
                 Ok(Err(e)) => tracing::error!("alert evaluation failed (it is repeated): {e}"),
                 Err(e) => tracing::error!("alert evaluation failed (it is repeated): {e}"),
+            }
+            // At most one round per MIN_ROUND_GAP: under a stream of batches the rounds
+            // take whatever arrived meanwhile together (a wake in the gap is kept by the
+            // Notify's permit), instead of deriving the inventory after every batch.
+            tokio::select! {
+                () = tokio::time::sleep(MIN_ROUND_GAP.saturating_sub(started.elapsed())) => {}
+                _ = rx2.changed() => break,
             }
             tokio::select! {
                 () = wake.evaluate.notified() => {}
