@@ -11,6 +11,8 @@
 //! - [`store`]: everything accepted, behind the [`store::Store`] trait (SQLite today);
 //! - [`merged`]: the in-memory inventory built from the stored findings with the agent's
 //!   own merge code, and the points derived from it on request.
+//! - [`alerts`]: alert rules, evaluation after each commit and on a timer, the durable
+//!   outbox and delivery to e-mail, webhooks and syslog.
 //!
 //! [`report`] makes the 現地調査 survey report and the ledger CSV from the store.
 //!
@@ -20,6 +22,7 @@
 #![deny(missing_docs)]
 
 pub mod admin;
+pub mod alerts;
 pub mod api;
 pub mod config;
 pub mod export;
