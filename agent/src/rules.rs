@@ -27,8 +27,9 @@ pub const DEFAULT_FILES: &[(&str, &str)] = &[
 ];
 
 /// Rule files of the same directory read by other parts (each checks its own schema):
-/// `backup.toml` is the backup scoring (`crate::backup::score`).
-pub const OTHER_FILES: &[&str] = &["backup.toml"];
+/// `backup.toml` is the backup scoring (`crate::backup::score`); `alerts.toml` the
+/// collector's alert rules (`setten_collector::alerts::rules`).
+pub const OTHER_FILES: &[&str] = &["backup.toml", "alerts.toml"];
 
 /// Protocol field a signature looks at.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]

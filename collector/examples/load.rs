@@ -87,6 +87,7 @@ fn main() {
             rate: None,
             ..Limits::default()
         },
+        alerts: Default::default(),
     };
     let server = Server::prepare(&cfg).expect("collector");
     let addr = server.local_addr();

@@ -55,6 +55,8 @@ struct Shared {
     limits: Limits,
     ingest_slots: Arc<Semaphore>,
     in_flight: Arc<Semaphore>,
+    alerts: std::sync::OnceLock<Arc<crate::alerts::engine::Engine>>,
+    alert_wake: std::sync::OnceLock<Arc<crate::alerts::worker::Wake>>,
 }
 
 /// What every request handler shares.
@@ -84,7 +86,23 @@ impl AppState {
                     .max(1),
             )),
             limits,
+            alerts: std::sync::OnceLock::new(),
+            alert_wake: std::sync::OnceLock::new(),
         })))
+    }
+
+    /// Attaches the alert engine (once); `run` starts its tasks.
+    pub fn set_alerts(&self, engine: Arc<crate::alerts::engine::Engine>) {
+        let _ = self.0.alerts.set(engine);
+    }
+
+    /// The alert engine, when attached.
+    pub fn alerts(&self) -> Option<&Arc<crate::alerts::engine::Engine>> {
+        self.0.alerts.get()
+    }
+
+    pub(crate) fn set_alert_wake(&self, wake: Arc<crate::alerts::worker::Wake>) {
+        let _ = self.0.alert_wake.set(wake);
     }
 
     /// The store.
@@ -129,6 +147,9 @@ impl AppState {
         };
         if let Err(e) = s.merged.committed(&*s.store, &agent.name, batch, done) {
             tracing::error!("the inventory will catch up later: {e}");
+        }
+        if let Some(w) = s.alert_wake.get() {
+            w.evaluate();
         }
         Ok(reply)
     }
@@ -381,6 +402,9 @@ pub fn router(state: AppState) -> Router {
         .route("/api/v1/hosts", get(get_hosts))
         .route("/api/v1/agents", get(get_agents))
         .route("/api/v1/report", get(get_report))
+        .route("/api/v1/alerts", get(get_alerts))
+        .route("/api/v1/alerts/{id}", get(get_alert))
+        .route("/api/v1/alerts/{id}/ack", post(post_ack))
         .route("/healthz", get(healthz))
         .route("/metrics", get(get_metrics))
         .fallback(not_found)
@@ -714,6 +738,190 @@ async fn get_metrics(State(st): State<AppState>, _caller: Caller) -> Result<Resp
         text,
     )
         .into_response())
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct AlertsQuery {
+    state: Option<String>,
+    severity: Option<String>,
+    rule: Option<String>,
+    since: Option<String>,
+    until: Option<String>,
+    limit: Option<usize>,
+    lang: Option<String>,
+}
+
+fn lang_param(l: Option<&str>) -> Result<crate::alerts::config::Lang, ApiError> {
+    match l {
+        None | Some("ja") => Ok(crate::alerts::config::Lang::Ja),
+        Some("en") => Ok(crate::alerts::config::Lang::En),
+        Some(other) => Err(ApiError::bad(
+            Some("lang".into()),
+            format!("lang: `{}` is not ja or en", other.escape_debug()),
+        )),
+    }
+}
+
+fn alert_id(id: &str) -> Result<i64, ApiError> {
+    id.parse::<i64>().ok().filter(|i| *i > 0).ok_or_else(|| {
+        let shown: String = id.chars().take(32).collect();
+        ApiError::new(
+            StatusCode::NOT_FOUND,
+            Reason::NotFound,
+            format!("no alert `{}`", shown.escape_debug()),
+        )
+    })
+}
+
+/// `GET /api/v1/alerts` (any role): newest first.
+async fn get_alerts(
+    State(st): State<AppState>,
+    _caller: Caller,
+    query: Result<Query<AlertsQuery>, axum::extract::rejection::QueryRejection>,
+) -> Result<Response, ApiError> {
+    use crate::alerts::{AlertFilter, AlertState, Severity};
+    let Query(q) =
+        query.map_err(|e| ApiError::bad(None, format!("bad query string: {}", e.body_text())))?;
+    let state = match q.state.as_deref() {
+        None | Some("all") => AlertState::All,
+        Some("open") => AlertState::Open,
+        Some("acked") => AlertState::Acked,
+        Some(o) => {
+            return Err(ApiError::bad(
+                Some("state".into()),
+                format!("state: `{}` is not open, acked or all", o.escape_debug()),
+            ))
+        }
+    };
+    let min_severity = match q.severity.as_deref() {
+        None => None,
+        Some(s) => Some(Severity::parse(s).ok_or_else(|| {
+            ApiError::bad(
+                Some("severity".into()),
+                format!(
+                    "severity: `{}` is not info, warning or critical",
+                    s.escape_debug()
+                ),
+            )
+        })?),
+    };
+    let time = |k: &str, v: &Option<String>| -> Result<Option<i64>, ApiError> {
+        v.as_deref()
+            .map(|t| {
+                crate::time::parse_rfc3339(t)
+                    .map_err(|e| ApiError::bad(Some(k.into()), format!("{k}: {e}")))
+            })
+            .transpose()
+    };
+    let filter = AlertFilter {
+        state,
+        min_severity,
+        rule: q.rule.clone(),
+        since_us: time("since", &q.since)?,
+        until_us: time("until", &q.until)?,
+        limit: q.limit,
+    };
+    let lang = lang_param(q.lang.as_deref())?;
+    let store = st.0.store.clone();
+    let list =
+        blocking(move || crate::alerts::list(&*store, &filter).map_err(ApiError::store)).await?;
+    let body: Vec<serde_json::Value> = list
+        .iter()
+        .map(|a| crate::alerts::to_json(a, lang))
+        .collect();
+    Ok(json_response(
+        StatusCode::OK,
+        &serde_json::json!({ "alerts": body }),
+    ))
+}
+
+/// `GET /api/v1/alerts/{id}`.
+async fn get_alert(
+    State(st): State<AppState>,
+    _caller: Caller,
+    Path(id): Path<String>,
+    query: Result<Query<Vec<(String, String)>>, axum::extract::rejection::QueryRejection>,
+) -> Result<Response, ApiError> {
+    let Query(pairs) =
+        query.map_err(|e| ApiError::bad(None, format!("bad query string: {}", e.body_text())))?;
+    let mut lang = crate::alerts::config::Lang::Ja;
+    for (k, v) in &pairs {
+        match k.as_str() {
+            "lang" => lang = lang_param(Some(v))?,
+            other => {
+                return Err(ApiError::bad(
+                    Some(other.chars().take(32).collect()),
+                    "unknown parameter; only lang is taken",
+                ))
+            }
+        }
+    }
+    let id = alert_id(&id)?;
+    let store = st.0.store.clone();
+    match blocking(move || crate::alerts::get(&*store, id).map_err(ApiError::store)).await? {
+        Some(a) => Ok(json_response(
+            StatusCode::OK,
+            &crate::alerts::to_json(&a, lang),
+        )),
+        None => Err(ApiError::new(
+            StatusCode::NOT_FOUND,
+            Reason::NotFound,
+            format!("no alert #{id}"),
+        )),
+    }
+}
+
+#[derive(Deserialize, Default)]
+#[serde(deny_unknown_fields)]
+struct AckBody {
+    note: Option<String>,
+}
+
+/// `POST /api/v1/alerts/{id}/ack` (role reader: a person, or the UI on a person's
+/// behalf; agent tokens are machines and may not acknowledge).
+async fn post_ack(
+    State(st): State<AppState>,
+    caller: Caller,
+    Path(id): Path<String>,
+    req: Request,
+) -> Result<Response, ApiError> {
+    if caller.0.role != Role::Reader {
+        return Err(ApiError::new(
+            StatusCode::FORBIDDEN,
+            Reason::Forbidden,
+            format!(
+                "`{}` is an agent; alerts are acknowledged by people, with a reader token",
+                caller.0.name
+            ),
+        ));
+    }
+    let id = alert_id(&id)?;
+    let bytes = read_body(req, MAX_HEARTBEAT_BYTES).await?;
+    let body: AckBody = if bytes.iter().all(u8::is_ascii_whitespace) {
+        AckBody::default()
+    } else {
+        serde_json::from_slice(&bytes)
+            .map_err(|e| ApiError::bad(None, format!("malformed acknowledgement: {e}")))?
+    };
+    let store = st.0.store.clone();
+    let by = caller.0.name.clone();
+    let a = blocking(move || {
+        crate::alerts::acknowledge(&*store, id, &by, body.note.as_deref()).map_err(|e| match e {
+            crate::alerts::AckError::NotFound(id) => ApiError::new(
+                StatusCode::NOT_FOUND,
+                Reason::NotFound,
+                format!("no alert #{id}"),
+            ),
+            crate::alerts::AckError::NoName => ApiError::bad(None, e.to_string()),
+            crate::alerts::AckError::Store(s) => ApiError::store(s),
+        })
+    })
+    .await?;
+    Ok(json_response(
+        StatusCode::OK,
+        &crate::alerts::to_json(&a, crate::alerts::config::Lang::Ja),
+    ))
 }
 
 /// `GET /api/v1/report?lang=ja|en&format=html|csv|json`: the survey report as a download

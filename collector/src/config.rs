@@ -14,6 +14,12 @@
 //! rate_per_sec = 50                        # per agent; 0 turns the limit off
 //! burst = 100
 //! max_connections = 1024
+//!
+//! [alerts]                                 # see crate::alerts::config
+//! throttle_seconds = 1800
+//! [[alerts.channel]]
+//! name = "oncall-mail"
+//! type = "email"
 //! ```
 
 use crate::ratelimit::Rate;
@@ -87,6 +93,7 @@ struct FileDoc {
     rate_per_sec: Option<u32>,
     burst: Option<u32>,
     max_connections: Option<u32>,
+    alerts: Option<crate::alerts::config::AlertsDoc>,
 }
 
 /// What the command line said.
@@ -160,11 +167,14 @@ pub struct ServeConfig {
     pub rules: Option<PathBuf>,
     /// Limits.
     pub limits: Limits,
+    /// Alerts: delivery discipline and channels.
+    pub alerts: crate::alerts::config::AlertsConfig,
 }
 
 struct Loaded {
     file: PathBuf,
     doc: FileDoc,
+    text: String,
 }
 
 fn flag_error(flag: &str, message: String) -> ConfigError {
@@ -224,6 +234,7 @@ fn load(path: &Path) -> Result<Loaded, ConfigError> {
     Ok(Loaded {
         file: path.to_owned(),
         doc,
+        text,
     })
 }
 
@@ -266,12 +277,16 @@ pub fn plain_http_allowed(addr: &SocketAddr) -> bool {
 impl ServeConfig {
     /// Reads the file (if any), applies the flags, and validates.
     pub fn resolve(flags: &Flags) -> Result<ServeConfig, ConfigError> {
-        let (file, doc) = match &flags.config {
+        let (file, mut doc, text) = match &flags.config {
             Some(p) => {
                 let l = load(p)?;
-                (Some(l.file), l.doc)
+                (Some(l.file), l.doc, l.text)
             }
-            None => (None, FileDoc::default()),
+            None => (None, FileDoc::default(), String::new()),
+        };
+        let alerts = match (doc.alerts.take(), &file) {
+            (Some(a), Some(f)) => crate::alerts::config::resolve(a, &text, f)?,
+            _ => crate::alerts::config::AlertsConfig::default(),
         };
         let in_file = |key: &str, message: String| ConfigError {
             file: file.clone(),
@@ -393,6 +408,7 @@ impl ServeConfig {
                 max_connections: max_connections as usize,
                 ingest_concurrency: DEFAULT_INGEST_CONCURRENCY,
             },
+            alerts,
         })
     }
 }

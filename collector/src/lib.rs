@@ -11,6 +11,8 @@
 //! - [`store`]: everything accepted, behind the [`store::Store`] trait (SQLite today);
 //! - [`merged`]: the in-memory inventory built from the stored findings with the agent's
 //!   own merge code, and the points derived from it on request.
+//! - [`alerts`]: alert rules, evaluation after each commit and on a timer, the durable
+//!   outbox and delivery to e-mail, webhooks and syslog.
 //!
 //! - [`ui`]: the web UI under `/ui/` (server-rendered pages, local accounts, sessions).
 //!
@@ -22,6 +24,7 @@
 #![deny(missing_docs)]
 
 pub mod admin;
+pub mod alerts;
 pub mod api;
 pub mod config;
 pub mod export;

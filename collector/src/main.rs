@@ -88,6 +88,76 @@ enum Command {
         #[command(flatten)]
         data: DataArgs,
     },
+    /// Alerts: list, acknowledge, send a test through a channel.
+    Alert {
+        #[command(subcommand)]
+        command: AlertCommand,
+    },
+}
+
+#[derive(Clone, Copy, ValueEnum)]
+enum StateArg {
+    Open,
+    Acked,
+    All,
+}
+
+#[derive(Clone, Copy, ValueEnum)]
+enum LangArg {
+    Ja,
+    En,
+}
+
+#[derive(Subcommand)]
+enum AlertCommand {
+    /// List alerts, newest first.
+    List {
+        /// Acknowledged or not.
+        #[arg(long, value_enum, default_value = "all")]
+        state: StateArg,
+        /// At least this severity (info, warning, critical).
+        #[arg(long)]
+        severity: Option<String>,
+        /// Of this rule (e.g. alert.point.inbound_internet).
+        #[arg(long)]
+        rule: Option<String>,
+        /// At most this many.
+        #[arg(long, default_value_t = 50)]
+        limit: usize,
+        /// One JSON object per line instead of a table.
+        #[arg(long)]
+        json: bool,
+        /// Language of the texts.
+        #[arg(long, value_enum, default_value = "ja")]
+        lang: LangArg,
+        #[command(flatten)]
+        data: DataArgs,
+    },
+    /// Acknowledge alert ID: it stops escalating.
+    Ack {
+        /// The alert's id.
+        id: i64,
+        /// Who acknowledges (default: the login name).
+        #[arg(long)]
+        by: Option<String>,
+        /// A note.
+        #[arg(long)]
+        note: Option<String>,
+        #[command(flatten)]
+        data: DataArgs,
+    },
+    /// Send a test alert through CHANNEL (as configured in --config) and report the result.
+    Test {
+        /// The channel's name.
+        channel: String,
+        /// Configuration file with the [[alerts.channel]] entries.
+        #[arg(
+            long,
+            value_name = "FILE",
+            default_value = "/etc/setten-collector/collector.toml"
+        )]
+        config: PathBuf,
+    },
 }
 
 #[derive(clap::Args)]
@@ -112,12 +182,6 @@ struct ReportArgs {
     /// The CSV's encoding.
     #[arg(long, value_enum, default_value = "utf-8")]
     encoding: EncodingArg,
-}
-
-#[derive(Clone, Copy, ValueEnum)]
-enum LangArg {
-    Ja,
-    En,
 }
 
 #[derive(Clone, Copy, ValueEnum)]
@@ -246,6 +310,7 @@ fn run(cli: Cli) -> Result<()> {
         Command::Import { files, data } => import(&files, &data.dir()?),
         Command::Report(a) => report(a),
         Command::Fingerprint { data } => fingerprint(&data),
+        Command::Alert { command } => alert(command),
     }
 }
 
@@ -567,5 +632,158 @@ fn fingerprint(data: &DataArgs) -> Result<()> {
             "{}: no certificate yet; `setten-collector serve` makes one on first start",
             dir.join(tls::CERT_FILE).display()
         ),
+    }
+}
+
+fn alert(command: AlertCommand) -> Result<()> {
+    use setten_collector::alerts::{self, config::Lang, AlertFilter, AlertState, Severity};
+    match command {
+        AlertCommand::List {
+            state,
+            severity,
+            rule,
+            limit,
+            json,
+            lang,
+            data,
+        } => {
+            let store = open_store(&data.dir()?)?;
+            let min_severity =
+                match severity.as_deref() {
+                    None => None,
+                    Some(s) => Some(Severity::parse(s).with_context(|| {
+                        format!("--severity {s:?}: use info, warning or critical")
+                    })?),
+                };
+            let filter = AlertFilter {
+                state: match state {
+                    StateArg::Open => AlertState::Open,
+                    StateArg::Acked => AlertState::Acked,
+                    StateArg::All => AlertState::All,
+                },
+                min_severity,
+                rule,
+                limit: Some(limit),
+                ..AlertFilter::default()
+            };
+            let lang = match lang {
+                LangArg::Ja => Lang::Ja,
+                LangArg::En => Lang::En,
+            };
+            let list = alerts::list(&*store, &filter)?;
+            if json {
+                for a in &list {
+                    println!("{}", alerts::to_json(a, lang));
+                }
+                return Ok(());
+            }
+            println!(
+                "{:>6}  {:<8}  {:<24}  {:<7}  {:<22}  TITLE",
+                "ID", "SEVERITY", "RAISED", "REPEATS", "STATE"
+            );
+            for a in &list {
+                let delivered = a
+                    .deliveries
+                    .iter()
+                    .filter(|d| d.state == "delivered")
+                    .count();
+                let pending = a.deliveries.iter().filter(|d| d.state == "pending").count();
+                let failed = a.deliveries.iter().filter(|d| d.state == "failed").count();
+                let mut st = if a.acked_us.is_some() {
+                    "acked".to_owned()
+                } else {
+                    "open".to_owned()
+                };
+                st.push_str(&format!(" {delivered}/{}", a.deliveries.len()));
+                if pending > 0 {
+                    st.push_str(&format!(" {pending}p"));
+                }
+                if failed > 0 {
+                    st.push_str(&format!(" {failed}f"));
+                }
+                if a.escalated_us.is_some() {
+                    st.push_str(" esc");
+                }
+                println!(
+                    "{:>6}  {:<8}  {:<24}  {:<7}  {:<22}  {}",
+                    a.id,
+                    a.severity.as_str(),
+                    setten_collector::time::render(Some(a.raised_us)).unwrap_or_default(),
+                    a.repeats,
+                    st,
+                    a.content.texts(lang).title
+                );
+            }
+            Ok(())
+        }
+        AlertCommand::Ack { id, by, note, data } => {
+            let store = open_store(&data.dir()?)?;
+            let by = by
+                .or_else(|| std::env::var("SUDO_USER").ok())
+                .or_else(|| std::env::var("USER").ok())
+                .unwrap_or_else(|| "cli".into());
+            let a = alerts::acknowledge(&*store, id, &by, note.as_deref())?;
+            println!(
+                "alert #{} acknowledged by {} at {}",
+                a.id,
+                a.acked_by.as_deref().unwrap_or("?"),
+                setten_collector::time::render(a.acked_us).unwrap_or_default()
+            );
+            Ok(())
+        }
+        AlertCommand::Test { channel, config } => {
+            let cfg = ServeConfig::resolve(&Flags {
+                config: Some(config.clone()),
+                ..Flags::default()
+            })?;
+            let Some(ch) = cfg.alerts.channel(&channel).cloned() else {
+                let names: Vec<&str> = cfg
+                    .alerts
+                    .channels
+                    .iter()
+                    .map(|c| c.name.as_str())
+                    .collect();
+                bail!(
+                    "{}: no alert channel named `{channel}` (configured: {})",
+                    config.display(),
+                    if names.is_empty() {
+                        "none".to_owned()
+                    } else {
+                        names.join(", ")
+                    }
+                );
+            };
+            let rules = match &cfg.rules {
+                Some(dir) => setten_agent::rules::Rules::load_dir(dir)?,
+                None => setten_agent::rules::Rules::defaults()?,
+            };
+            let kind = ch.kind_name();
+            let sender = alerts::channels::Sender::new(ch.clone())
+                .map_err(|e| anyhow::anyhow!("channel `{channel}`: {e}"))?;
+            let now = setten_collector::now_us();
+            let alert = alerts::engine::Engine::test_alert(now);
+            let msg = alerts::render::Message {
+                alert: &alert,
+                delivery: 0,
+                escalation: false,
+                test: true,
+                lang: ch.lang,
+                utc_offset_secs: rules.policy.utc_offset_secs,
+                now_us: now,
+            };
+            let rt = tokio::runtime::Builder::new_current_thread()
+                .enable_all()
+                .build()
+                .context("starting the async runtime")?;
+            match rt.block_on(sender.send(&msg)) {
+                Ok(()) => {
+                    println!(
+                        "sent a test alert through `{channel}` ({kind}); the receiver accepted it"
+                    );
+                    Ok(())
+                }
+                Err(e) => bail!("the test alert through `{channel}` ({kind}) failed: {e}"),
+            }
+        }
     }
 }

@@ -66,6 +66,9 @@ pub const ROUTES: &[&str] = &[
     "GET /api/v1/connection-points/{id}",
     "GET /api/v1/hosts",
     "GET /api/v1/agents",
+    "GET /api/v1/alerts",
+    "GET /api/v1/alerts/{id}",
+    "POST /api/v1/alerts/{id}/ack",
     "GET /healthz",
     "GET /metrics",
     "other",
@@ -92,7 +95,21 @@ pub struct Metrics {
     heartbeats: AtomicU64,
     connections_refused: AtomicU64,
     rejections: [AtomicU64; 9],
-    latency: [Histogram; 9],
+    latency: [Histogram; 12],
+    alerts_raised: AtomicU64,
+    /// Delivered, failed (to be retried), given up.
+    deliveries: [AtomicU64; 3],
+}
+
+/// What became of a delivery attempt.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum DeliveryOutcome {
+    /// The receiver accepted it.
+    Delivered,
+    /// It failed and will be retried.
+    Failed,
+    /// It failed and was given up.
+    GivenUp,
 }
 
 /// Values read from elsewhere at scrape time.
@@ -128,6 +145,21 @@ impl Metrics {
     /// A connection closed at once because too many were open.
     pub fn connection_refused(&self) {
         self.connections_refused.fetch_add(1, Relaxed);
+    }
+
+    /// Alerts raised.
+    pub fn alerts_raised(&self, n: u64) {
+        self.alerts_raised.fetch_add(n, Relaxed);
+    }
+
+    /// A delivery attempt.
+    pub fn delivery(&self, o: DeliveryOutcome) {
+        let i = match o {
+            DeliveryOutcome::Delivered => 0,
+            DeliveryOutcome::Failed => 1,
+            DeliveryOutcome::GivenUp => 2,
+        };
+        self.deliveries[i].fetch_add(1, Relaxed);
     }
 
     /// A refused request.
@@ -198,6 +230,25 @@ impl Metrics {
             "Connections closed at once because the connection cap was reached.",
             self.connections_refused.load(Relaxed),
         );
+        counter(
+            "setten_alerts_raised_total",
+            "Alerts raised (repeats folded into an alert not counted).",
+            self.alerts_raised.load(Relaxed),
+        );
+        let _ = writeln!(
+            o,
+            "# HELP setten_alert_deliveries_total Alert delivery attempts, by result.\n# TYPE setten_alert_deliveries_total counter"
+        );
+        for (r, c) in ["delivered", "failed", "given_up"]
+            .iter()
+            .zip(&self.deliveries)
+        {
+            let _ = writeln!(
+                o,
+                "setten_alert_deliveries_total{{result=\"{r}\"}} {}",
+                c.load(Relaxed)
+            );
+        }
         let _ = writeln!(
             o,
             "# HELP setten_rejections_total Requests refused, by reason.\n# TYPE setten_rejections_total counter"

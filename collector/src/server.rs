@@ -59,6 +59,14 @@ pub enum ServeError {
     /// TLS.
     #[error(transparent)]
     Tls(#[from] TlsError),
+    /// An alert channel cannot be set up (its CA file, its TLS configuration).
+    #[error("alert channel `{name}`: {message}")]
+    AlertChannel {
+        /// The channel.
+        name: String,
+        /// Why.
+        message: String,
+    },
     /// The MAC vendor registry named by `SETTEN_IEEE_DATA`.
     #[error("SETTEN_IEEE_DATA={dir}: {message}")]
     Oui {
@@ -142,7 +150,29 @@ impl Server {
         if matches!(transport, Transport::Plain) && !config::plain_http_allowed(&cfg.listen) {
             return Err(ServeError::PlainNotLoopback(cfg.listen));
         }
+        let alert_rules = match &cfg.rules {
+            Some(dir) => crate::alerts::rules::AlertRules::load_dir(dir)?,
+            None => crate::alerts::rules::AlertRules::defaults(),
+        };
+        for ch in &cfg.alerts.channels {
+            crate::alerts::channels::Sender::new(ch.clone()).map_err(|message| {
+                ServeError::AlertChannel {
+                    name: ch.name.clone(),
+                    message,
+                }
+            })?;
+        }
+        let engine = crate::alerts::engine::Engine::new(alert_rules, cfg.alerts.clone(), &*store)?;
+        let configured: Vec<String> = cfg.alerts.channels.iter().map(|c| c.name.clone()).collect();
+        let orphans = crate::Store::fail_orphan_deliveries(&*store, &configured)?;
+        if orphans > 0 {
+            tracing::warn!(
+                orphans,
+                "pending alert deliveries to channels no longer configured were given up"
+            );
+        }
         let state = AppState::new(store, rules.policy, cfg.limits.clone(), oui_dir)?;
+        state.set_alerts(Arc::new(engine));
         let listener =
             std::net::TcpListener::bind(cfg.listen).map_err(|source| ServeError::Bind {
                 addr: cfg.listen,
@@ -202,6 +232,11 @@ pub async fn run(
     if matches!(transport, Transport::Plain) && !config::plain_http_allowed(&addr) {
         return Err(ServeError::PlainNotLoopback(addr));
     }
+    // Alert evaluation and delivery run as long as the server does.
+    let _alerts = state
+        .alerts()
+        .cloned()
+        .map(|e| crate::alerts::worker::start(state.clone(), e));
     let limit = ConnLimit {
         permits: Arc::new(Semaphore::new(state.limits().max_connections.max(1))),
         state: state.clone(),

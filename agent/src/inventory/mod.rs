@@ -237,6 +237,32 @@ pub struct PointKey {
 }
 
 impl PointKey {
+    /// The key of the point a session belongs to (so a finding can be traced to its
+    /// point's [`PointKey::id`] without deriving every point).
+    pub fn of(s: &Session, policy: &Policy) -> PointKey {
+        let internal = s.internal();
+        let far = match policy.cloud_for(s.service, s.vendor.as_deref()) {
+            Some(c) => FarKey::Cloud {
+                id: c.id,
+                name: c.name,
+            },
+            None => match s.direction {
+                Direction::Outbound => FarKey::Host { ip: s.far().ip },
+                Direction::Inbound => FarKey::Any,
+            },
+        };
+        PointKey {
+            internal: internal.ip,
+            port: match s.direction {
+                Direction::Inbound => internal.port,
+                Direction::Outbound => 0,
+            },
+            service: s.service,
+            direction: s.direction,
+            far,
+        }
+    }
+
     /// The stable id: a hash of the key's canonical text, the same for the same point in
     /// every run and on every agent.
     pub fn id(&self) -> String {
@@ -476,27 +502,7 @@ impl Inventory {
 
     /// Adds a session to its point (deduplicated against sightings already there).
     pub fn add_session(&mut self, s: Session, policy: &Policy) {
-        let internal = s.internal();
-        let far = match policy.cloud_for(s.service, s.vendor.as_deref()) {
-            Some(c) => FarKey::Cloud {
-                id: c.id,
-                name: c.name,
-            },
-            None => match s.direction {
-                Direction::Outbound => FarKey::Host { ip: s.far().ip },
-                Direction::Inbound => FarKey::Any,
-            },
-        };
-        let key = PointKey {
-            internal: internal.ip,
-            port: match s.direction {
-                Direction::Inbound => internal.port,
-                Direction::Outbound => 0,
-            },
-            service: s.service,
-            direction: s.direction,
-            far,
-        };
+        let key = PointKey::of(&s, policy);
         self.add_keyed(key, s);
     }
 

@@ -14,9 +14,11 @@
 //!   ask for "everything after what I have seen" ([`Replay::After`]).
 
 pub mod accounts;
+pub mod alerts;
 pub mod sqlite;
 
 pub use accounts::{Accounts, SessionRecord, UserRecord, UserRole};
+pub use alerts::{DueDelivery, NewTrigger, Raised};
 pub use sqlite::SqliteStore;
 
 use crate::token::{AgentName, Role, TokenHash};
@@ -245,6 +247,75 @@ pub trait Store: Accounts + Send + Sync + 'static {
 
     /// The ledger in force.
     fn latest_ledger(&self) -> Result<Option<StoredLedger>, StoreError>;
+
+    // --- Alerts: the outbox (see `crate::alerts` for the discipline) ----------------
+
+    /// The cursor up to which findings have been evaluated for alerts.
+    fn alert_cursor(&self) -> Result<Cursor, StoreError>;
+
+    /// In one transaction: for each trigger, either raises a new alert with a pending
+    /// delivery per channel, or counts it as a repeat of the key's latest alert (inside
+    /// its window, or for good when the trigger has no window); then moves the alert
+    /// cursor to `cursor` (if given and higher). Returns what became of each trigger.
+    fn raise_alerts(
+        &self,
+        triggers: &[NewTrigger],
+        cursor: Option<Cursor>,
+        now_us: i64,
+    ) -> Result<Vec<Raised>, StoreError>;
+
+    /// Alerts matching a filter, newest first, with their deliveries.
+    fn alerts(
+        &self,
+        filter: &crate::alerts::AlertFilter,
+    ) -> Result<Vec<crate::alerts::Alert>, StoreError>;
+
+    /// One alert with its deliveries.
+    fn alert(&self, id: i64) -> Result<Option<crate::alerts::Alert>, StoreError>;
+
+    /// Acknowledges an alert (the first acknowledgement is kept); `None` if there is no
+    /// such alert.
+    fn ack_alert(
+        &self,
+        id: i64,
+        by: &str,
+        note: Option<&str>,
+        now_us: i64,
+    ) -> Result<Option<crate::alerts::Alert>, StoreError>;
+
+    /// Pending deliveries of a channel due at `now_us`, oldest first.
+    fn due_deliveries(
+        &self,
+        channel: &str,
+        now_us: i64,
+        limit: usize,
+    ) -> Result<Vec<DueDelivery>, StoreError>;
+
+    /// The earliest next attempt of a channel's pending deliveries.
+    fn next_delivery_us(&self, channel: &str) -> Result<Option<i64>, StoreError>;
+
+    /// Marks a delivery done (if still pending).
+    fn delivery_done(&self, id: i64, now_us: i64) -> Result<(), StoreError>;
+
+    /// Records a failed attempt: retry at `next_us`, or give up (`None`).
+    fn delivery_failed(&self, id: i64, error: &str, next_us: Option<i64>)
+        -> Result<(), StoreError>;
+
+    /// Moves a pending delivery's next attempt without counting an attempt (quiet hours).
+    fn delivery_postpone(&self, id: i64, next_us: i64) -> Result<(), StoreError>;
+
+    /// In one transaction: critical alerts raised at or before `raised_before_us`, not
+    /// acknowledged and not escalated yet, get a pending escalation delivery per channel
+    /// and are marked escalated. Returns their ids.
+    fn escalate_alerts(
+        &self,
+        raised_before_us: i64,
+        channels: &[String],
+        now_us: i64,
+    ) -> Result<Vec<i64>, StoreError>;
+
+    /// Gives up pending deliveries to channels no longer configured. Returns how many.
+    fn fail_orphan_deliveries(&self, channels: &[String]) -> Result<u64, StoreError>;
 }
 
 /// The database file in a data directory.

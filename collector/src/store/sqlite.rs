@@ -88,7 +88,46 @@ pub const MIGRATIONS: &[&str] = &[
         bytes BLOB NOT NULL,
         imported_us INTEGER NOT NULL
     ) STRICT;",
-    // 3: web UI accounts (argon2id PHC strings) and their sessions (SHA-256 of the id).
+    // 3: the alert outbox. Alerts start from the findings stored after this migration:
+    // an upgraded collector does not alert on its whole history.
+    "CREATE TABLE alert_state (
+        id INTEGER PRIMARY KEY CHECK (id = 1),
+        cursor INTEGER NOT NULL
+    ) STRICT;
+    INSERT INTO alert_state (id, cursor) SELECT 1, coalesce(max(id), 0) FROM findings;
+    CREATE TABLE alerts (
+        id INTEGER PRIMARY KEY,
+        key TEXT NOT NULL,
+        rule TEXT NOT NULL,
+        severity TEXT NOT NULL CHECK (severity IN ('info', 'warning', 'critical')),
+        subject TEXT NOT NULL,
+        raised_us INTEGER NOT NULL,
+        last_trigger_us INTEGER NOT NULL,
+        repeats INTEGER NOT NULL DEFAULT 0,
+        repeats_before INTEGER NOT NULL DEFAULT 0,
+        window_s INTEGER,
+        content TEXT NOT NULL,
+        acked_us INTEGER,
+        acked_by TEXT,
+        ack_note TEXT,
+        escalated_us INTEGER
+    ) STRICT;
+    CREATE INDEX alerts_by_key ON alerts (key, id);
+    CREATE INDEX alerts_to_escalate ON alerts (severity, escalated_us, acked_us, raised_us);
+    CREATE TABLE alert_deliveries (
+        id INTEGER PRIMARY KEY,
+        alert_id INTEGER NOT NULL REFERENCES alerts (id),
+        channel TEXT NOT NULL,
+        escalation INTEGER NOT NULL CHECK (escalation IN (0, 1)),
+        state TEXT NOT NULL CHECK (state IN ('pending', 'delivered', 'failed', 'cancelled')),
+        attempts INTEGER NOT NULL DEFAULT 0,
+        next_us INTEGER NOT NULL,
+        last_error TEXT,
+        delivered_us INTEGER,
+        UNIQUE (alert_id, channel, escalation)
+    ) STRICT;
+    CREATE INDEX alert_deliveries_due ON alert_deliveries (channel, state, next_us);",
+    // 4: web UI accounts (argon2id PHC strings) and their sessions (SHA-256 of the id).
     "CREATE TABLE users (
         id INTEGER PRIMARY KEY,
         name TEXT NOT NULL UNIQUE,
@@ -324,7 +363,7 @@ impl SqliteStore {
         &self.path
     }
 
-    fn reader(&self) -> MutexGuard<'_, Connection> {
+    pub(crate) fn reader(&self) -> MutexGuard<'_, Connection> {
         let n = self.next_reader.fetch_add(1, Ordering::Relaxed) % self.readers.len();
         // Prefer an idle reader; otherwise wait for the round-robin one.
         for i in 0..self.readers.len() {
@@ -339,7 +378,7 @@ impl SqliteStore {
         lock(&self.readers[n])
     }
 
-    fn writer(&self) -> MutexGuard<'_, Connection> {
+    pub(crate) fn writer(&self) -> MutexGuard<'_, Connection> {
         lock(&self.writer)
     }
 }
@@ -685,6 +724,83 @@ impl Store for SqliteStore {
     fn latest_ledger_id(&self) -> Result<Option<i64>, StoreError> {
         let c = self.reader();
         Ok(c.query_row("SELECT max(id) FROM ledger", [], |r| r.get(0))?)
+    }
+
+    fn alert_cursor(&self) -> Result<Cursor, StoreError> {
+        super::alerts::alert_cursor(self)
+    }
+
+    fn raise_alerts(
+        &self,
+        triggers: &[super::NewTrigger],
+        cursor: Option<Cursor>,
+        now_us: i64,
+    ) -> Result<Vec<super::Raised>, StoreError> {
+        super::alerts::raise_alerts(self, triggers, cursor, now_us)
+    }
+
+    fn alerts(
+        &self,
+        filter: &crate::alerts::AlertFilter,
+    ) -> Result<Vec<crate::alerts::Alert>, StoreError> {
+        super::alerts::alerts(self, filter)
+    }
+
+    fn alert(&self, id: i64) -> Result<Option<crate::alerts::Alert>, StoreError> {
+        super::alerts::alert(self, id)
+    }
+
+    fn ack_alert(
+        &self,
+        id: i64,
+        by: &str,
+        note: Option<&str>,
+        now_us: i64,
+    ) -> Result<Option<crate::alerts::Alert>, StoreError> {
+        super::alerts::ack_alert(self, id, by, note, now_us)
+    }
+
+    fn due_deliveries(
+        &self,
+        channel: &str,
+        now_us: i64,
+        limit: usize,
+    ) -> Result<Vec<super::DueDelivery>, StoreError> {
+        super::alerts::due_deliveries(self, channel, now_us, limit)
+    }
+
+    fn next_delivery_us(&self, channel: &str) -> Result<Option<i64>, StoreError> {
+        super::alerts::next_delivery_us(self, channel)
+    }
+
+    fn delivery_done(&self, id: i64, now_us: i64) -> Result<(), StoreError> {
+        super::alerts::delivery_done(self, id, now_us)
+    }
+
+    fn delivery_failed(
+        &self,
+        id: i64,
+        error: &str,
+        next_us: Option<i64>,
+    ) -> Result<(), StoreError> {
+        super::alerts::delivery_failed(self, id, error, next_us)
+    }
+
+    fn delivery_postpone(&self, id: i64, next_us: i64) -> Result<(), StoreError> {
+        super::alerts::delivery_postpone(self, id, next_us)
+    }
+
+    fn escalate_alerts(
+        &self,
+        raised_before_us: i64,
+        channels: &[String],
+        now_us: i64,
+    ) -> Result<Vec<i64>, StoreError> {
+        super::alerts::escalate_alerts(self, raised_before_us, channels, now_us)
+    }
+
+    fn fail_orphan_deliveries(&self, channels: &[String]) -> Result<u64, StoreError> {
+        super::alerts::fail_orphan_deliveries(self, channels)
     }
 
     fn latest_ledger(&self) -> Result<Option<StoredLedger>, StoreError> {

@@ -37,6 +37,7 @@ pub fn config(data: &Path, tls: bool, limits: Limits) -> ServeConfig {
         },
         rules: None,
         limits,
+        alerts: Default::default(),
     }
 }
 
