@@ -2,7 +2,9 @@
 //! W3C WebDriver protocol (<https://www.w3.org/TR/webdriver2/>, spoken here as JSON over
 //! HTTP), against a real `setten-collector serve` on loopback whose store was filled by
 //! `setten-agent analyze --ship` from the bundled hospital sample, with a user made by
-//! `setten-collector user add`.
+//! `setten-collector user add`: log in, filter the inventory, open a connection point,
+//! read the backup media, acknowledge an alert, show and download the survey report,
+//! switch to English, log out.
 //!
 //! Needs Debian's `chromium` and `chromium-driver` (`.ci/run` installs them). Without
 //! them the test fails and says so: it does not pass silently. Screenshots go to
@@ -294,7 +296,8 @@ impl Drop for Driver {
 }
 
 #[test]
-fn hospital_it_logs_in_filters_opens_a_point_downloads_the_report_and_logs_out_in_chromium() {
+fn hospital_it_logs_in_filters_opens_a_point_acknowledges_an_alert_downloads_the_report_in_chromium(
+) {
     let dir = tempfile::tempdir().unwrap();
     let data = dir.path().join("data");
     let port = free_port();
@@ -512,6 +515,40 @@ fn hospital_it_logs_in_filters_opens_a_point_downloads_the_report_and_logs_out_i
     d.wait_for("#hosts");
     assert!(d.text("#hosts").contains("10.20.20.15"));
 
+    // Alerts: the inbound RDP raised some; acknowledge the first open one.
+    let start = Instant::now();
+    loop {
+        d.go(&format!("{site}/ui/alerts"));
+        if d.count(".alert-row") > 0 {
+            break;
+        }
+        assert!(
+            start.elapsed() < Duration::from_secs(20),
+            "no alert was raised"
+        );
+        std::thread::sleep(Duration::from_millis(250));
+    }
+    let open_before = d.count(".alert-row");
+    d.screenshot(&shots.join("alerts.png"));
+    d.click(".alert-row .alert-link");
+    d.wait_for("#ack-form");
+    d.type_into("#ack-note", "保守業者に確認済み");
+    d.click("#ack");
+    d.wait_for("#ack-state:not(:empty)");
+    let start = Instant::now();
+    while !d.text("#ack-state").contains("it-admin") {
+        assert!(
+            start.elapsed() < Duration::from_secs(20),
+            "not acknowledged"
+        );
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    assert!(d.text("#ack-state").contains("保守業者に確認済み"));
+    assert_eq!(d.count("#ack-form"), 0);
+    d.go(&format!("{site}/ui/alerts"));
+    d.wait_for("h1");
+    assert_eq!(d.count(".alert-row"), open_before - 1);
+
     // The survey report: shown in the browser, and the ledger CSV downloaded.
     d.click("nav a[href='/ui/report']");
     d.wait_for("#report-files");
@@ -587,6 +624,7 @@ fn hospital_it_logs_in_filters_opens_a_point_downloads_the_report_and_logs_out_i
         "point-activity.png",
         "backups.png",
         "report.png",
+        "alerts.png",
     ] {
         assert!(
             std::fs::metadata(shots.join(f)).unwrap().len() > 10_000,

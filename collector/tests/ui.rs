@@ -139,6 +139,8 @@ const PAGES: &[&str] = &[
     "/ui/backups",
     "/ui/report",
     "/ui/report/file?format=csv&lang=ja",
+    "/ui/alerts",
+    "/ui/alerts/1",
     "/ui/points/cp-0123456789abcdef",
 ];
 
@@ -226,7 +228,7 @@ fn login_sets_a_strict_cookie_rotates_the_session_and_logout_ends_it() {
     b.session = Some(first.clone());
     for p in PAGES
         .iter()
-        .filter(|p| !p.contains("/points/") && !p.contains("/file"))
+        .filter(|p| !p.contains("/points/") && !p.contains("/file") && !p.contains("/alerts/"))
     {
         let r = b.get(p);
         assert_eq!(r.status(), 200, "{p}");
@@ -516,4 +518,141 @@ fn the_survey_report_downloads_in_every_format_and_language() {
             "{bad}"
         );
     }
+}
+
+/// RDP from the Internet to an internal host: a point every rule set alerts on.
+fn inbound_rdp() -> Body {
+    let mut s = ssh_session("10.20.20.15", "198.51.100.9", 3389, 0);
+    s.direction = setten_agent::inventory::Direction::Inbound;
+    std::mem::swap(&mut s.client, &mut s.server);
+    s.client.port = 50000;
+    s.service = setten_agent::classify::Service::Rdp;
+    s.protocol = "rdp".into();
+    s.evidence = vec![setten_agent::classify::Evidence::new(
+        "setten.rdp.x224-cookie",
+        "rdp.x224",
+        "Cookie: mstshash=<script>alert(3)</script>",
+    )];
+    s.versions.clear();
+    session_body(s)
+}
+
+#[test]
+fn admins_acknowledge_alerts_and_viewers_cannot() {
+    use setten_collector::alerts::{self, AlertFilter};
+    let d = tempfile::tempdir().unwrap();
+    let c = start(d.path(), false, unlimited());
+    let token = c.enrol("mirror-1", Role::Agent);
+    add_user(&c, "sato", UserRole::Admin);
+    add_user(&c, "ito", UserRole::Viewer);
+    let r = c.post(
+        &token,
+        "/api/v1/findings",
+        batch("mirror-1", 1, vec![inbound_rdp()]),
+    );
+    assert_eq!(r.status(), 200);
+    let store = c.state.store().clone();
+    let start = std::time::Instant::now();
+    let alert = loop {
+        let open = alerts::list(&*store, &AlertFilter::default()).unwrap();
+        if let Some(a) = open
+            .into_iter()
+            .find(|a| a.rule == "alert.point.inbound_internet")
+        {
+            break a;
+        }
+        assert!(
+            start.elapsed() < std::time::Duration::from_secs(20),
+            "no alert raised"
+        );
+        std::thread::sleep(std::time::Duration::from_millis(100));
+    };
+    let path = format!("/ui/alerts/{}/ack", alert.id);
+
+    // A viewer sees it, without the form, and is refused even with a valid token.
+    let mut viewer = Browser::new(&c);
+    viewer.login("ito");
+    let html = viewer.get("/ui/alerts").text().unwrap();
+    assert!(html.contains(&format!("data-id=\"{}\"", alert.id)));
+    assert!(!html.contains(&path), "no acknowledge form for a viewer");
+    let inv = viewer.get("/ui/").text().unwrap();
+    assert!(
+        inv.contains("id=\"count-alerts\">"),
+        "open alerts counted on the inventory"
+    );
+    let token_v = csrf_field(
+        &viewer
+            .get(&format!("/ui/alerts/{}", alert.id))
+            .text()
+            .unwrap(),
+    );
+    let r = viewer.post(
+        &path,
+        &[("csrf", &token_v), ("note", "me")],
+        viewer.origin(),
+    );
+    assert_eq!(r.status(), 403);
+    assert!(r.text().unwrap().contains("管理者のみ"));
+    assert!(alerts::get(&*store, alert.id)
+        .unwrap()
+        .unwrap()
+        .acked_us
+        .is_none());
+
+    // An admin: not without the token, then yes.
+    let mut admin = Browser::new(&c);
+    admin.login("sato");
+    let page = admin
+        .get(&format!("/ui/alerts/{}", alert.id))
+        .text()
+        .unwrap();
+    assert!(page.contains(&path));
+    let token_a = csrf_field(&page);
+    assert_eq!(
+        admin.post(&path, &[("note", "x")], admin.origin()).status(),
+        403
+    );
+    assert_eq!(
+        admin
+            .post(&path, &[("csrf", &token_v), ("note", "x")], admin.origin())
+            .status(),
+        403,
+        "another session's token"
+    );
+    assert!(alerts::get(&*store, alert.id)
+        .unwrap()
+        .unwrap()
+        .acked_us
+        .is_none());
+    let r = admin.post(
+        &path,
+        &[("csrf", &token_a), ("note", "<i>called the vendor</i>")],
+        admin.origin(),
+    );
+    assert_eq!(r.status(), 303);
+    assert_eq!(
+        r.headers()[LOCATION].to_str().unwrap(),
+        format!("/ui/alerts/{}", alert.id)
+    );
+    let a = alerts::get(&*store, alert.id).unwrap().unwrap();
+    assert_eq!(a.acked_by.as_deref(), Some("sato"));
+    assert_eq!(a.ack_note.as_deref(), Some("<i>called the vendor</i>"));
+    let page = admin
+        .get(&format!("/ui/alerts/{}", alert.id))
+        .text()
+        .unwrap();
+    assert!(page.contains("&lt;i&gt;called the vendor&lt;&#x2f;i&gt;"));
+    assert!(!page.contains(&path), "no form once acknowledged");
+    let open = admin.get("/ui/alerts").text().unwrap();
+    assert!(
+        !open.contains(&format!("data-id=\"{}\"", alert.id)),
+        "gone from the open list"
+    );
+    assert!(admin
+        .get("/ui/alerts?state=acked")
+        .text()
+        .unwrap()
+        .contains(&format!("data-id=\"{}\"", alert.id)));
+    assert_eq!(admin.get("/ui/alerts/999999").status(), 404);
+    assert_eq!(admin.get("/ui/alerts/x").status(), 404);
 }

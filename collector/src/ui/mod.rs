@@ -74,6 +74,11 @@ pub const TEMPLATES: &[(&str, &str)] = &[
         include_str!("../../ui/templates/backups.html"),
     ),
     (
+        "alerts.html",
+        include_str!("../../ui/templates/alerts.html"),
+    ),
+    ("alert.html", include_str!("../../ui/templates/alert.html")),
+    (
         "report.html",
         include_str!("../../ui/templates/report.html"),
     ),
@@ -232,6 +237,9 @@ pub fn routes(state: &AppState) -> Router<AppState> {
         .route("/ui/agents", get(pages::agents))
         .route("/ui/backups", get(pages::backups))
         .route("/ui/report", get(pages::report_page))
+        .route("/ui/alerts", get(pages::alerts_page))
+        .route("/ui/alerts/{id}", get(pages::alert_page))
+        .route("/ui/alerts/{id}/ack", axum::routing::post(pages::ack))
         .route("/ui/report/file", get(pages::report_file))
         .route("/ui/logout", axum::routing::post(logout))
         .route_layer(middleware::from_fn_with_state(

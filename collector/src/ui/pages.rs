@@ -242,6 +242,21 @@ pub(super) async fn inventory(
         Ok(Err(e)) => return store_error(&p, &e),
         Err(e) => return store_error(&p, &crate::store::StoreError::Backend(e.to_string())),
     };
+    let store = st.store().clone();
+    let open_alerts = tokio::task::spawn_blocking(move || {
+        crate::alerts::list(
+            &*store,
+            &crate::alerts::AlertFilter {
+                state: crate::alerts::AlertState::Open,
+                limit: Some(crate::alerts::MAX_LIMIT),
+                ..crate::alerts::AlertFilter::default()
+            },
+        )
+        .map(|l| l.len())
+    })
+    .await
+    .ok()
+    .and_then(Result::ok);
     let total = v.points.len();
     let unregistered = v
         .points
@@ -288,6 +303,7 @@ pub(super) async fn inventory(
             unregistered => unregistered,
             serious => serious,
             unseen => v.unseen.len(),
+            open_alerts => open_alerts,
             shown => rows.len(),
             rows => ser(&rows),
             services => ser(&services),
@@ -701,4 +717,198 @@ pub(super) async fn report_file(
         ),
     );
     r
+}
+
+fn alert_lang(l: super::Lang) -> crate::alerts::config::Lang {
+    match l {
+        super::Lang::Ja => crate::alerts::config::Lang::Ja,
+        super::Lang::En => crate::alerts::config::Lang::En,
+    }
+}
+
+fn alert_view(a: &crate::alerts::Alert, lang: super::Lang, off: i32) -> Value {
+    let t = a.content.texts(alert_lang(lang));
+    let point = a
+        .content
+        .facts
+        .get("point")
+        .and_then(serde_json::Value::as_str)
+        .filter(|p| p.starts_with("cp-") && p.len() <= 19)
+        .map(str::to_owned);
+    let delivered = a
+        .deliveries
+        .iter()
+        .filter(|d| d.state == "delivered")
+        .count();
+    context! {
+        id => a.id,
+        rule => a.rule.clone(),
+        severity => a.severity.as_str(),
+        subject => a.subject.clone(),
+        title => t.title.clone(),
+        what => t.what.clone(),
+        place => t.place.clone(),
+        action => t.action.clone(),
+        raised => chart::local_time(a.raised_us, off),
+        last_trigger => chart::local_time(a.last_trigger_us, off),
+        repeats => a.repeats,
+        repeats_before => a.repeats_before,
+        acked => a.acked_us.map(|t| chart::local_time(t, off)),
+        acked_by => a.acked_by.clone(),
+        ack_note => a.ack_note.clone(),
+        escalated => a.escalated_us.map(|t| chart::local_time(t, off)),
+        point => point,
+        deliveries_total => a.deliveries.len(),
+        deliveries_done => delivered,
+    }
+}
+
+#[derive(serde::Deserialize)]
+pub(super) struct AlertsQuery {
+    state: Option<String>,
+}
+
+/// Alerts, newest first: open ones by default.
+pub(super) async fn alerts_page(
+    State(st): State<AppState>,
+    Extension(ui): Extension<Arc<Ui>>,
+    Extension(authed): Extension<Authed>,
+    headers: HeaderMap,
+    uri: Uri,
+    axum::extract::Query(q): axum::extract::Query<AlertsQuery>,
+) -> Response {
+    use crate::alerts::{AlertFilter, AlertState};
+    let p = page(&ui, &headers, &authed, &uri);
+    let off = st.merged().policy().utc_offset_secs;
+    let (state, key) = match q.state.as_deref() {
+        Some("acked") => (AlertState::Acked, "acked"),
+        Some("all") => (AlertState::All, "all"),
+        _ => (AlertState::Open, "open"),
+    };
+    let store = st.store().clone();
+    let list = match tokio::task::spawn_blocking(move || {
+        crate::alerts::list(
+            &*store,
+            &AlertFilter {
+                state,
+                limit: Some(ALERTS_SHOWN),
+                ..AlertFilter::default()
+            },
+        )
+    })
+    .await
+    {
+        Ok(Ok(l)) => l,
+        Ok(Err(e)) => return store_error(&p, &e),
+        Err(e) => return store_error(&p, &crate::store::StoreError::Backend(e.to_string())),
+    };
+    let rows: Vec<Value> = list.iter().map(|a| alert_view(a, p.lang(), off)).collect();
+    p.render(
+        StatusCode::OK,
+        "alerts.html",
+        "alerts",
+        context! { alerts => rows, state => key, limit => ALERTS_SHOWN },
+    )
+}
+
+/// Alerts listed on one page at most.
+const ALERTS_SHOWN: usize = 200;
+
+fn alert_id(id: &str) -> Option<i64> {
+    id.parse::<i64>().ok().filter(|n| *n > 0)
+}
+
+/// One alert with its evidence and deliveries.
+pub(super) async fn alert_page(
+    State(st): State<AppState>,
+    Extension(ui): Extension<Arc<Ui>>,
+    Extension(authed): Extension<Authed>,
+    headers: HeaderMap,
+    uri: Uri,
+    Path(id): Path<String>,
+) -> Response {
+    let p = page(&ui, &headers, &authed, &uri);
+    let off = st.merged().policy().utc_offset_secs;
+    let Some(n) = alert_id(&id) else {
+        return p.error(StatusCode::NOT_FOUND, "err.no_alert", None);
+    };
+    let store = st.store().clone();
+    let a = match tokio::task::spawn_blocking(move || crate::alerts::get(&*store, n)).await {
+        Ok(Ok(Some(a))) => a,
+        Ok(Ok(None)) => return p.error(StatusCode::NOT_FOUND, "err.no_alert", None),
+        Ok(Err(e)) => return store_error(&p, &e),
+        Err(e) => return store_error(&p, &crate::store::StoreError::Backend(e.to_string())),
+    };
+    let en = p.lang() == super::Lang::En;
+    let evidence: Vec<Value> = a
+        .content
+        .evidence
+        .iter()
+        .map(|e| context! { label => if en { e.en.clone() } else { e.ja.clone() }, value => e.value.clone() })
+        .collect();
+    let deliveries: Vec<Value> = a
+        .deliveries
+        .iter()
+        .map(|d| {
+            context! {
+                channel => d.channel.clone(),
+                escalation => d.escalation,
+                state => d.state.clone(),
+                attempts => d.attempts,
+                delivered => d.delivered_us.map(|t| chart::local_time(t, off)),
+                error => d.last_error.clone(),
+            }
+        })
+        .collect();
+    p.render(
+        StatusCode::OK,
+        "alert.html",
+        "alerts",
+        context! { a => alert_view(&a, p.lang(), off), evidence => evidence, deliveries => deliveries },
+    )
+}
+
+#[derive(serde::Deserialize)]
+pub(super) struct AckForm {
+    note: Option<String>,
+}
+
+/// Acknowledges an alert (admins only); the CSRF token and origin were checked by
+/// [`super::require_session`].
+pub(super) async fn ack(
+    State(st): State<AppState>,
+    Extension(ui): Extension<Arc<Ui>>,
+    Extension(authed): Extension<Authed>,
+    headers: HeaderMap,
+    uri: Uri,
+    Path(id): Path<String>,
+    axum::Form(f): axum::Form<AckForm>,
+) -> Response {
+    let p = page(&ui, &headers, &authed, &uri);
+    if !authed.is_admin() {
+        tracing::warn!(user = %authed.session.user.name, alert = %id.chars().take(20).collect::<String>(), "acknowledgement refused: not an admin");
+        return p.error(StatusCode::FORBIDDEN, "err.forbidden", None);
+    }
+    let Some(n) = alert_id(&id) else {
+        return p.error(StatusCode::NOT_FOUND, "err.no_alert", None);
+    };
+    let store = st.store().clone();
+    let by = authed.session.user.name.clone();
+    let done = tokio::task::spawn_blocking(move || {
+        crate::alerts::acknowledge(&*store, n, &by, f.note.as_deref())
+    })
+    .await;
+    match done {
+        Ok(Ok(a)) => {
+            tracing::info!(user = %authed.session.user.name, alert = a.id, "alert acknowledged");
+            super::redirect(&format!("/ui/alerts/{}", a.id))
+        }
+        Ok(Err(crate::alerts::AckError::NotFound(_))) => {
+            p.error(StatusCode::NOT_FOUND, "err.no_alert", None)
+        }
+        Ok(Err(crate::alerts::AckError::Store(e))) => store_error(&p, &e),
+        Ok(Err(crate::alerts::AckError::NoName)) | Err(_) => {
+            p.error(StatusCode::INTERNAL_SERVER_ERROR, "err.store", None)
+        }
+    }
 }
