@@ -578,7 +578,12 @@ async fn login(
     if expected.len() != 64 || !auth::same_secret(&token, expected) {
         return page.error(StatusCode::FORBIDDEN, "err.csrf", None);
     }
-    let name = form_field(&body, "name").unwrap_or_default();
+    // Cut before it becomes a throttle key: memory per tracked name stays small.
+    let name: String = form_field(&body, "name")
+        .unwrap_or_default()
+        .chars()
+        .take(auth::MAX_USER_NAME + 1)
+        .collect();
     let password = form_field(&body, "password").unwrap_or_default();
     let next = form_field(&body, "next");
     let now = crate::now_us();
