@@ -656,3 +656,44 @@ fn admins_acknowledge_alerts_and_viewers_cannot() {
     assert_eq!(admin.get("/ui/alerts/999999").status(), 404);
     assert_eq!(admin.get("/ui/alerts/x").status(), 404);
 }
+
+#[test]
+fn idle_and_old_sessions_end() {
+    use setten_collector::ui::auth::{ABSOLUTE, IDLE};
+    let d = tempfile::tempdir().unwrap();
+    let c = start(d.path(), false, unlimited());
+    add_user(&c, "sato", UserRole::Viewer);
+    let db = rusqlite::Connection::open(d.path().join("setten.db")).unwrap();
+    let age = |column: &str, by: i64| {
+        db.execute(
+            &format!("UPDATE ui_sessions SET {column} = {column} - ?1"),
+            [by],
+        )
+        .unwrap();
+    };
+    for (column, by) in [
+        ("last_us", IDLE + 1_000_000),
+        ("created_us", ABSOLUTE + 1_000_000),
+    ] {
+        let mut b = Browser::new(&c);
+        b.login("sato");
+        assert_eq!(b.get("/ui/").status(), 200);
+        // Almost idle or old: still fine.
+        age(column, by - 2_000_000);
+        assert_eq!(b.get("/ui/hosts").status(), 200, "{column}");
+        if column == "last_us" {
+            // That request renewed it: idle time counts from the last request.
+            let last: i64 = db
+                .query_row("SELECT last_us FROM ui_sessions", [], |r| r.get(0))
+                .unwrap();
+            assert!(setten_collector::now_us() - last < 60_000_000);
+        }
+        age(column, by);
+        let r = b.get("/ui/hosts");
+        assert_eq!(r.status(), 303, "{column}");
+        let n: i64 = db
+            .query_row("SELECT count(*) FROM ui_sessions", [], |r| r.get(0))
+            .unwrap();
+        assert_eq!(n, 0, "the expired session is deleted");
+    }
+}
