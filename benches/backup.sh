@@ -38,9 +38,13 @@ for tool in hyperfine openssl sha256sum hashdeep; do
     fi
 done
 
-echo "== build (release)" >&2
-(cd "$repo" && cargo build --release -q -p setten-agent --example backup_verify)
-bin=$CARGO_TARGET_DIR/release/examples/backup_verify
+if [ -n "${BACKUP_VERIFY:-}" ]; then # a prebuilt release example
+    bin=$BACKUP_VERIFY
+else
+    echo "== build (release)" >&2
+    (cd "$repo" && cargo build --release -q -p setten-agent --example backup_verify)
+    bin=$CARGO_TARGET_DIR/release/examples/backup_verify
+fi
 
 avail_kib=$(awk '/MemAvailable/ {print $2}' /proc/meminfo)
 if [ $((size_mib * 1024 * 2)) -gt "$avail_kib" ]; then

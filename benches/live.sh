@@ -12,7 +12,9 @@
 #
 # Usage: sudo benches/live.sh            (from the repository root)
 #   BENCH_PCAP=/tmp/bench.pcap  LOOPS=3  SENDERS=2  BACKENDS="pcap pnet"  CARGO_TARGET_DIR=…
-# SENDERS tcpreplay processes send at once (one tcpreplay saturates one core well
+#   AGENT_EXE_pcap=… AGENT_EXE_pnet=…   (prebuilt release binaries, default and `pnet`)
+#   SENDER=fast|tcpreplay  FAST_REPLAY=…   (the sender, and a prebuilt fast_replay)
+# SENDERS sender processes send at once (one tcpreplay saturates one core well
 # below what the agent takes; on a veth the kernel's receive work, the copy into the
 # agent's ring included, runs on the sender's core).
 # Needs: root (namespaces), ip, tcpreplay, python3; capinfos and mergecap to make the
@@ -26,6 +28,9 @@ LOOPS=${LOOPS:-3}
 SENDERS=${SENDERS:-2}
 BACKENDS=${BACKENDS:-pcap pnet}
 FLOWS=${FLOWS:-100000}
+# fast: agent/examples/fast_replay.rs (sendmmsg on AF_PACKET); tcpreplay: one frame per
+# system call, about 300,000 frames a second per sender here.
+SENDER=${SENDER:-fast}
 export CARGO_TARGET_DIR=${CARGO_TARGET_DIR:-$root/target}
 
 [ "$(id -u)" = 0 ] || { echo "live.sh: needs root (network namespaces)" >&2; exit 1; }
@@ -51,8 +56,12 @@ cleanup() {
 trap cleanup EXIT
 
 # --- the agent binary ------------------------------------------------------------------
-build_agent() { # FEATURES → sets agent_exe
-  local features=$1
+build_agent() { # BACKEND FEATURES → sets agent_exe (AGENT_EXE_<backend>: a prebuilt one)
+  local backend=$1 features=$2 var=AGENT_EXE_$1
+  if [ -n "${!var:-}" ]; then
+    agent_exe=${!var}
+    return
+  fi
   cargo build --release --locked -p setten-agent $features >&2
   agent_exe=$CARGO_TARGET_DIR/release/setten-agent
 }
@@ -93,6 +102,14 @@ wait_settled() { # LOG: until the frame count stops changing for 3 s
     if [ "$now" = "$prev" ]; then same=$((same + 1)); else same=0; prev=$now; fi
   done
 }
+
+if [ "$SENDER" = fast ]; then
+  fast_exe=${FAST_REPLAY:-}
+  if [ -z "$fast_exe" ]; then
+    cargo build --release --locked -p setten-agent --example fast_replay >&2
+    fast_exe=$CARGO_TARGET_DIR/release/examples/fast_replay
+  fi
+fi
 
 # --- the namespaces ----------------------------------------------------------------------
 ip netns add "$ns_a"
@@ -167,8 +184,13 @@ run_backend() { # BACKEND
   cpu0=$(cpu_ticks)
   t0=$(date +%s.%N)
   for k in $(seq "$SENDERS"); do
-    ip netns exec "$ns_r" tcpreplay -i "$if_r" --topspeed --preload-pcap \
-      --loop="$LOOPS" "$BENCH_PCAP" >"$work/replay-$backend-$k.txt" 2>&1 &
+    if [ "$SENDER" = fast ]; then
+      ip netns exec "$ns_r" "$fast_exe" "$if_r" "$BENCH_PCAP" "$LOOPS" \
+        >"$work/replay-$backend-$k.txt" 2>&1 &
+    else
+      ip netns exec "$ns_r" tcpreplay -i "$if_r" --topspeed --preload-pcap \
+        --loop="$LOOPS" "$BENCH_PCAP" >"$work/replay-$backend-$k.txt" 2>&1 &
+    fi
     senders+=($!)
   done
   wait "${senders[@]}"
@@ -196,16 +218,23 @@ run_backend() { # BACKEND
   stop_agent
 
   echo "== backend $backend"
-  cat "$work"/replay-"$backend"-*.txt | awk -v senders="$SENDERS" '
-    /Actual:/ { if ($(NF-1) > t) t = $(NF-1) }
-    /Successful packets:/ { ok += $3 }
-    /Failed packets:/ { failed += $3 }
-    END { printf "offered: %d frames from %d tcpreplay senders in %.2f s = %.0f pps (%d frames too large for the veth)\n",
-      ok, senders, t, ok / t, failed }'
-  grep -h "Rated:" "$work"/replay-"$backend"-*.txt | sed 's/^ */  tcpreplay: /'
+  if [ "$SENDER" = fast ]; then
+    cat "$work"/replay-"$backend"-*.txt | awk -v senders="$SENDERS" '
+      /^sent / { ok += $2; if ($5 > t) t = $5; failed += $10; print "  sender: " $0 }
+      END { printf "offered: %d frames from %d fast_replay senders in %.2f s = %.0f pps (%d frames too large for the veth)\n",
+        ok, senders, t, ok / t, failed }'
+  else
+    cat "$work"/replay-"$backend"-*.txt | awk -v senders="$SENDERS" '
+      /Actual:/ { if ($(NF-1) > t) t = $(NF-1) }
+      /Successful packets:/ { ok += $3 }
+      /Failed packets:/ { failed += $3 }
+      END { printf "offered: %d frames from %d tcpreplay senders in %.2f s = %.0f pps (%d frames too large for the veth)\n",
+        ok, senders, t, ok / t, failed }'
+    grep -h "Rated:" "$work"/replay-"$backend"-*.txt | sed 's/^ */  tcpreplay: /'
+  fi
   echo "agent after the bench: $health_bench"
   local sent read
-  sent=$(cat "$work"/replay-"$backend"-*.txt | awk '/Successful packets:/ { ok += $3 } END { print ok }')
+  sent=$(cat "$work"/replay-"$backend"-*.txt | awk '/Successful packets:/ { ok += $3 } /^sent / { ok += $2 } END { print ok }')
   read=$(echo "$health_bench" | sed -n 's/^\([0-9]*\) frames.*/\1/p')
   awk -v s="$sent" -v r="$read" 'BEGIN {
     printf "frames sent but never read by the agent: %d (%.2f%%)\n", s - r, 100 * (s - r) / s }'
@@ -220,8 +249,8 @@ run_backend() { # BACKEND
 
 for backend in $BACKENDS; do
   case $backend in
-    pcap) build_agent "" ;;
-    pnet) build_agent "--features pnet" ;;
+    pcap) build_agent pcap "" ;;
+    pnet) build_agent pnet "--features pnet" ;;
     *) echo "live.sh: unknown backend $backend" >&2; exit 1 ;;
   esac
   run_backend "$backend"

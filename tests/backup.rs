@@ -1264,3 +1264,70 @@ fn command_line_results_are_spooled_for_the_collector() {
     assert_eq!(got[1]["medium"], "CLI-1");
     assert_eq!(got[1]["problems"][0]["path"], "a/records.csv");
 }
+
+/// The same through the long-running agent: `setten-agent run` (capturing on loopback
+/// here) with a medium in its configuration records the timeline and the window finding
+/// in its spool for the collector, and stops cleanly on SIGTERM.
+#[test]
+fn the_running_agent_spools_the_media_timeline() {
+    let Some(m) = Medium::new(Fs::Ext4, 64) else {
+        return;
+    };
+    let state = State::new();
+    populate(&m);
+    let mut o = seal_opts(m.root(), &state, "RDX-RUN");
+    o.copy_to_medium = true;
+    seal(&o, &mut |_| {}).unwrap();
+    m.umount();
+    let config = state.path().join("agent.toml");
+    std::fs::write(
+        &config,
+        format!(
+            "[capture]\ninterfaces = [\"lo\"]\nfilter = \"udp port 9\"\n\n[inventory]\nstate_dir = \"{0}\"\n\n[[backup.media]]\nname = \"RDX-RUN\"\nverify = \"sample\"\nfraction = 0.5\nwindow = \"1s\"\n",
+            state.path().display()
+        ),
+    )
+    .unwrap();
+    let agent = Command::new(env!("CARGO_BIN_EXE_setten-agent"))
+        .args(["run", "--config"])
+        .arg(&config)
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    std::thread::sleep(Duration::from_secs(2));
+    assert!(m.mount());
+    std::thread::sleep(Duration::from_secs(3));
+    m.umount();
+    std::thread::sleep(Duration::from_secs(1));
+    assert!(run(
+        "kill",
+        &["-TERM".as_ref(), agent.id().to_string().as_ref()]
+    ));
+    let out = agent.wait_with_output().unwrap();
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success(), "{err}");
+    let mut spool =
+        setten_agent::ship::spool::Spool::open(&state.path().join("spool.db"), 1 << 30).unwrap();
+    let events: Vec<String> = spool
+        .peek(1000)
+        .unwrap()
+        .into_iter()
+        .filter_map(|f| match f.body {
+            Body::Backup(m) if m["medium"] == "RDX-RUN" => {
+                Some(m["event"].as_str().unwrap().to_owned())
+            }
+            _ => None,
+        })
+        .collect();
+    for want in ["mount", "verify", "over_window", "unmount"] {
+        assert!(
+            events.iter().any(|e| e == want),
+            "{want} in {events:?}\n{err}"
+        );
+    }
+    assert!(
+        events.iter().position(|e| e == "mount") < events.iter().position(|e| e == "unmount"),
+        "{events:?}"
+    );
+    assert!(err.contains("backup medium RDX-RUN mounted on"), "{err}");
+}
