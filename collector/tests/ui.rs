@@ -141,6 +141,7 @@ const PAGES: &[&str] = &[
     "/ui/report/file?format=csv&lang=ja",
     "/ui/alerts",
     "/ui/alerts/1",
+    "/ui/no-such-page",
     "/ui/points/cp-0123456789abcdef",
 ];
 
@@ -226,15 +227,20 @@ fn login_sets_a_strict_cookie_rotates_the_session_and_logout_ends_it() {
     assert_eq!(first.len(), 64);
     assert!(first.bytes().all(|b| b.is_ascii_hexdigit()));
     b.session = Some(first.clone());
-    for p in PAGES
-        .iter()
-        .filter(|p| !p.contains("/points/") && !p.contains("/file") && !p.contains("/alerts/"))
-    {
+    for p in PAGES.iter().filter(|p| {
+        !p.contains("/points/")
+            && !p.contains("/file")
+            && !p.contains("/alerts/")
+            && !p.contains("no-such")
+    }) {
         let r = b.get(p);
         assert_eq!(r.status(), 200, "{p}");
         assert_eq!(r.headers()["cache-control"], "no-store");
     }
     assert_eq!(b.get("/ui/points/cp-0123456789abcdef").status(), 404);
+    let r = b.get("/ui/no-such-page");
+    assert_eq!(r.status(), 404);
+    assert!(r.text().unwrap().contains("ページが見つかりません"));
     // The store keeps only the hash.
     let db = std::fs::read(d.path().join("setten.db")).unwrap();
     assert!(!db.windows(64).any(|w| w == first.as_bytes()));

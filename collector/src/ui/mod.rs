@@ -242,6 +242,7 @@ pub fn routes(state: &AppState) -> Router<AppState> {
         .route("/ui/alerts/{id}/ack", axum::routing::post(pages::ack))
         .route("/ui/report/file", get(pages::report_file))
         .route("/ui/logout", axum::routing::post(logout))
+        .route("/ui/{*rest}", get(not_found_page))
         .route_layer(middleware::from_fn_with_state(
             state.clone(),
             require_session,
@@ -658,6 +659,22 @@ async fn login(
         set_cookie(LOGIN_COOKIE, "", Some(0), is_secure),
     );
     r
+}
+
+/// Any other path under `/ui/` (after login: unknown paths are not told apart from
+/// pages before it).
+async fn not_found_page(
+    Extension(ui): Extension<Arc<Ui>>,
+    Extension(authed): Extension<Authed>,
+    headers: HeaderMap,
+) -> Response {
+    let page = Page {
+        ui: &ui,
+        lang: lang_of(&headers),
+        authed: Some(&authed),
+        here: "/ui/".into(),
+    };
+    page.error(StatusCode::NOT_FOUND, "err.not_found", None)
 }
 
 async fn logout(
