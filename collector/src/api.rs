@@ -224,6 +224,10 @@ impl ApiError {
                 Reason::Revoked,
                 format!("agent `{name}` is revoked"),
             ),
+            e @ StoreError::SeqReused { .. } => {
+                tracing::error!("{e}");
+                ApiError::new(StatusCode::CONFLICT, Reason::Conflict, e.to_string())
+            }
             other => {
                 tracing::error!("store: {other}");
                 ApiError {

@@ -27,10 +27,12 @@ pub enum Reason {
     Timeout,
     /// No such resource (404).
     NotFound,
+    /// A sequence number reused for another finding (409).
+    Conflict,
 }
 
 impl Reason {
-    const ALL: [Reason; 9] = [
+    const ALL: [Reason; 10] = [
         Reason::Unauthenticated,
         Reason::Revoked,
         Reason::Forbidden,
@@ -40,6 +42,7 @@ impl Reason {
         Reason::Unavailable,
         Reason::Timeout,
         Reason::NotFound,
+        Reason::Conflict,
     ];
 
     /// Label value.
@@ -54,6 +57,7 @@ impl Reason {
             Reason::Unavailable => "unavailable",
             Reason::Timeout => "timeout",
             Reason::NotFound => "not_found",
+            Reason::Conflict => "conflict",
         }
     }
 }

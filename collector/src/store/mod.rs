@@ -58,6 +58,15 @@ pub enum StoreError {
     /// No agent of that name.
     #[error("no agent named `{0}` is enrolled (see `setten-collector agent list`)")]
     NoAgent(String),
+    /// A batch reuses one of the agent's sequence numbers for a different finding: two
+    /// spools are using the same agent's token. Nothing of the batch is stored.
+    #[error("agent `{agent}` sent sequence number {seq} again with a different finding: two spools (two machines, or two --spool files) are using this agent's token; enrol one agent per spool (`setten-collector agent add NAME`). Nothing of this batch was stored; the agent keeps it in its spool")]
+    SeqReused {
+        /// The agent.
+        agent: String,
+        /// The sequence number.
+        seq: i64,
+    },
     /// The agent was revoked while its batch was on its way.
     #[error("agent `{0}` is revoked")]
     Revoked(String),

@@ -426,11 +426,11 @@ fn ingest_one(tx: &rusqlite::Connection, b: &IngestBatch) -> Result<Ingested, St
             |r| Ok((r.get(0)?, r.get(1)?)),
         )
         .optional()?;
-    match name {
+    let agent_name = match name {
         None => return Err(StoreError::NoAgent(format!("#{}", b.agent_id))),
         Some((name, Some(_))) => return Err(StoreError::Revoked(name)),
-        Some(_) => {}
-    }
+        Some((name, None)) => name,
+    };
     let cursor_before: Cursor =
         tx.query_row("SELECT coalesce(max(id), 0) FROM findings", [], |r| {
             r.get(0)
@@ -459,6 +459,18 @@ fn ingest_one(tx: &rusqlite::Connection, b: &IngestBatch) -> Result<Ingested, St
                 out.stored += 1;
                 out.new.push((i, tx.last_insert_rowid()));
             } else {
+                // A resent finding is the same finding; another one under a number
+                // already used means a second spool shares this agent's token, and
+                // taking it for a duplicate would lose it.
+                let held: String = tx
+                    .prepare_cached("SELECT body FROM findings WHERE agent_id = ?1 AND seq = ?2")?
+                    .query_row(params![b.agent_id, f.seq], |r| r.get(0))?;
+                if held != f.body {
+                    return Err(StoreError::SeqReused {
+                        agent: agent_name,
+                        seq: f.seq,
+                    });
+                }
                 out.duplicates += 1;
             }
         }
@@ -905,6 +917,37 @@ mod tests {
         let sync: i64 = c.query_row("PRAGMA synchronous", [], |r| r.get(0)).unwrap();
         assert_eq!(mode, "wal");
         assert_eq!(sync, 2, "FULL");
+    }
+
+    #[test]
+    fn a_sequence_number_reused_for_another_finding_is_refused_not_dropped() {
+        let d = tempfile::tempdir().unwrap();
+        let s = SqliteStore::open(d.path()).unwrap();
+        let a = s
+            .add_agent(&name("m1"), Role::Agent, &TokenHash::of("t"), 1)
+            .unwrap();
+        let batch = |findings| IngestBatch {
+            agent_id: a.id,
+            findings,
+            health: None,
+            received_us: 10,
+        };
+        s.ingest(batch(vec![finding(1), finding(2)])).unwrap();
+        // A second spool under the same token: numbers 2 and 3, and 2 is another finding.
+        let mut other = finding(2);
+        other.body = r#"{"kind":"backup","data":{"event":"verify","medium":"x"}}"#.into();
+        other.kind = "backup";
+        let e = s.ingest(batch(vec![finding(3), other])).unwrap_err();
+        assert!(
+            matches!(&e, StoreError::SeqReused { agent, seq: 2 } if agent == "m1"),
+            "{e}"
+        );
+        assert!(e.to_string().contains("two spools"), "{e}");
+        // Nothing of the refused batch was stored, not even number 3.
+        assert_eq!(s.findings_count().unwrap(), 2);
+        // The same findings again are still plain duplicates.
+        let again = s.ingest(batch(vec![finding(1), finding(2)])).unwrap();
+        assert_eq!((again.stored, again.duplicates), (0, 2));
     }
 
     #[test]
