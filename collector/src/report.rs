@@ -6,7 +6,7 @@
 //! One entry point for every caller — `setten-collector report`, `GET /api/v1/report`
 //! and the web UI:
 //!
-//! ```ignore
+//! ```text
 //! let out = setten_collector::report::render(&state, Lang::Ja, Format::Html)?;
 //! // out.bytes, out.content_type ("text/html; charset=utf-8"), out.filename
 //! // ("setten-report-2026-10-05.html")
