@@ -16,6 +16,7 @@ use super::render::Message;
 use super::Severity;
 use crate::api::AppState;
 use crate::metrics::DeliveryOutcome;
+use crate::store::StoreError;
 use std::sync::Arc;
 use std::time::Duration;
 use tokio::sync::{watch, Notify};
@@ -28,6 +29,18 @@ const QUIET_RECHECK_US: i64 = 5 * 60 * 1_000_000;
 const MIN_ROUND_GAP: Duration = Duration::from_millis(500);
 /// A worker looks at the outbox at least this often.
 const IDLE_POLL: Duration = Duration::from_secs(30);
+
+/// What a round gives.
+type RoundResult = Result<(Vec<i64>, bool), StoreError>;
+
+/// Nice 10 for the calling thread (setpriority(2) on a thread id applies to that thread
+/// only on Linux). Failing is harmless: the round then runs at normal priority.
+fn lower_priority() {
+    let tid = rustix::thread::gettid();
+    if let Err(e) = rustix::process::setpriority_process(Some(tid), 10) {
+        tracing::debug!("alert rounds keep the normal priority: {e}");
+    }
+}
 
 /// The alert tasks; stops them when dropped.
 pub struct Running {
@@ -98,16 +111,41 @@ pub fn start(state: AppState, engine: Arc<Engine>) -> Running {
         });
     }
     let every = Duration::from_secs(engine.config().evaluate_every_seconds);
+    // Rounds run on a thread of their own at a lower CPU priority: deriving a large
+    // inventory takes a core for a while, and ingest must not wait behind it.
+    let (round_tx, round_rx) =
+        std::sync::mpsc::channel::<tokio::sync::oneshot::Sender<RoundResult>>();
+    {
+        let st = state.clone();
+        let e = engine.clone();
+        let spawned = std::thread::Builder::new()
+            .name("setten-alerts".into())
+            .spawn(move || {
+                lower_priority();
+                while let Ok(reply) = round_rx.recv() {
+                    let r = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+                        e.round(&**st.store(), st.merged(), crate::now_us())
+                    }))
+                    .unwrap_or_else(|_| {
+                        Err(StoreError::Backend("the alert round panicked".into()))
+                    });
+                    let _ = reply.send(r);
+                }
+            });
+        if let Err(e) = spawned {
+            tracing::error!("alert evaluation cannot start: {e}");
+        }
+    }
     let mut rx2 = rx;
     tokio::spawn(async move {
         loop {
             let started = std::time::Instant::now();
-            let st = state.clone();
-            let e = engine.clone();
-            let r = tokio::task::spawn_blocking(move || {
-                e.round(&**st.store(), st.merged(), crate::now_us())
-            })
-            .await;
+            let (reply, answer) = tokio::sync::oneshot::channel();
+            if round_tx.send(reply).is_err() {
+                tracing::error!("alert evaluation stopped: its thread is gone");
+                break;
+            }
+            let r = answer.await;
             tracing::debug!(ms = started.elapsed().as_millis() as u64, "alert round");
             match r {
                 Ok(Ok((new, escalated))) => {

@@ -60,15 +60,47 @@ pub(super) fn alert_cursor(s: &SqliteStore) -> Result<Cursor, StoreError> {
     )
 }
 
+/// Triggers raised per transaction: the writer is shared with ingest, which must not
+/// wait behind a flood of new alerts (every point new at once, at first start).
+const RAISE_CHUNK: usize = 64;
+
 pub(super) fn raise_alerts(
     s: &SqliteStore,
     triggers: &[NewTrigger],
     cursor: Option<Cursor>,
     now_us: i64,
 ) -> Result<Vec<Raised>, StoreError> {
+    // Each chunk is committed on its own and the cursor only with the last: after a crash
+    // in between, the next round raises the remaining triggers, and those of committed
+    // chunks again find their alert and only count as repeats — nothing is lost.
+    let mut out = Vec::with_capacity(triggers.len());
+    let chunks: Vec<&[NewTrigger]> = if triggers.is_empty() {
+        vec![&[]]
+    } else {
+        triggers.chunks(RAISE_CHUNK).collect()
+    };
+    let last = chunks.len() - 1;
+    for (i, chunk) in chunks.into_iter().enumerate() {
+        raise_chunk(
+            s,
+            chunk,
+            if i == last { cursor } else { None },
+            now_us,
+            &mut out,
+        )?;
+    }
+    Ok(out)
+}
+
+fn raise_chunk(
+    s: &SqliteStore,
+    triggers: &[NewTrigger],
+    cursor: Option<Cursor>,
+    now_us: i64,
+    out: &mut Vec<Raised>,
+) -> Result<(), StoreError> {
     let mut c = s.writer();
     let tx = c.transaction_with_behavior(TransactionBehavior::Immediate)?;
-    let mut out = Vec::with_capacity(triggers.len());
     for t in triggers {
         let latest: Option<(i64, i64, i64)> = tx
             .query_row(
@@ -134,7 +166,7 @@ pub(super) fn raise_alerts(
         )?;
     }
     tx.commit()?;
-    Ok(out)
+    Ok(())
 }
 
 const ALERT_COLUMNS: &str =
