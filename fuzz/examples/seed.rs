@@ -224,6 +224,22 @@ fn main() {
         put(out, "rules", &text, &mut counts);
     }
 
+    // The agent's configuration: the packaged example, every commented setting turned on.
+    let example = rules_dir.join("../deploy/etc/setten/agent.toml.example");
+    if let Ok(text) = std::fs::read_to_string(&example) {
+        put(out, "config", text.as_bytes(), &mut counts);
+        let on: String = text
+            .lines()
+            .map(|l| {
+                l.strip_prefix("# ")
+                    .filter(|r| r.contains(" = ") || r.starts_with('['))
+                    .unwrap_or(l)
+            })
+            .collect::<Vec<_>>()
+            .join("\n");
+        put(out, "config", on.as_bytes(), &mut counts);
+    }
+
     for (target, n) in &counts {
         println!("{target}: {n} seeds");
     }

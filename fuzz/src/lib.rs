@@ -600,3 +600,30 @@ pub fn findings(data: &[u8]) {
         }
     }
 }
+
+// ---------------------------------------------------------------------------------------
+// config: the long-running agent's configuration file.
+
+/// `config` target: the input (lossily as UTF-8) as `setten-agent run`'s configuration
+/// file, `[backup]` media and folders included. Promises checked: no panic; an error
+/// names the file, and its line is within the file.
+pub fn config(data: &[u8]) {
+    let text = String::from_utf8_lossy(data);
+    let origin = Path::new("/etc/setten/agent.toml");
+    match setten_agent::live::Config::parse(&text, origin) {
+        Ok(c) => {
+            assert!(!c.capture.interfaces.is_empty());
+            assert!(c.capture.workers >= 1);
+        }
+        Err(e) => {
+            let msg = e.to_string();
+            assert!(msg.starts_with("/etc/setten/agent.toml"), "{msg}");
+            if let setten_agent::live::ConfigError::Invalid { line: Some(l), .. } = e {
+                assert!(
+                    l >= 1 && l <= text.lines().count().max(1) + 1,
+                    "line {l} is not in the file"
+                );
+            }
+        }
+    }
+}

@@ -27,6 +27,40 @@ fn replay(target: &str, harness: fn(&[u8])) -> usize {
 }
 
 #[test]
+fn config() {
+    replay("config", setten_fuzz::config);
+}
+
+/// The `config` harness on the packaged example, with every commented setting turned on,
+/// and on broken variants of it.
+#[test]
+fn config_harness_on_the_packaged_example() {
+    let text = std::fs::read_to_string(
+        Path::new(env!("CARGO_MANIFEST_DIR")).join("../deploy/etc/setten/agent.toml.example"),
+    )
+    .unwrap();
+    setten_fuzz::config(text.as_bytes());
+    let on: String = text
+        .lines()
+        .map(|l| {
+            l.strip_prefix("# ")
+                .filter(|r| r.contains(" = ") || r.starts_with('['))
+                .unwrap_or(l)
+        })
+        .collect::<Vec<_>>()
+        .join("\n");
+    setten_fuzz::config(on.as_bytes());
+    for cut in (0..on.len()).step_by(97) {
+        let end = (0..=cut)
+            .rev()
+            .find(|&i| on.is_char_boundary(i))
+            .unwrap_or(0);
+        setten_fuzz::config(&on.as_bytes()[..end]);
+    }
+    setten_fuzz::config(b"[capture]\ninterfaces = [\"eth0\"]\n[[backup.media]]\nname = \"\xff\"\nwindow = \"-1h\"\n");
+}
+
+#[test]
 fn capture_file() {
     replay("capture_file", setten_fuzz::capture_file);
 }
