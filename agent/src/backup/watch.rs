@@ -3,7 +3,7 @@
 //!
 //! Mounts are seen by reading `/proc/self/mountinfo` whenever the kernel marks it
 //! changed — poll(2) reports `POLLPRI | POLLERR` on the open file after a mount or
-//! unmount (proc(5), "/proc/pid/mountinfo") — and at least every [`RESCAN`] in any case.
+//! unmount (proc(5), "/proc/pid/mountinfo") — and at least every 10 s in any case.
 //! inotify cannot see mounts (notify's issue #355). A mounted filesystem is matched to a
 //! configured medium by filesystem UUID or label — read from `/dev/disk/by-uuid` and
 //! `/dev/disk/by-label` where udev keeps them, else from the superblock — or, for a
@@ -39,8 +39,12 @@ use std::sync::Arc;
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
-/// Longest time between two readings of the mount table, change or not.
+/// How long the watcher waits for a mount change before it looks at windows, results
+/// and folders again.
 pub const RESCAN: Duration = Duration::from_millis(200);
+/// Longest time between two readings of the mount table when poll(2) reports no change
+/// (a safety net: the kernel reports every mount and unmount).
+const REREAD: Duration = Duration::from_secs(10);
 /// Largest mount table read.
 const MAX_MOUNTINFO: u64 = 4 << 20;
 /// Name of the watcher's state file in the state directory.
@@ -403,9 +407,12 @@ fn watch(cfg: WatchConfig, emit: Emit, stop: Arc<AtomicBool>) {
     let mut connected: HashMap<Mount, Connected> = HashMap::new();
     let mut last_stale_check: Option<Instant> = None;
     let mut first = true;
+    let mut changed = true;
+    let mut last_read = Instant::now();
     while !stop.load(Ordering::Relaxed) {
         if let Some(f) = mountinfo.as_mut() {
-            if !cfg.media.is_empty() {
+            if !cfg.media.is_empty() && (changed || last_read.elapsed() >= REREAD) {
+                last_read = Instant::now();
                 let mounts = read_mounts(f);
                 scan(
                     &cfg,
@@ -477,11 +484,12 @@ fn watch(cfg: WatchConfig, emit: Emit, stop: Arc<AtomicBool>) {
             }
         }
         // Results and folder changes.
-        if !cfg.media.is_empty() {
-            wait_mount_change(mountinfo.as_ref(), RESCAN);
+        changed = if !cfg.media.is_empty() {
+            wait_mount_change(mountinfo.as_ref(), RESCAN)
         } else {
             std::thread::sleep(RESCAN);
-        }
+            false
+        };
         while let Ok(ev) = rx.try_recv() {
             match ev {
                 Event::Verified {
@@ -538,20 +546,26 @@ fn watch(cfg: WatchConfig, emit: Emit, stop: Arc<AtomicBool>) {
     }
 }
 
-/// Waits until the mount table changes or `limit` passes.
-fn wait_mount_change(f: Option<&std::fs::File>, limit: Duration) {
+/// Waits until the mount table changes or `limit` passes; whether it (may have)
+/// changed. The kernel reports a change once per open file (fs/proc_namespace.c,
+/// `mounts_poll`), so a reported change is read once, not again on every wake.
+fn wait_mount_change(f: Option<&std::fs::File>, limit: Duration) -> bool {
     use rustix::event::{poll, PollFd, PollFlags, Timespec};
     let Some(f) = f else {
         std::thread::sleep(limit);
-        return;
+        return true;
     };
     let mut fds = [PollFd::new(f, PollFlags::PRI)];
     let t = Timespec {
-        tv_sec: 0,
+        tv_sec: i64::try_from(limit.as_secs()).unwrap_or(i64::MAX),
         tv_nsec: i64::from(limit.subsec_nanos()),
     };
-    if poll(&mut fds, Some(&t)).is_err() {
-        std::thread::sleep(limit);
+    match poll(&mut fds, Some(&t)) {
+        Ok(n) => n > 0,
+        Err(_) => {
+            std::thread::sleep(limit);
+            true
+        }
     }
 }
 
