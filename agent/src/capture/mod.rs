@@ -181,8 +181,9 @@ impl ReadAhead {
         let spawned = std::thread::Builder::new()
             .name("setten-read".into())
             .spawn(move || loop {
+                // A recycled buffer keeps its length: only a new one (or the short tail of
+                // the last read) is zeroed, not every chunk.
                 let mut buf = spare.try_recv().unwrap_or_default();
-                buf.clear();
                 buf.resize(READ_AHEAD_CHUNK, 0);
                 let n = loop {
                     match src.read(&mut buf) {

@@ -256,7 +256,7 @@ type Map = hashbrown::HashMap<FlowKey, u32, foldhash::fast::FixedState>;
 pub struct FlowTable {
     cfg: Config,
     map: Map,
-    slab: Vec<Option<Flow>>,
+    slab: Slab,
     free: Vec<u32>,
     heads: [u32; LISTS],
     tails: [u32; LISTS],
@@ -264,6 +264,40 @@ pub struct FlowTable {
     now_us: u64,
     last_sweep_us: u64,
     stats: TableStats,
+}
+
+/// Flows per slab chunk.
+const SLAB_CHUNK: usize = 4096;
+
+/// The flows, in chunks of [`SLAB_CHUNK`] slots that never move: the table grows a chunk
+/// at a time instead of doubling one vector, which would copy every live flow and hold
+/// the old and new copies at once (the peak memory of a large capture).
+#[derive(Default)]
+struct Slab {
+    chunks: Vec<Vec<Option<Flow>>>,
+    len: usize,
+}
+
+impl Slab {
+    fn get(&self, i: usize) -> Option<&Option<Flow>> {
+        self.chunks.get(i / SLAB_CHUNK)?.get(i % SLAB_CHUNK)
+    }
+
+    fn get_mut(&mut self, i: usize) -> Option<&mut Option<Flow>> {
+        self.chunks.get_mut(i / SLAB_CHUNK)?.get_mut(i % SLAB_CHUNK)
+    }
+
+    /// Adds a flow in a new slot and returns the slot's index.
+    fn push(&mut self, flow: Flow) -> u32 {
+        if self.chunks.last().is_none_or(|c| c.len() >= SLAB_CHUNK) {
+            self.chunks.push(Vec::with_capacity(SLAB_CHUNK));
+        }
+        if let Some(c) = self.chunks.last_mut() {
+            c.push(Some(flow));
+        }
+        self.len += 1;
+        (self.len - 1) as u32
+    }
 }
 
 /// Handle to a flow in the table, valid until the next call that may remove flows.
@@ -279,7 +313,7 @@ impl FlowTable {
                 cfg.max_flows.min(1 << 16),
                 foldhash::fast::FixedState::default(),
             ),
-            slab: Vec::new(),
+            slab: Slab::default(),
             free: Vec::new(),
             heads: [NIL; LISTS],
             tails: [NIL; LISTS],
@@ -312,7 +346,7 @@ impl FlowTable {
 
     /// Every live flow, in no particular order.
     pub fn iter_mut(&mut self) -> impl Iterator<Item = &mut Flow> {
-        self.slab.iter_mut().flatten()
+        self.slab.chunks.iter_mut().flatten().flatten()
     }
 
     /// The flow behind a handle.
@@ -492,10 +526,7 @@ impl FlowTable {
                 }
                 i
             }
-            None => {
-                self.slab.push(Some(flow));
-                (self.slab.len() - 1) as u32
-            }
+            None => self.slab.push(flow),
         };
         self.map.insert(key, idx);
         self.link_front(idx, list);
