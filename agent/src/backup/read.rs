@@ -4,7 +4,7 @@
 
 use sha2::{Digest, Sha256};
 use std::fs::File;
-use std::io::{self, Read, Seek, SeekFrom};
+use std::io::{self, Read};
 use std::os::unix::fs::OpenOptionsExt;
 use std::path::Path;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
@@ -13,6 +13,14 @@ use std::time::{Duration, Instant};
 /// Bytes read per `read()` call: small enough that the piece is still in L2 when SHA-256
 /// runs over it, large enough that system calls cost little.
 pub(crate) const PIECE: usize = 256 << 10;
+
+/// Bytes read per lane and turn when several files are hashed together: [`LANES`]
+/// pieces still fit in L2.
+pub(crate) const LANE_PIECE: usize = 64 << 10;
+
+/// Files (segments) one reader thread hashes together; SHA-256 rounds of independent
+/// messages overlap on one core (see `setten_sha256x`).
+pub(crate) const LANES: usize = 4;
 
 /// Opens without following a symlink in the last component, without blocking on a FIFO
 /// swapped in since the listing, and without becoming a controlling terminal.
@@ -95,6 +103,8 @@ impl From<io::Error> for ReadErr {
 /// One reader thread's buffer and the run's shared state.
 pub(crate) struct Reader<'a> {
     buf: Vec<u8>,
+    /// One buffer per lane for [`Reader::read_lane`].
+    lanes: Vec<Vec<u8>>,
     pub throttle: Option<&'a Throttle>,
     pub stop: &'a AtomicBool,
     /// Bytes read by all readers, for progress.
@@ -109,6 +119,7 @@ impl<'a> Reader<'a> {
     ) -> Reader<'a> {
         Reader {
             buf: vec![0; PIECE],
+            lanes: Vec::new(),
             throttle,
             stop,
             counter,
@@ -145,30 +156,37 @@ impl<'a> Reader<'a> {
         Ok(done)
     }
 
-    /// SHA-256 of the next `len` bytes (or fewer at end of file) and the count read.
-    pub fn hash(&mut self, f: &mut File, len: u64) -> Result<([u8; 32], u64), ReadErr> {
-        let mut h = Sha256::new();
-        let n = self.read(f, len, &mut |b| h.update(b))?;
-        Ok((h.finalize().into(), n))
+    /// Reads up to `want` bytes (at most [`LANE_PIECE`]) into lane buffer `lane`;
+    /// 0 at end of file. Counts the bytes and keeps to the read-rate cap like
+    /// [`Reader::read`]. The bytes are then in [`Reader::lane`].
+    pub fn read_lane(&mut self, f: &mut File, lane: usize, want: u64) -> Result<usize, ReadErr> {
+        if self.stop.load(Ordering::Relaxed) {
+            return Err(ReadErr::Stopped);
+        }
+        while self.lanes.len() <= lane {
+            self.lanes.push(vec![0; LANE_PIECE]);
+        }
+        let want = want.min(LANE_PIECE as u64) as usize;
+        let Some(buf) = self.lanes.get_mut(lane).and_then(|b| b.get_mut(..want)) else {
+            return Ok(0);
+        };
+        let n = loop {
+            match f.read(buf) {
+                Ok(n) => break n,
+                Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
+                Err(e) => return Err(ReadErr::Io(e)),
+            }
+        };
+        self.counter.fetch_add(n as u64, Ordering::Relaxed);
+        if let Some(t) = self.throttle {
+            t.account(n as u64, self.stop);
+        }
+        Ok(n)
     }
 
-    /// SHA-256 of chunk `index` (of `chunk_size` bytes) of a file of `size` bytes.
-    pub fn hash_chunk(
-        &mut self,
-        f: &mut File,
-        index: u64,
-        chunk_size: u64,
-        size: u64,
-        pos: &mut u64,
-    ) -> Result<([u8; 32], u64), ReadErr> {
-        let off = index * chunk_size;
-        if *pos != off {
-            f.seek(SeekFrom::Start(off))?;
-        }
-        let len = chunk_size.min(size.saturating_sub(off));
-        let r = self.hash(f, len)?;
-        *pos = off + r.1;
-        Ok(r)
+    /// Lane buffer `lane` (empty before the first [`Reader::read_lane`] on it).
+    pub fn lane(&self, lane: usize) -> &[u8] {
+        self.lanes.get(lane).map_or(&[], Vec::as_slice)
     }
 }
 
@@ -198,6 +216,40 @@ pub(crate) fn pool<R: Send>(
     throttle: Option<&Throttle>,
     counter: &AtomicU64,
     work: &(dyn Fn(&mut Reader<'_>, usize) -> R + Sync),
+    on_event: &mut dyn FnMut(Event<R>),
+) {
+    pool_threads(
+        threads,
+        n_jobs,
+        stop,
+        throttle,
+        counter,
+        &|r, next, emit| {
+            while let Some(i) = next() {
+                let res = work(r, i);
+                emit(i, res);
+            }
+        },
+        on_event,
+    )
+}
+
+/// A reader thread's body for [`pool_threads`]: it takes job numbers from `next` (None:
+/// no more, or stopped) and hands each result to `emit`, in any order, as many jobs at
+/// a time as it likes.
+pub(crate) type ThreadBody<'f, R> = dyn Fn(&mut Reader<'_>, &mut dyn FnMut() -> Option<usize>, &mut dyn FnMut(usize, R))
+    + Sync
+    + 'f;
+
+/// [`pool`] where each reader thread runs `body`, which may keep several jobs in
+/// progress at once (verification hashes several files' pieces together).
+pub(crate) fn pool_threads<R: Send>(
+    threads: usize,
+    n_jobs: usize,
+    stop: &AtomicBool,
+    throttle: Option<&Throttle>,
+    counter: &AtomicU64,
+    body: &ThreadBody<'_, R>,
     on_event: &mut dyn FnMut(Event<R>),
 ) {
     use std::sync::atomic::AtomicUsize;
@@ -231,12 +283,14 @@ pub(crate) fn pool<R: Send>(
             let (next, lock, to_caller, to_readers) = (&next, &lock, &to_caller, &to_readers);
             s.spawn(move || {
                 let mut r = Reader::new(throttle, stop, counter);
-                while !stop.load(Ordering::Relaxed) {
-                    let i = next.fetch_add(1, Ordering::Relaxed);
-                    if i >= n_jobs {
-                        break;
+                let mut take = || {
+                    if stop.load(Ordering::Relaxed) {
+                        return None;
                     }
-                    let res = work(&mut r, i);
+                    let i = next.fetch_add(1, Ordering::Relaxed);
+                    (i < n_jobs).then_some(i)
+                };
+                let mut emit = |i: usize, res: R| {
                     let mut g = lock();
                     while g.done.len() >= MAX_QUEUED && !stop.load(Ordering::Relaxed) {
                         to_caller.notify_one();
@@ -246,7 +300,8 @@ pub(crate) fn pool<R: Send>(
                             .0;
                     }
                     g.done.push((i, res));
-                }
+                };
+                body(&mut r, &mut take, &mut emit);
                 lock().live -= 1;
                 to_caller.notify_one();
             });
@@ -392,14 +447,6 @@ mod tests {
         assert!(h.changed);
         assert_eq!(h.size, data.len() as u64);
         assert_eq!(h.sha256, sha(&data));
-
-        // Random access to one chunk.
-        let mut f = File::open(&p).unwrap();
-        let mut pos = 0;
-        let (c, n) = r
-            .hash_chunk(&mut f, 2, 65536, data.len() as u64, &mut pos)
-            .unwrap();
-        assert_eq!((c, n, pos), (sha(&data[131072..]), 100, data.len() as u64));
     }
 
     #[test]
@@ -411,11 +458,19 @@ mod tests {
         let t = Throttle::new(1_000_000);
         let mut r = Reader::new(Some(&t), &stop, &counter);
         let start = Instant::now();
-        r.hash(&mut File::open(&p).unwrap(), 100_000).unwrap();
+        let mut f = File::open(&p).unwrap();
+        let mut total = 0;
+        while total < 100_000 {
+            let n = r.read_lane(&mut f, 1, 100_000).unwrap();
+            assert!(n > 0 && n <= LANE_PIECE);
+            total += n;
+        }
+        assert_eq!(r.read_lane(&mut f, 1, 10).unwrap(), 0, "end of file");
+        assert_eq!(counter.load(Ordering::Relaxed), 100_000);
         assert!(start.elapsed() >= Duration::from_millis(90));
         stop.store(true, Ordering::Relaxed);
         assert!(matches!(
-            r.hash(&mut File::open(&p).unwrap(), 10),
+            r.read_lane(&mut File::open(&p).unwrap(), 0, 10),
             Err(ReadErr::Stopped)
         ));
     }

@@ -18,7 +18,9 @@ use super::checkpoint::{Bad, Checkpoint};
 use super::device::{decide, Concurrency, ConcurrencyChoice};
 use super::key::Key;
 use super::manifest::{EntryKind, Manifest, RawPath};
-use super::read::{maybe_medium_gone, open_nofollow, pool, Event, ReadErr, Reader, Throttle};
+use super::read::{
+    maybe_medium_gone, open_nofollow, pool_threads, Event, ReadErr, Reader, Throttle, LANES,
+};
 use super::score::Reason;
 use super::seal::{check_key_off_medium, latest_manifest, load_manifest, root_present};
 use super::walk::{join, walk, Node};
@@ -27,6 +29,7 @@ use super::{
     EXIT_NOT_VERIFIED, EXIT_VERIFIED, MEDIUM_DIR,
 };
 use serde::{Deserialize, Serialize};
+use setten_sha256x::{update_lanes, Lane};
 use sha2::{Digest, Sha256};
 use std::collections::HashMap;
 use std::os::unix::fs::MetadataExt;
@@ -568,6 +571,72 @@ enum Pre {
     Check { actual: u64, size_bad: Option<Bad> },
 }
 
+/// What an I/O error on a file of the medium means: the medium went away, the file
+/// vanished, or the file is unreadable.
+fn io_outcome(
+    err: std::io::Error,
+    path: &RawPath,
+    root: &std::path::Path,
+    root_id: (u64, u64),
+) -> SegOut {
+    if maybe_medium_gone(&err) && !root_present(root, root_id) {
+        SegOut::Gone(format!("{path}: {err}"))
+    } else if err.kind() == std::io::ErrorKind::NotFound {
+        SegOut::Vanished
+    } else {
+        SegOut::Unreadable(err.to_string())
+    }
+}
+
+/// One segment (a run of chunks of one file) being read and hashed in a lane.
+struct SegRun<'m> {
+    /// Job number.
+    j: usize,
+    f: std::fs::File,
+    e: &'m super::manifest::Entry,
+    cs: u64,
+    /// The chunk being read, and one past the segment's last.
+    chunk: u64,
+    end: u64,
+    /// The file position.
+    pos: u64,
+    /// Bytes of the current chunk, and read so far.
+    want: u64,
+    got: u64,
+    lane: Lane,
+    size_change: Option<Bad>,
+}
+
+impl SegRun<'_> {
+    /// Positions at `self.chunk`; `Some` when the segment ends instead (done, or the
+    /// file's size changed before this chunk, or the seek failed).
+    fn begin_chunk(&mut self, root: &std::path::Path, root_id: (u64, u64)) -> Option<SegOut> {
+        use std::io::Seek;
+        if self.chunk >= self.end {
+            return Some(SegOut::Ok(None));
+        }
+        let off = self.chunk * self.cs;
+        if let Some(b) = self.size_change.filter(|b| off >= b.offset) {
+            return Some(SegOut::Ok(Some(b)));
+        }
+        if self.pos != off {
+            if let Err(err) = self.f.seek(std::io::SeekFrom::Start(off)) {
+                return Some(io_outcome(err, &self.e.path, root, root_id));
+            }
+            self.pos = off;
+        }
+        self.want = chunk_len(self.e.size, self.cs, self.chunk);
+        self.got = 0;
+        self.lane = Lane::new();
+        if self.want == 0 {
+            // An empty chunk cannot occur in a valid plan; take it as read.
+            self.chunk += 1;
+            return self.begin_chunk(root, root_id);
+        }
+        None
+    }
+}
+
 enum SegOut {
     Ok(Option<Bad>),
     Vanished,
@@ -898,37 +967,27 @@ pub fn verify(opts: &VerifyOptions, progress: &mut dyn FnMut(&Progress)) -> Resu
     let dispatched = AtomicU64::new(0);
     let throttle = opts.max_read_rate.map(Throttle::new);
     let run_start = Instant::now();
-    let work = |r: &mut Reader<'_>, j: usize| -> SegOut {
+    // Opens segment `j` and places it at its first chunk, or says why it ends already.
+    let start = |j: usize| -> Result<SegRun<'_>, SegOut> {
         let seg = segs[todo[j]];
         if let Some(max) = max_bytes {
             if dispatched.fetch_add(seg.bytes, Ordering::Relaxed) >= max {
                 over_budget.store(true, Ordering::Relaxed);
-                return SegOut::OverBudget;
+                return Err(SegOut::OverBudget);
             }
         }
         if max_duration.is_some_and(|d| run_start.elapsed() >= d) {
             over_budget.store(true, Ordering::Relaxed);
-            return SegOut::OverBudget;
+            return Err(SegOut::OverBudget);
         }
         let e = &m.entries[seg.file as usize];
         let path = join(root, e.path.as_bytes());
-        let io_fail = |err: std::io::Error| {
-            if maybe_medium_gone(&err) && !root_present(root, root_id) {
-                SegOut::Gone(format!("{}: {err}", e.path))
-            } else if err.kind() == std::io::ErrorKind::NotFound {
-                SegOut::Vanished
-            } else {
-                SegOut::Unreadable(err.to_string())
-            }
-        };
-        let mut f = match open_nofollow(&path, false) {
-            Ok(f) => f,
-            Err(err) => return io_fail(err),
-        };
+        let io_fail = |err: std::io::Error| io_outcome(err, &e.path, root, root_id);
+        let f = open_nofollow(&path, false).map_err(io_fail)?;
         let actual = match f.metadata() {
             Ok(md) if md.is_file() => md.len(),
-            Ok(_) => return SegOut::Unreadable("no longer a regular file".into()),
-            Err(err) => return io_fail(err),
+            Ok(_) => return Err(SegOut::Unreadable("no longer a regular file".into())),
+            Err(err) => return Err(io_fail(err)),
         };
         let size_change = (actual != e.size).then(|| Bad {
             offset: (actual.min(e.size) / cs) * cs,
@@ -938,39 +997,113 @@ pub fn verify(opts: &VerifyOptions, progress: &mut dyn FnMut(&Progress)) -> Resu
                 Change::Extended
             },
         });
-        let mut pos = 0u64;
-        for c in seg.first..seg.first + seg.count {
-            if let Some(b) = size_change.filter(|b| c * cs >= b.offset) {
-                return SegOut::Ok(Some(b));
+        let mut run = SegRun {
+            j,
+            f,
+            e,
+            cs,
+            chunk: seg.first,
+            end: seg.first + seg.count,
+            pos: 0,
+            want: 0,
+            got: 0,
+            lane: Lane::new(),
+            size_change,
+        };
+        match run.begin_chunk(root, root_id) {
+            Some(out) => Err(out),
+            None => Ok(run),
+        }
+    };
+    // A reader thread keeps up to `LANES` segments in progress and hashes the pieces it
+    // read from each of them together.
+    let body = |r: &mut Reader<'_>,
+                next: &mut dyn FnMut() -> Option<usize>,
+                emit: &mut dyn FnMut(usize, SegOut)| {
+        let mut runs: Vec<SegRun<'_>> = Vec::with_capacity(LANES);
+        let mut more = true;
+        loop {
+            while more && runs.len() < LANES {
+                match next() {
+                    Some(j) => match start(j) {
+                        Ok(run) => runs.push(run),
+                        Err(out) => emit(j, out),
+                    },
+                    None => more = false,
+                }
             }
-            match r.hash_chunk(&mut f, c, cs, e.size, &mut pos) {
-                Ok((h, n)) => {
-                    let want = chunk_len(e.size, cs, c);
-                    if n < want {
-                        return SegOut::Ok(Some(Bad {
-                            offset: c * cs,
+            if runs.is_empty() {
+                return;
+            }
+            // One piece from each segment; a segment that ends here leaves its lane.
+            let mut read = [0usize; LANES];
+            let mut ended: Vec<(usize, SegOut)> = Vec::new();
+            for (i, run) in runs.iter_mut().enumerate() {
+                match r.read_lane(&mut run.f, i, run.want - run.got) {
+                    Ok(0) => ended.push((
+                        i,
+                        SegOut::Ok(Some(Bad {
+                            offset: run.chunk * cs,
                             change: Change::Truncated,
-                        }));
+                        })),
+                    )),
+                    Ok(n) => read[i] = n,
+                    Err(ReadErr::Stopped) => ended.push((i, SegOut::Stopped)),
+                    Err(ReadErr::Io(err)) => {
+                        let at = run.chunk * cs + run.got;
+                        let out = match io_outcome(err, &run.e.path, root, root_id) {
+                            SegOut::Unreadable(s) => {
+                                SegOut::Unreadable(format!("read at offset {at}: {s}"))
+                            }
+                            other => other,
+                        };
+                        ended.push((i, out));
                     }
-                    if e.chunks.get(c as usize) != Some(&h) {
-                        return SegOut::Ok(Some(Bad {
-                            offset: c * cs,
+                }
+            }
+            {
+                let mut lanes: Vec<&mut Lane> = Vec::with_capacity(LANES);
+                let mut pieces: Vec<&[u8]> = Vec::with_capacity(LANES);
+                for (i, run) in runs.iter_mut().enumerate() {
+                    if read[i] > 0 {
+                        lanes.push(&mut run.lane);
+                        pieces.push(r.lane(i).get(..read[i]).unwrap_or_default());
+                    }
+                }
+                update_lanes(&mut lanes, &pieces);
+            }
+            for (i, run) in runs.iter_mut().enumerate() {
+                if read[i] == 0 {
+                    continue;
+                }
+                run.got += read[i] as u64;
+                if run.got < run.want {
+                    continue;
+                }
+                let h = std::mem::take(&mut run.lane).finalize();
+                if run.e.chunks.get(run.chunk as usize) != Some(&h) {
+                    ended.push((
+                        i,
+                        SegOut::Ok(Some(Bad {
+                            offset: run.chunk * cs,
                             change: Change::Content,
-                        }));
-                    }
+                        })),
+                    ));
+                    continue;
                 }
-                Err(ReadErr::Stopped) => return SegOut::Stopped,
-                Err(ReadErr::Io(err)) => {
-                    return match io_fail(err) {
-                        SegOut::Unreadable(s) => {
-                            SegOut::Unreadable(format!("read at offset {}: {s}", pos.max(c * cs)))
-                        }
-                        other => other,
-                    }
+                run.pos = run.chunk * cs + run.got;
+                run.chunk += 1;
+                if let Some(out) = run.begin_chunk(root, root_id) {
+                    ended.push((i, out));
                 }
+            }
+            // Highest lane first, so the lower indices stay valid.
+            ended.sort_by_key(|(i, _)| std::cmp::Reverse(*i));
+            for (i, out) in ended {
+                let run = runs.remove(i);
+                emit(run.j, out);
             }
         }
-        SegOut::Ok(None)
     };
 
     let mut gone: Option<String> = None;
@@ -980,13 +1113,13 @@ pub fn verify(opts: &VerifyOptions, progress: &mut dyn FnMut(&Progress)) -> Resu
     let mut save_error: Option<String> = None;
     let cancel = opts.cancel.clone();
     let resumed_bytes = cp.bytes_done;
-    pool(
+    pool_threads(
         report.concurrency.threads,
         todo.len(),
         &stop,
         throttle.as_ref(),
         &counter,
-        &work,
+        &body,
         &mut |ev| match ev {
             Event::Done(j, out) => {
                 let s = todo[j];
