@@ -15,7 +15,7 @@
 //! after saving its checkpoint, and the next run with the same manifest and mode resumes.
 
 use super::checkpoint::{Bad, Checkpoint};
-use super::device::{decide, Concurrency, ConcurrencyChoice};
+use super::device::{decide, Concurrency, ConcurrencyChoice, StorageKind};
 use super::key::Key;
 use super::manifest::{EntryKind, Manifest, RawPath};
 use super::read::{
@@ -1016,14 +1016,27 @@ pub fn verify(opts: &VerifyOptions, progress: &mut dyn FnMut(&Progress)) -> Resu
         }
     };
     // A reader thread keeps up to `LANES` segments in progress and hashes the pieces it
-    // read from each of them together.
+    // read from each of them together. Reading several files in turn is parallel reading:
+    // where the storage wants one sequential reader (rotational or unknown, or asked
+    // for), one segment at a time.
+    let parallel_ok = match opts.concurrency {
+        Concurrency::Sequential => false,
+        Concurrency::Threads(_) => true,
+        Concurrency::Auto => {
+            report.concurrency.threads > 1
+                || report.concurrency.storage.as_ref().is_some_and(|s| {
+                    matches!(s.kind, StorageKind::NonRotational | StorageKind::Memory)
+                })
+        }
+    };
+    let lanes = if parallel_ok { LANES } else { 1 };
     let body = |r: &mut Reader<'_>,
                 next: &mut dyn FnMut() -> Option<usize>,
                 emit: &mut dyn FnMut(usize, SegOut)| {
         let mut runs: Vec<SegRun<'_>> = Vec::with_capacity(LANES);
         let mut more = true;
         loop {
-            while more && runs.len() < LANES {
+            while more && runs.len() < lanes {
                 match next() {
                     Some(j) => match start(j) {
                         Ok(run) => runs.push(run),
