@@ -158,32 +158,9 @@ fn compress_many(work: &mut [(&mut Lane, &[u8], &[u8])]) {
                 .unwrap_or(0);
             let n = blocks * BLOCK;
             if group == 4 {
-                let [a, b, c, d] = [picked[0], picked[1], picked[2], picked[3]];
-                let mut states = [
-                    work[a].0.state,
-                    work[b].0.state,
-                    work[c].0.state,
-                    work[d].0.state,
-                ];
-                ni::compress(
-                    &mut states,
-                    [
-                        &work[a].1[..n],
-                        &work[b].1[..n],
-                        &work[c].1[..n],
-                        &work[d].1[..n],
-                    ],
-                );
-                for (k, &i) in picked.iter().enumerate() {
-                    work[i].0.state = states[k];
-                }
+                compress_group::<4>(work, picked, n);
             } else {
-                let [a, b] = [picked[0], picked[1]];
-                let mut states = [work[a].0.state, work[b].0.state];
-                ni::compress(&mut states, [&work[a].1[..n], &work[b].1[..n]]);
-                for (k, &i) in picked.iter().enumerate() {
-                    work[i].0.state = states[k];
-                }
+                compress_group::<2>(work, picked, n);
             }
             for &i in picked {
                 work[i].1 = &work[i].1[n..];
@@ -193,6 +170,25 @@ fn compress_many(work: &mut [(&mut Lane, &[u8], &[u8])]) {
     for (lane, blocks, _) in work.iter_mut() {
         compress_one(&mut lane.state, blocks);
         *blocks = &[];
+    }
+}
+
+/// Compresses the first `n` bytes (whole blocks) of the `N` lanes `picked` together.
+#[cfg(target_arch = "x86_64")]
+fn compress_group<const N: usize>(
+    work: &mut [(&mut Lane, &[u8], &[u8])],
+    picked: &[usize],
+    n: usize,
+) {
+    let mut states = [H0; N];
+    let mut data: [&[u8]; N] = [&[]; N];
+    for (k, &i) in picked.iter().take(N).enumerate() {
+        states[k] = work[i].0.state;
+        data[k] = work[i].1.get(..n).unwrap_or_default();
+    }
+    ni::compress(&mut states, data);
+    for (k, &i) in picked.iter().take(N).enumerate() {
+        work[i].0.state = states[k];
     }
 }
 

@@ -612,28 +612,30 @@ impl SegRun<'_> {
     /// file's size changed before this chunk, or the seek failed).
     fn begin_chunk(&mut self, root: &std::path::Path, root_id: (u64, u64)) -> Option<SegOut> {
         use std::io::Seek;
-        if self.chunk >= self.end {
-            return Some(SegOut::Ok(None));
-        }
-        let off = self.chunk * self.cs;
-        if let Some(b) = self.size_change.filter(|b| off >= b.offset) {
-            return Some(SegOut::Ok(Some(b)));
-        }
-        if self.pos != off {
-            if let Err(err) = self.f.seek(std::io::SeekFrom::Start(off)) {
-                return Some(io_outcome(err, &self.e.path, root, root_id));
+        loop {
+            if self.chunk >= self.end {
+                return Some(SegOut::Ok(None));
             }
-            self.pos = off;
+            let off = self.chunk.saturating_mul(self.cs);
+            if let Some(b) = self.size_change.filter(|b| off >= b.offset) {
+                return Some(SegOut::Ok(Some(b)));
+            }
+            self.want = chunk_len(self.e.size, self.cs, self.chunk);
+            self.got = 0;
+            self.lane = Lane::new();
+            if self.want == 0 {
+                // An empty chunk cannot occur in a valid plan; take it as read.
+                self.chunk += 1;
+                continue;
+            }
+            if self.pos != off {
+                if let Err(err) = self.f.seek(std::io::SeekFrom::Start(off)) {
+                    return Some(io_outcome(err, &self.e.path, root, root_id));
+                }
+                self.pos = off;
+            }
+            return None;
         }
-        self.want = chunk_len(self.e.size, self.cs, self.chunk);
-        self.got = 0;
-        self.lane = Lane::new();
-        if self.want == 0 {
-            // An empty chunk cannot occur in a valid plan; take it as read.
-            self.chunk += 1;
-            return self.begin_chunk(root, root_id);
-        }
-        None
     }
 }
 
