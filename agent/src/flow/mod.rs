@@ -14,6 +14,7 @@ pub mod reassembly;
 use crate::classify::{Classification, Inspect};
 use crate::decode::{ipproto, tcpflag, Addr, L4};
 use reassembly::Stream;
+use std::hash::BuildHasher;
 
 /// Direction of a packet within its flow.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -250,12 +251,17 @@ const LIST_UDP: u8 = 2;
 const LIST_OTHER: u8 = 3;
 const LISTS: usize = 4;
 
-type Map = hashbrown::HashMap<FlowKey, u32, foldhash::fast::FixedState>;
+/// Slab indices, found by the hash of their flow's key: four bytes an entry instead of a
+/// copy of the key (the keys live in the slab), so the index of a large capture is a few
+/// hundred KiB rather than several MiB.
+type Map = hashbrown::HashTable<u32>;
+type KeyHasher = foldhash::fast::FixedState;
 
 /// The flow table.
 pub struct FlowTable {
     cfg: Config,
     map: Map,
+    hasher: KeyHasher,
     slab: Slab,
     free: Vec<u32>,
     heads: [u32; LISTS],
@@ -309,10 +315,8 @@ impl FlowTable {
     pub fn new(cfg: Config) -> FlowTable {
         FlowTable {
             cfg,
-            map: Map::with_capacity_and_hasher(
-                cfg.max_flows.min(1 << 16),
-                foldhash::fast::FixedState::default(),
-            ),
+            map: Map::with_capacity(cfg.max_flows.min(1 << 16)),
+            hasher: KeyHasher::default(),
             slab: Slab::default(),
             free: Vec::new(),
             heads: [NIL; LISTS],
@@ -410,13 +414,20 @@ impl FlowTable {
         ended: &mut impl FnMut(Flow),
     ) -> (FlowRef, Dir) {
         let key = FlowKey::of(p);
-        let idx = match self.map.get(&key) {
+        let hash = self.hasher.hash_one(key);
+        let slab = &self.slab;
+        let found = self.map.find(hash, |&i| {
+            slab.get(i as usize)
+                .and_then(Option::as_ref)
+                .is_some_and(|f| f.key == key)
+        });
+        let idx = match found {
             Some(&i) => i,
             None => {
                 if self.map.len() >= self.cfg.max_flows.max(1) {
                     self.evict_oldest(ended);
                 }
-                self.insert(key, p, ts_us)
+                self.insert(key, hash, p, ts_us)
             }
         };
         let now = self.now_us.max(ts_us);
@@ -467,7 +478,7 @@ impl FlowTable {
         (FlowRef(idx), dir)
     }
 
-    fn insert(&mut self, key: FlowKey, p: &L4<'_>, ts_us: u64) -> u32 {
+    fn insert(&mut self, key: FlowKey, hash: u64, p: &L4<'_>, ts_us: u64) -> u32 {
         let src = Endpoint {
             addr: p.src,
             port: p.sport,
@@ -528,7 +539,12 @@ impl FlowTable {
             }
             None => self.slab.push(flow),
         };
-        self.map.insert(key, idx);
+        let (slab, hasher) = (&self.slab, &self.hasher);
+        self.map.insert_unique(hash, idx, |&i| {
+            slab.get(i as usize)
+                .and_then(Option::as_ref)
+                .map_or(0, |f| hasher.hash_one(f.key))
+        });
         self.link_front(idx, list);
         self.stats.peak = self.stats.peak.max(self.map.len());
         idx
@@ -554,7 +570,12 @@ impl FlowTable {
     fn remove(&mut self, idx: u32, reason: EndReason) -> Option<Flow> {
         self.unlink(idx);
         let mut f = self.slab.get_mut(idx as usize)?.take()?;
-        self.map.remove(&f.key);
+        if let Ok(e) = self
+            .map
+            .find_entry(self.hasher.hash_one(f.key), |&i| i == idx)
+        {
+            e.remove();
+        }
         self.free.push(idx);
         f.end = Some(reason);
         Some(f)
@@ -562,7 +583,7 @@ impl FlowTable {
 
     /// Ends every live flow in creation order (end of capture, or shutdown).
     pub fn drain(&mut self, ended: &mut impl FnMut(Flow)) {
-        let mut live: Vec<u32> = self.map.values().copied().collect();
+        let mut live: Vec<u32> = self.map.iter().copied().collect();
         live.sort_by_key(|&i| {
             self.slab
                 .get(i as usize)
