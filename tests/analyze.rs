@@ -326,3 +326,108 @@ fn bundled_sample_table_golden() {
     assert!(out.status.success());
     insta::assert_snapshot!("sample_table", String::from_utf8(out.stdout).unwrap());
 }
+
+/// The flows of a run, each without its id (which depends on the number of flow tables),
+/// in a canonical order.
+fn flow_set(out: &Output) -> Vec<String> {
+    let mut v: Vec<String> = jsonl(out)
+        .into_iter()
+        .map(|mut f| {
+            f.as_object_mut().unwrap().remove("id");
+            f.to_string()
+        })
+        .collect();
+    v.sort();
+    v
+}
+
+#[test]
+fn several_flow_tables_find_the_same_flows_the_same_way_every_run() {
+    // All corpus captures in one run (one flow table across files), as one table and as
+    // two and three dealt by address.
+    let caps = captures();
+    let files: Vec<&Path> = caps.iter().map(PathBuf::as_path).collect();
+    let one = analyze(&["--format", "jsonl", "--threads", "1"], &files);
+    assert!(
+        one.status.success(),
+        "{}",
+        String::from_utf8_lossy(&one.stderr)
+    );
+    let reference = flow_set(&one);
+    assert!(reference.len() > 500, "{} flows", reference.len());
+    for n in ["2", "3"] {
+        let a = analyze(&["--format", "jsonl", "--threads", n], &files);
+        assert!(
+            a.status.success(),
+            "--threads {n}: {}",
+            String::from_utf8_lossy(&a.stderr)
+        );
+        let got = flow_set(&a);
+        let missing: Vec<&String> = reference
+            .iter()
+            .filter(|f| !got.contains(f))
+            .take(3)
+            .collect();
+        assert_eq!(
+            got.len(),
+            reference.len(),
+            "--threads {n}: missing e.g. {missing:?}"
+        );
+        assert!(
+            missing.is_empty(),
+            "--threads {n}: differs, e.g. {missing:?}"
+        );
+        // Ids are distinct, and the output is the same on the next run.
+        let ids: std::collections::HashSet<u64> = jsonl(&a)
+            .iter()
+            .map(|f| f["id"].as_u64().unwrap())
+            .collect();
+        assert_eq!(ids.len(), got.len(), "--threads {n}: ids repeat");
+        let b = analyze(&["--format", "jsonl", "--threads", n], &files);
+        assert_eq!(
+            a.stdout, b.stdout,
+            "--threads {n}: output differs between runs"
+        );
+    }
+    // The table and the inventory take the flows of several tables too.
+    let table = analyze(
+        &["--threads", "2"],
+        &[&corpus().join("ndpi-forticlient.pcap")],
+    );
+    assert!(table.status.success());
+    assert!(String::from_utf8_lossy(&table.stdout).contains("ssl-vpn"));
+    let inv1 = analyze(
+        &["--inventory", "--format", "jsonl", "--threads", "1"],
+        &files,
+    );
+    let inv3 = analyze(
+        &["--inventory", "--format", "jsonl", "--threads", "3"],
+        &files,
+    );
+    assert!(inv3.status.success());
+    assert!(jsonl(&inv1).len() > 10);
+    assert_eq!(inv1.stdout, inv3.stdout, "the same inventory");
+}
+
+#[test]
+fn several_flow_tables_keep_the_errors_and_the_flows_before_them() {
+    let src = std::fs::read(corpus().join("ndpi-ssh.pcap")).unwrap();
+    let mut tmp = tempfile::Builder::new().suffix(".pcap").tempfile().unwrap();
+    tmp.write_all(&src[..src.len() / 2 + 3]).unwrap();
+    let missing = Path::new("/nonexistent/capture.pcap");
+    let good = corpus().join("ndpi-rdp.pcap");
+    let one = analyze(&["--format", "jsonl"], &[tmp.path(), missing, &good]);
+    let two = analyze(
+        &["--format", "jsonl", "--threads", "2"],
+        &[tmp.path(), missing, &good],
+    );
+    assert_eq!(two.status.code(), Some(1));
+    assert_eq!(flow_set(&one), flow_set(&two));
+    let err = String::from_utf8_lossy(&two.stderr);
+    let (trunc, gone) = (
+        err.find("truncated").unwrap(),
+        err.find("cannot open").unwrap(),
+    );
+    assert!(trunc < gone, "errors in the order of the files: {err}");
+    assert!(err.contains("byte offset"), "{err}");
+}

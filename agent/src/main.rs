@@ -12,7 +12,7 @@ use setten_agent::inventory::output::{self, Collect, Lang};
 use setten_agent::inventory::{quality, PointsCx};
 use setten_agent::names::oui::Oui;
 use setten_agent::record::sink::{self, FlowSink};
-use setten_agent::record::{Cidr, LocalNets};
+use setten_agent::record::{Cidr, LocalNets, RecordCx};
 use setten_agent::report;
 use setten_agent::rules::Rules;
 use setten_agent::ship::client::{self, Collector, Fingerprint, ShipError, ShipOptions, Trust};
@@ -192,6 +192,13 @@ struct AnalyzeArgs {
     /// Most flows tracked at once; the least recently seen is evicted beyond it.
     #[arg(long, default_value_t = 1_000_000, value_name = "N")]
     max_flows: usize,
+    /// Flow tables, each on a thread of its own, with one more thread reading and dealing
+    /// the frames (0: one per CPU core, at most 8). It pays off with cores to spare: the
+    /// frames are copied once more and each table keeps its own memory. The flows found
+    /// are the same whatever the number; their ids and order are the same on every run
+    /// with the same number.
+    #[arg(long, default_value_t = 1, value_name = "N")]
+    threads: usize,
     /// Show a progress bar even when stderr is not a terminal, or never (auto: only on a terminal).
     #[arg(long, value_enum, default_value_t = Progress::Auto)]
     progress: Progress,
@@ -438,6 +445,10 @@ fn analyze_cmd(a: AnalyzeArgs) -> Result<ExitCode> {
         max_flows: a.max_flows,
         ..flow::Config::default()
     };
+    let parts = match a.threads {
+        0 => std::thread::available_parallelism().map_or(1, |n| n.get().min(8)),
+        n => n.min(64),
+    };
     let show_progress = match a.progress {
         Progress::Always => true,
         Progress::Never => false,
@@ -456,7 +467,7 @@ fn analyze_cmd(a: AnalyzeArgs) -> Result<ExitCode> {
     };
     let summary = if inventory {
         let mut sink = FlowSink::with(Collect::new(rules.policy.clone()), nets, rules.clone());
-        let summary = analyze::run(&a.captures, cfg, &classifier, on_open, &mut |f| {
+        let summary = run_flows(&a.captures, cfg, &classifier, parts, on_open, &mut |f| {
             sink.push(f)
         });
         ui.stop();
@@ -541,18 +552,49 @@ fn analyze_cmd(a: AnalyzeArgs) -> Result<ExitCode> {
             Format::Jsonl => sink::Format::Jsonl,
             _ => sink::Format::Table,
         };
-        let mut sink = FlowSink::spawn(
-            sink_format,
-            nets,
-            rules.clone(),
-            Box::new(std::io::stdout()),
-        );
-        let summary = analyze::run(&a.captures, cfg, &classifier, on_open, &mut |f| {
-            sink.push(f)
-        });
-        ui.stop();
-        sink.finish().context("writing the output")?;
-        summary
+        if parts > 1 && sink_format == sink::Format::Jsonl {
+            // Each flow table renders its own flows; the lines are written here in order.
+            let cx = RecordCx {
+                nets: &nets,
+                rules: &rules,
+            };
+            let render = |mut f: flow::Flow, out: &mut Vec<u8>| sink::jsonl_line(&mut f, &cx, out);
+            let mut w = std::io::BufWriter::with_capacity(1 << 16, std::io::stdout().lock());
+            let mut error: Option<std::io::Error> = None;
+            let summary = analyze::run_parts(
+                &a.captures,
+                cfg,
+                &classifier,
+                parts,
+                on_open,
+                &render,
+                &mut |lines: Vec<u8>| {
+                    // After a failed write (closed pipe, full disk) the rest is dropped and
+                    // the analysis goes on to its end; the error is reported then.
+                    if error.is_none() {
+                        error = std::io::Write::write_all(&mut w, &lines).err();
+                    }
+                },
+            );
+            ui.stop();
+            if let Some(e) = error.or_else(|| std::io::Write::flush(&mut w).err()) {
+                return Err(e).context("writing the output");
+            }
+            summary
+        } else {
+            let mut sink = FlowSink::spawn(
+                sink_format,
+                nets,
+                rules.clone(),
+                Box::new(std::io::stdout()),
+            );
+            let summary = run_flows(&a.captures, cfg, &classifier, parts, on_open, &mut |f| {
+                sink.push(f)
+            });
+            ui.stop();
+            sink.finish().context("writing the output")?;
+            summary
+        }
     };
     tracing::info!(
         files = summary.files,
@@ -573,6 +615,31 @@ fn analyze_cmd(a: AnalyzeArgs) -> Result<ExitCode> {
         }
         Ok(ExitCode::from(1))
     }
+}
+
+/// The packet path over `parts` flow tables (one: on this thread), each finished flow to
+/// `ended` in a fixed order.
+fn run_flows(
+    paths: &[PathBuf],
+    cfg: flow::Config,
+    classifier: &Classifier,
+    parts: usize,
+    on_open: impl FnMut(&setten_agent::capture::CaptureFile, Arc<AtomicU64>) + Send,
+    ended: &mut impl FnMut(flow::Flow),
+) -> analyze::Summary {
+    if parts <= 1 {
+        return analyze::run(paths, cfg, classifier, on_open, ended);
+    }
+    let keep = |f: flow::Flow, batch: &mut Vec<flow::Flow>| batch.push(f);
+    analyze::run_parts(
+        paths,
+        cfg,
+        classifier,
+        parts,
+        on_open,
+        &keep,
+        &mut |batch| batch.into_iter().for_each(&mut *ended),
+    )
 }
 
 /// The report's time: `SOURCE_DATE_EPOCH` (seconds, the reproducible-builds convention,

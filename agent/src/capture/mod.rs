@@ -160,7 +160,7 @@ impl<R: Read> Read for CountingReader<R> {
 
 /// Bytes read ahead per chunk.
 const READ_AHEAD_CHUNK: usize = 1 << 18;
-/// Chunks read ahead of the consumer (bounded memory: this many MiB plus the ones in use).
+/// Chunks read ahead of the consumer (bounded memory: this many chunks plus the ones in use).
 const READ_AHEAD_CHUNKS: usize = 4;
 
 /// A reader whose source is read on a background thread, a few chunks ahead. Errors

@@ -267,6 +267,8 @@ pub struct FlowTable {
     heads: [u32; LISTS],
     tails: [u32; LISTS],
     next_id: u64,
+    /// Added to `next_id` per flow (see [`FlowTable::number_from`]).
+    id_step: u64,
     now_us: u64,
     last_sweep_us: u64,
     stats: TableStats,
@@ -322,10 +324,18 @@ impl FlowTable {
             heads: [NIL; LISTS],
             tails: [NIL; LISTS],
             next_id: 0,
+            id_step: 1,
             now_us: 0,
             last_sweep_us: 0,
             stats: TableStats::default(),
         }
+    }
+
+    /// Numbers flows `first`, `first + step`, … instead of 0, 1, …: the tables of a
+    /// sharded packet path give out distinct ids, each in creation order.
+    pub fn number_from(&mut self, first: u64, step: u64) {
+        self.next_id = first;
+        self.id_step = step.max(1);
     }
 
     /// Counters.
@@ -363,11 +373,16 @@ impl FlowTable {
         if ts_us > self.now_us {
             self.now_us = ts_us;
         }
-        // Sweep at most once per capture second: tails are the oldest of each list.
-        if self.now_us.saturating_sub(self.last_sweep_us) < 1_000_000 {
+        // Sweep on each whole capture second: tails are the oldest of each list. A flow
+        // ends at the first whole second at or after its last packet plus its timeout,
+        // whichever packets moved the clock there, so a table that sees only some of the
+        // frames (a part of a sharded run, fed the clock between its frames) ends the same
+        // flows as one that sees them all.
+        let second = self.now_us - self.now_us % 1_000_000;
+        if second <= self.last_sweep_us {
             return;
         }
-        self.last_sweep_us = self.now_us;
+        self.last_sweep_us = second;
         for list in 0..LISTS as u8 {
             let timeout = self.timeout_us(list);
             loop {
@@ -378,7 +393,7 @@ impl FlowTable {
                 let Some(f) = self.slab.get(t as usize).and_then(Option::as_ref) else {
                     break;
                 };
-                if f.last_us.saturating_add(timeout) > self.now_us {
+                if f.last_us.saturating_add(timeout) > second {
                     break;
                 }
                 let reason = if list == LIST_TCP_CLOSED {
@@ -528,7 +543,7 @@ impl FlowTable {
                 list,
             },
         };
-        self.next_id += 1;
+        self.next_id = self.next_id.saturating_add(self.id_step);
         self.stats.created += 1;
         let idx = match self.free.pop() {
             Some(i) => {
@@ -776,6 +791,50 @@ mod tests {
         }
         let f = t.get_mut(r.unwrap()).unwrap();
         assert_eq!(f.duplicates, 1);
+    }
+
+    /// A flow ends at the first whole capture second at or after its last packet plus its
+    /// timeout, however the clock got there: by many packets of other flows, or by one
+    /// jump (a table that sees only its share of the frames and is told the time between
+    /// them).
+    #[test]
+    fn idle_flows_end_on_whole_seconds_whatever_moves_the_clock() {
+        let cfg = Config {
+            udp_timeout: 10,
+            ..Config::default()
+        };
+        let quiet = udp([10, 0, 0, 1], 5000, [192, 0, 2, 9], 53);
+        let busy = udp([10, 0, 0, 2], 5000, [192, 0, 2, 9], 53);
+        // Idle from 1.5 s: past its timeout at 11.5 s, so it ends on the sweep at 12 s.
+        let ends_at = |steps: &[u64]| {
+            let mut t = FlowTable::new(cfg);
+            let mut ended = Vec::new();
+            t.update(&quiet, 1_500_000, &mut |f| ended.push(f));
+            for &now in steps {
+                t.advance(now, &mut |f: Flow| ended.push(f));
+                if ended.iter().any(|f: &Flow| f.key == FlowKey::of(&quiet)) {
+                    return now;
+                }
+                t.update(&busy, now, &mut |f| ended.push(f));
+            }
+            u64::MAX
+        };
+        let every_tenth: Vec<u64> = (20..=130).map(|d| d * 100_000).collect();
+        assert_eq!(ends_at(&every_tenth), 12_000_000);
+        assert_eq!(ends_at(&[11_900_000, 12_300_000]), 12_300_000);
+        assert_eq!(
+            ends_at(&[11_600_000]),
+            u64::MAX,
+            "not before the whole second"
+        );
+        // A packet at 11.9 s still belongs to the flow; at 12.0 s it starts a new one.
+        for (at, flows) in [(11_900_000u64, 1u64), (12_000_000, 2)] {
+            let mut t = FlowTable::new(cfg);
+            t.update(&quiet, 1_500_000, &mut |_| {});
+            t.advance(at, &mut |_| {});
+            t.update(&quiet, at, &mut |_| {});
+            assert_eq!(t.stats().created, flows, "packet at {at}");
+        }
     }
 
     #[test]

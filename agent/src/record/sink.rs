@@ -82,6 +82,14 @@ impl Consumer for Writer {
     }
 }
 
+/// Renders one finished flow as a JSON line (its deferred classification work done
+/// first), for a packet path that renders its own flows.
+pub fn jsonl_line(f: &mut Flow, cx: &RecordCx<'_>, out: &mut Vec<u8>) {
+    f.resolve(cx.rules);
+    FlowView { flow: f, cx }.write_json(out);
+    out.push(b'\n');
+}
+
 /// The sending side of the output thread.
 pub struct FlowSink<O: Send + 'static = ()> {
     tx: Option<SyncSender<Vec<Flow>>>,

@@ -13,6 +13,9 @@ use std::path::PathBuf;
 use std::sync::atomic::AtomicU64;
 use std::sync::Arc;
 
+mod parts;
+pub use parts::{run_parts, PIECE_FRAMES};
+
 /// Counters for one run.
 #[derive(Debug, Default, Clone)]
 pub struct Summary {
@@ -57,6 +60,37 @@ pub struct CaptureInfo {
     pub links: Vec<u32>,
     /// Read completely.
     pub complete: bool,
+}
+
+impl CaptureInfo {
+    /// A file about to be read.
+    fn of(cap: &CaptureFile) -> CaptureInfo {
+        CaptureInfo {
+            path: cap.path().to_owned(),
+            ..CaptureInfo::default()
+        }
+    }
+
+    /// Counts one frame.
+    fn count(&mut self, p: &Packet<'_>) {
+        self.packets += 1;
+        if self.first_us == 0 || p.ts_us < self.first_us {
+            self.first_us = p.ts_us;
+        }
+        self.last_us = self.last_us.max(p.ts_us);
+        if p.orig_len as usize > p.data.len() {
+            self.truncated += 1;
+        }
+        if self.links.last() != Some(&p.link.0) && !self.links.contains(&p.link.0) {
+            self.links.push(p.link.0);
+        }
+    }
+
+    /// The file is read (`res` says how far).
+    fn end<T>(&mut self, cap: &CaptureFile, res: &Result<T, CaptureError>) {
+        self.drops = cap.stats().drops;
+        self.complete = res.is_ok();
+    }
 }
 
 /// A pipeline's state without its classifier (see [`Pipeline::into_state`]).
@@ -146,28 +180,14 @@ impl<'c> Pipeline<'c> {
         ended: &mut impl FnMut(Flow),
     ) -> Result<(), CaptureError> {
         self.summary.files += 1;
-        let mut info = CaptureInfo {
-            path: cap.path().to_owned(),
-            ..CaptureInfo::default()
-        };
+        let mut info = CaptureInfo::of(cap);
         let res = cap
             .for_each_packet(|p| {
-                info.packets += 1;
-                if info.first_us == 0 || p.ts_us < info.first_us {
-                    info.first_us = p.ts_us;
-                }
-                info.last_us = info.last_us.max(p.ts_us);
-                if p.orig_len as usize > p.data.len() {
-                    info.truncated += 1;
-                }
-                if info.links.last() != Some(&p.link.0) && !info.links.contains(&p.link.0) {
-                    info.links.push(p.link.0);
-                }
+                info.count(p);
                 self.packet(p, ended)
             })
             .map(|_| ());
-        info.drops = cap.stats().drops;
-        info.complete = res.is_ok();
+        info.end(cap, &res);
         self.summary.captures.push(info);
         if let Err(e) = &res {
             self.summary.errors.push(e.to_string());
