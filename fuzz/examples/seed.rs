@@ -228,15 +228,7 @@ fn main() {
     let example = rules_dir.join("../deploy/etc/setten/agent.toml.example");
     if let Ok(text) = std::fs::read_to_string(&example) {
         put(out, "config", text.as_bytes(), &mut counts);
-        let on: String = text
-            .lines()
-            .map(|l| {
-                l.strip_prefix("# ")
-                    .filter(|r| r.contains(" = ") || r.starts_with('['))
-                    .unwrap_or(l)
-            })
-            .collect::<Vec<_>>()
-            .join("\n");
+        let on = setten_fuzz::settings_turned_on(&text);
         put(out, "config", on.as_bytes(), &mut counts);
     }
 

@@ -604,6 +604,20 @@ pub fn findings(data: &[u8]) {
 // ---------------------------------------------------------------------------------------
 // config: the long-running agent's configuration file.
 
+/// A configuration example with every commented-out setting (`# key = …`, `# [table]`)
+/// turned on: the seed and the regression test of the `config` target both use it.
+pub fn settings_turned_on(example: &str) -> String {
+    example
+        .lines()
+        .map(|l| {
+            l.strip_prefix("# ")
+                .filter(|r| r.contains(" = ") || r.starts_with('['))
+                .unwrap_or(l)
+        })
+        .collect::<Vec<_>>()
+        .join("\n")
+}
+
 /// `config` target: the input (lossily as UTF-8) as `setten-agent run`'s configuration
 /// file, `[backup]` media and folders included. Promises checked: no panic; an error
 /// names the file, and its line is within the file.

@@ -40,15 +40,7 @@ fn config_harness_on_the_packaged_example() {
     )
     .unwrap();
     setten_fuzz::config(text.as_bytes());
-    let on: String = text
-        .lines()
-        .map(|l| {
-            l.strip_prefix("# ")
-                .filter(|r| r.contains(" = ") || r.starts_with('['))
-                .unwrap_or(l)
-        })
-        .collect::<Vec<_>>()
-        .join("\n");
+    let on = setten_fuzz::settings_turned_on(&text);
     setten_fuzz::config(on.as_bytes());
     for cut in (0..on.len()).step_by(97) {
         let end = (0..=cut)
