@@ -8,8 +8,8 @@
 //! the rendering is shared out too. The rendered flows are merged in a fixed order, so
 //! the output is the same on every run with the same number of parts:
 //!
-//! - frames are dealt in pieces of [`PIECE_FRAMES`] frames (all parts together), cut by
-//!   frame count alone;
+//! - frames are dealt in pieces of [`PIECE_FRAMES`] frames or [`PIECE_MAX_BYTES`] bytes
+//!   (all parts together, whichever comes first), cut by the frames alone;
 //! - each part renders the flows it ended while working through its share of a piece
 //!   into one batch, and the merge takes the batches part by part, piece by piece;
 //! - at the end of the input each part renders its open flows, in batches taken in
@@ -32,6 +32,9 @@ use std::sync::Arc;
 
 /// Frames dealt per piece, over all parts.
 pub const PIECE_FRAMES: usize = 512;
+/// Frame bytes dealt per piece at most, over all parts (plus the frame that passes it):
+/// a file of large frames does not make large pieces.
+pub const PIECE_MAX_BYTES: usize = 1 << 20;
 /// Pieces queued for each part (bounded memory: a few pieces' frames per part).
 const PIECES_IN_FLIGHT: usize = 4;
 /// Flow batches a part may be ahead of the merge.
@@ -227,7 +230,9 @@ fn part<R: Default>(
             for (clock_us, p) in piece.packets() {
                 // The clock first, as the frames of the other parts moved it: a single
                 // table would have ended the same flows before this frame.
-                pipe.tick(clock_us, &mut ended);
+                if clock_us > p.ts_us {
+                    pipe.tick(clock_us, &mut ended);
+                }
                 pipe.packet(&p, &mut ended);
             }
             pipe.tick(piece.clock_us, &mut ended);
@@ -266,7 +271,7 @@ fn deal(
         Err(_) => Piece::new(n),
     };
     let mut pieces: Vec<Piece> = (0..n).map(|_| Piece::new(n)).collect();
-    let mut dealt = 0usize;
+    let (mut dealt, mut dealt_bytes) = (0usize, 0usize);
     let mut clock_us = 0u64;
     let send = |pieces: &mut Vec<Piece>, clock_us: u64| {
         for (piece, tx) in pieces.iter_mut().zip(&parts) {
@@ -295,9 +300,10 @@ fn deal(
                 piece.push(p, clock_us);
             }
             dealt += 1;
-            if dealt >= PIECE_FRAMES {
+            dealt_bytes += p.data.len();
+            if dealt >= PIECE_FRAMES || dealt_bytes >= PIECE_MAX_BYTES {
                 send(&mut pieces, clock_us);
-                dealt = 0;
+                (dealt, dealt_bytes) = (0, 0);
             }
         });
         info.end(&cap, &res);
@@ -327,5 +333,65 @@ impl Summary {
         self.table.closed += s.table.closed;
         // The sum of the parts' peaks: an upper bound of the flows live at once.
         self.table.peak += s.table.peak;
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::io::Write;
+
+    /// A classic pcap (raw IPv4) of `n` frames of `len` bytes between different hosts.
+    fn capture(n: usize, len: usize) -> tempfile::NamedTempFile {
+        let mut b = Vec::new();
+        // Header: magic, version 2.4, zone, sigfigs, snaplen, link type 101 (RAW).
+        for v in [0xa1b2_c3d4u32, 0x0004_0002, 0, 0, 1 << 20, 101] {
+            b.extend_from_slice(&v.to_le_bytes());
+        }
+        for i in 0..n {
+            let mut ip = vec![0u8; len];
+            ip[..20].copy_from_slice(&[
+                0x45, 0, 0, 20, 0, 0, 0, 0, 64, 17, 0, 0, 10, 0, 0, 1, 192, 0, 2, i as u8,
+            ]);
+            for v in [i as u32, 0, len as u32, len as u32] {
+                b.extend_from_slice(&v.to_le_bytes());
+            }
+            b.extend_from_slice(&ip);
+        }
+        let mut f = tempfile::NamedTempFile::new().unwrap();
+        f.write_all(&b).unwrap();
+        f
+    }
+
+    /// Pieces are cut by bytes as well as by frames, so large frames do not make pieces of
+    /// hundreds of MiB; every frame still arrives once, in order within its part.
+    #[test]
+    fn pieces_of_large_frames_stay_small() {
+        let frame = 200 * 1024;
+        let cap = capture(40, frame);
+        let (txs, rxs): (Vec<_>, Vec<_>) = (0..2).map(|_| sync_channel::<Piece>(64)).unzip();
+        let (_recycle, spare) = sync_channel::<Piece>(1);
+        let read = deal(&[cap.path().to_owned()], |_, _| {}, txs, spare);
+        assert!(read.errors.is_empty(), "{:?}", read.errors);
+        let pieces: Vec<Vec<Piece>> = rxs.iter().map(|rx| rx.try_iter().collect()).collect();
+        assert_eq!(
+            pieces[0].len(),
+            pieces[1].len(),
+            "one piece per part per cut"
+        );
+        let mut seen = Vec::new();
+        for round in 0..pieces[0].len() {
+            let bytes: usize = pieces.iter().map(|p| p[round].data.len()).sum();
+            assert!(
+                bytes < PIECE_MAX_BYTES + frame,
+                "piece {round}: {bytes} bytes"
+            );
+            for part in &pieces {
+                seen.extend(part[round].packets().map(|(_, p)| p.ts_us / 1_000_000));
+            }
+        }
+        seen.sort();
+        assert_eq!(seen, (0..40).collect::<Vec<u64>>());
+        assert!(pieces[0].len() >= 40 * frame / PIECE_MAX_BYTES);
     }
 }
