@@ -390,7 +390,7 @@ fn ike_classification(cx: &Cx<'_>, c2s: &[Datagram<'_>], s2c: &[Datagram<'_>]) -
         });
         if let Some(k) = known {
             c.evidence.push(Evidence::new(
-                k.id.as_str(),
+                k.id.clone(),
                 "ike.vendor_id",
                 k.name.as_str(),
             ));

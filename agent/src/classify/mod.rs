@@ -40,6 +40,7 @@ use crate::flow::reassembly::Stream;
 use crate::flow::Flow;
 use crate::rules::{Field, Rules};
 use serde::{Deserialize, Serialize};
+use std::borrow::Cow;
 
 /// Payload-carrying packets after which a still undecided flow is given up.
 pub const MAX_INSPECT_PACKETS: u16 = 24;
@@ -170,10 +171,11 @@ impl Service {
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Evidence {
     /// Stable rule id (`setten.<protocol>.<what>` for built-in structure checks, the
-    /// catalogue id for data rules).
-    pub rule: String,
+    /// catalogue id for data rules). Built-in ids and field names are static text, so
+    /// most evidence allocates only its value.
+    pub rule: Cow<'static, str>,
     /// The field looked at.
-    pub field: String,
+    pub field: Cow<'static, str>,
     /// Its value as seen (truncated to a readable length).
     pub value: String,
 }
@@ -181,8 +183,8 @@ pub struct Evidence {
 impl Evidence {
     /// Evidence with a value cut to 200 characters.
     pub fn new(
-        rule: impl Into<String>,
-        field: impl Into<String>,
+        rule: impl Into<Cow<'static, str>>,
+        field: impl Into<Cow<'static, str>>,
         value: impl AsRef<str>,
     ) -> Evidence {
         let v = value.as_ref();
@@ -368,8 +370,8 @@ impl Classification {
     pub fn new(
         protocol: &'static str,
         service: Option<Service>,
-        rule: &str,
-        field: &str,
+        rule: impl Into<Cow<'static, str>>,
+        field: impl Into<Cow<'static, str>>,
         value: impl AsRef<str>,
     ) -> Classification {
         Classification {
@@ -407,7 +409,7 @@ impl Classification {
                 self.product.clone_from(&sig.product);
             }
             self.evidence
-                .push(Evidence::new(sig.id.as_str(), field.as_str(), value));
+                .push(Evidence::new(sig.id.clone(), field.as_str(), value));
             matched = true;
         }
         matched

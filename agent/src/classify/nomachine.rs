@@ -133,7 +133,7 @@ pub fn udp_layout_ok(d: &[u8]) -> bool {
         && util::be16(d, UDP_ZERO_OFFSET) == Some(0)
 }
 
-fn classification(rule: &str, field: &str, value: String) -> Classification {
+fn classification(rule: &'static str, field: &'static str, value: String) -> Classification {
     let mut c = Classification::new("nx", Some(Service::Nomachine), rule, field, value);
     c.vendor = Some("NoMachine".to_owned());
     c.product = Some("NoMachine".to_owned());

@@ -417,7 +417,7 @@ fn hex8(s: Option<[u8; SESSION_ID_LEN]>) -> String {
     s.map(|x| util::hex(&x)).unwrap_or_default()
 }
 
-fn yes(rule: &str, value: String, wrap: Wrap) -> Verdict {
+fn yes(rule: &'static str, value: String, wrap: Wrap) -> Verdict {
     let mut c = Classification::new(
         "openvpn",
         Some(Service::Openvpn),

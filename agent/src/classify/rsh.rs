@@ -73,6 +73,24 @@ impl Command {
             Command::Rsh => "rsh",
         }
     }
+
+    /// Id of the rule that read the client's opening.
+    fn rule(self) -> &'static str {
+        match self {
+            Command::Rexec => "setten.rsh.rexec-opening",
+            Command::Rlogin => "setten.rsh.rlogin-opening",
+            Command::Rsh => "setten.rsh.rsh-opening",
+        }
+    }
+
+    /// The field naming the account asked for on the server.
+    fn user_field(self) -> &'static str {
+        match self {
+            Command::Rexec => "rexec.server_user",
+            Command::Rlogin => "rlogin.server_user",
+            Command::Rsh => "rsh.server_user",
+        }
+    }
 }
 
 /// Why the client's opening could not be read.
@@ -226,17 +244,17 @@ pub fn detect(cx: &Cx<'_>) -> Verdict {
     }
     match parse_opening(kind, cx.c2s.bytes()) {
         Ok(o) => {
-            let rule = format!("setten.rsh.{}-opening", kind.name());
+            let rule = kind.rule();
             let mut c = Classification::new(
                 kind.name(),
                 Some(Service::Rsh),
-                &rule,
-                &format!("{}.server_user", kind.name()),
+                rule,
+                kind.user_field(),
                 String::from_utf8_lossy(o.server_user),
             );
             if let Some(t) = o.terminal {
                 c.evidence.push(Evidence::new(
-                    rule.as_str(),
+                    rule,
                     "rlogin.terminal",
                     String::from_utf8_lossy(t),
                 ));

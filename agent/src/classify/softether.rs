@@ -208,7 +208,7 @@ fn parse_nat_t_answer(d: &[u8]) -> Option<(IpAddr, u16)> {
     (port != 0).then_some((ip, port))
 }
 
-fn classification(rule: &str, field: &str, value: String) -> Classification {
+fn classification(rule: &'static str, field: &'static str, value: String) -> Classification {
     let mut c = Classification::new("softether", Some(Service::Softether), rule, field, value);
     c.vendor = Some("SoftEther".into());
     c.product = Some("SoftEther VPN".into());

@@ -34,7 +34,7 @@ fn disco_sender(d: &[u8]) -> Option<&[u8]> {
     d.get(DISCO_MAGIC.len()..DISCO_MAGIC.len() + DISCO_KEY_LEN)
 }
 
-fn classification(rule: &str, field: &str, value: String) -> Classification {
+fn classification(rule: &'static str, field: &'static str, value: String) -> Classification {
     let mut c = Classification::new("tailscale", Some(Service::Tailscale), rule, field, value);
     c.vendor = Some("Tailscale".into());
     c.product = Some("Tailscale".into());

@@ -183,7 +183,7 @@ fn describe(f: &Frame) -> String {
     format!("{} command 0x{:02x}", util::hex(&magic), f.command)
 }
 
-fn classification(rule: &str, field: &str, value: String) -> Classification {
+fn classification(rule: &'static str, field: &'static str, value: String) -> Classification {
     let mut c = Classification::new("teamviewer", Some(Service::Teamviewer), rule, field, value);
     c.vendor = Some("TeamViewer".to_owned());
     c.product = Some("TeamViewer".to_owned());

@@ -99,7 +99,7 @@ pub fn detect(cx: &Cx<'_>) -> Verdict {
     let (Ok(pc), Ok(ps)) = (pc, ps) else {
         return Verdict::No;
     };
-    let classify = |rule: &str, line: &IdLine, other: Option<&IdLine>| {
+    let classify = |rule: &'static str, line: &IdLine, other: Option<&IdLine>| {
         let version = match &line.minor {
             Some(m) => format!("17.{m}"),
             None => "17".to_owned(),

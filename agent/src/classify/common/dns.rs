@@ -315,16 +315,42 @@ pub fn parse_tcp(b: &[u8]) -> Parse<Message> {
     parse_message(msg, msg.len() == len)
 }
 
-/// Which of the three names this flow's port gives the format.
-fn flavour(cx: &Cx<'_>) -> (&'static str, &'static str) {
+/// Which of the three names this flow's port gives the format: protocol name, rule id,
+/// and the fields of a question and of an answer.
+struct Flavour {
+    protocol: &'static str,
+    rule: &'static str,
+    query: &'static str,
+    answer: &'static str,
+}
+
+const DNS: Flavour = Flavour {
+    protocol: "dns",
+    rule: "setten.dns.header",
+    query: "dns.query",
+    answer: "dns.answer",
+};
+
+/// The flavour a flow's ports name; plain DNS when none does.
+fn flavour(cx: &Cx<'_>) -> Flavour {
     if cx.port_is(PORT_DNS) {
-        ("dns", "setten.dns.header")
+        DNS
     } else if cx.port_is(PORT_MDNS) {
-        ("mdns", "setten.mdns.header")
+        Flavour {
+            protocol: "mdns",
+            rule: "setten.mdns.header",
+            query: "mdns.query",
+            answer: "mdns.answer",
+        }
     } else if cx.port_is(PORT_LLMNR) {
-        ("llmnr", "setten.llmnr.header")
+        Flavour {
+            protocol: "llmnr",
+            rule: "setten.llmnr.header",
+            query: "llmnr.query",
+            answer: "llmnr.answer",
+        }
     } else {
-        ("dns", "setten.dns.header")
+        DNS
     }
 }
 
@@ -379,7 +405,12 @@ fn type_name(t: u16) -> String {
 
 /// Names DNS, mDNS or LLMNR.
 pub fn check(cx: &Cx<'_>) -> Verdict {
-    let (protocol, rule) = flavour(cx);
+    let Flavour {
+        protocol,
+        rule,
+        query,
+        answer,
+    } = flavour(cx);
     let p = if cx.is_udp() {
         opening(
             cx,
@@ -394,16 +425,12 @@ pub fn check(cx: &Cx<'_>) -> Verdict {
     finish(
         cx,
         p.map(|m| {
-            let field = if m.question {
-                format!("{protocol}.query")
-            } else {
-                format!("{protocol}.answer")
-            };
+            let field = if m.question { query } else { answer };
             Classification::new(
                 protocol,
                 None,
                 rule,
-                &field,
+                field,
                 format!("{} {}", m.name, type_name(m.rtype)),
             )
         }),
@@ -477,7 +504,7 @@ mod tests {
         let q = hex("8d3a 0000 0001 0000 0000 0000 04 77706164 00 0001 0001");
         let c = Flow::udp(51234, PORT_LLMNR).c2s(&q).yes(check);
         assert_eq!(
-            (c.protocol, c.evidence[0].rule.as_str()),
+            (c.protocol, &*c.evidence[0].rule),
             ("llmnr", "setten.llmnr.header")
         );
         // mDNS announcement: a response without questions, cache-flush class (RFC 6762

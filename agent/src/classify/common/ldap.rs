@@ -210,7 +210,7 @@ pub fn check(cx: &Cx<'_>) -> Verdict {
             Classification::new(
                 "ldap",
                 None,
-                &format!("setten.{protocol}.message"),
+                format!("setten.{protocol}.message"),
                 "ldap.protocol_op",
                 v,
             )

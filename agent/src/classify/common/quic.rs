@@ -268,7 +268,12 @@ pub fn check(cx: &Cx<'_>) -> Verdict {
     finish(cx, p)
 }
 
-fn classification(rule: &str, field: &str, value: String, version: String) -> Classification {
+fn classification(
+    rule: &'static str,
+    field: &'static str,
+    value: String,
+    version: String,
+) -> Classification {
     let mut c = Classification::new("quic", None, rule, field, value);
     c.meta = Meta {
         version: Some(version),
