@@ -42,6 +42,19 @@ const METHODS: &[&[u8]] = &[
     b"RDG_IN_DATA",
 ];
 
+/// A request head as seen on the wire, borrowed from the stream bytes.
+#[derive(Debug, Default, PartialEq, Eq)]
+pub struct Head<'a> {
+    /// Method.
+    pub method: &'a [u8],
+    /// Target.
+    pub uri: &'a str,
+    /// Host header value, untrimmed.
+    pub host: Option<&'a [u8]>,
+    /// User-Agent header value, untrimmed.
+    pub user_agent: Option<&'a [u8]>,
+}
+
 /// A parsed request head.
 #[derive(Debug, Default, PartialEq, Eq)]
 pub struct Request {
@@ -49,15 +62,32 @@ pub struct Request {
     pub method: String,
     /// Target.
     pub uri: String,
-    /// Host header.
+    /// Host header, lowercase.
     pub host: Option<String>,
     /// User-Agent header.
     pub user_agent: Option<String>,
 }
 
+/// A header value as text: invalid UTF-8 replaced, surrounding white space removed.
+fn header_text(v: &[u8]) -> String {
+    String::from_utf8_lossy(v).trim().to_owned()
+}
+
+impl Head<'_> {
+    /// The head as owned text.
+    pub fn to_request(&self) -> Request {
+        Request {
+            method: String::from_utf8_lossy(self.method).into_owned(),
+            uri: self.uri.to_owned(),
+            host: self.host.map(|h| header_text(h).to_ascii_lowercase()),
+            user_agent: self.user_agent.map(header_text),
+        }
+    }
+}
+
 /// Parses the request line and the headers present. `None` if the bytes are not an
 /// HTTP/1.x request; `Some(Err(()))` if more bytes are needed for the request line.
-pub fn parse_request(b: &[u8]) -> Option<Result<Request, ()>> {
+pub fn parse_head(b: &[u8]) -> Option<Result<Head<'_>, ()>> {
     let sp = b.iter().take(16).position(|&c| c == b' ');
     let Some(sp) = sp else {
         // Could still become a method if short.
@@ -89,10 +119,10 @@ pub fn parse_request(b: &[u8]) -> Option<Result<Request, ()>> {
         return None;
     }
     let uri = std::str::from_utf8(rest.get(..vsp)?).ok()?;
-    let mut req = Request {
-        method: String::from_utf8_lossy(method).into_owned(),
-        uri: uri.to_owned(),
-        ..Request::default()
+    let mut head = Head {
+        method,
+        uri,
+        ..Head::default()
     };
     let mut headers = b.get(line_end + 1..).unwrap_or(&[]);
     for _ in 0..MAX_HEADERS {
@@ -106,18 +136,130 @@ pub fn parse_request(b: &[u8]) -> Option<Result<Request, ()>> {
         }
         if let Some(colon) = h.iter().position(|&c| c == b':') {
             let name = h.get(..colon).unwrap_or(&[]);
-            let value = String::from_utf8_lossy(h.get(colon + 1..).unwrap_or(&[]))
-                .trim()
-                .to_owned();
+            let value = h.get(colon + 1..).unwrap_or(&[]);
             if name.eq_ignore_ascii_case(b"host") {
-                req.host = Some(value.to_ascii_lowercase());
+                head.host = Some(value);
             } else if name.eq_ignore_ascii_case(b"user-agent") {
-                req.user_agent = Some(value);
+                head.user_agent = Some(value);
             }
         }
         headers = headers.get(end + 1..).unwrap_or(&[]);
     }
-    Some(Ok(req))
+    Some(Ok(head))
+}
+
+/// [`parse_head`] with the fields as owned text.
+pub fn parse_request(b: &[u8]) -> Option<Result<Request, ()>> {
+    parse_head(b).map(|r| r.map(|h| h.to_request()))
+}
+
+/// The request head a flow was decided on, waiting for [`resolve`]: method, target and
+/// the Host and User-Agent lines as seen, copied into one buffer so the packet path
+/// makes two small allocations instead of ten.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Pending {
+    /// Method, target, Host value, User-Agent value, back to back.
+    bytes: Box<[u8]>,
+    /// Lengths of method and target.
+    method_len: u16,
+    uri_len: u16,
+    /// Lengths of the Host and User-Agent values; `None`: the header was absent.
+    host_len: Option<u16>,
+    user_agent_len: Option<u16>,
+    /// What the body check (SoftEther PACK in a POST) found, used when the request line
+    /// and headers name no service.
+    body: Option<Box<Classification>>,
+}
+
+impl Pending {
+    /// Copies a head; every part is under [`MAX_LINE`] bytes, so the lengths fit.
+    fn of(h: &Head<'_>, body: Option<Box<Classification>>) -> Pending {
+        let len16 = |b: &[u8]| u16::try_from(b.len()).unwrap_or(u16::MAX);
+        let parts = [
+            h.method,
+            h.uri.as_bytes(),
+            h.host.unwrap_or(&[]),
+            h.user_agent.unwrap_or(&[]),
+        ];
+        let mut bytes = Vec::with_capacity(parts.iter().map(|p| p.len()).sum());
+        for p in parts {
+            bytes.extend_from_slice(p.get(..usize::from(len16(p))).unwrap_or(p));
+        }
+        Pending {
+            bytes: bytes.into_boxed_slice(),
+            method_len: len16(h.method),
+            uri_len: len16(h.uri.as_bytes()),
+            host_len: h.host.map(len16),
+            user_agent_len: h.user_agent.map(len16),
+            body,
+        }
+    }
+
+    /// The head back; a target cut inside a character reads as empty.
+    fn head(&self) -> Head<'_> {
+        let mut rest: &[u8] = &self.bytes;
+        let mut take = |n: u16| {
+            let (a, b) = rest.split_at(usize::from(n).min(rest.len()));
+            rest = b;
+            a
+        };
+        let method = take(self.method_len);
+        let uri = std::str::from_utf8(take(self.uri_len)).unwrap_or("");
+        let host = self.host_len.map(&mut take);
+        let user_agent = self.user_agent_len.map(&mut take);
+        Head {
+            method,
+            uri,
+            host,
+            user_agent,
+        }
+    }
+}
+
+/// Completes an HTTP classification from its request head: evidence, RD Gateway,
+/// catalogue matches, metadata; the body check's finding when these name no service.
+pub fn resolve(c: &mut Classification, p: Pending, rules: &crate::rules::Rules) {
+    let req = p.head().to_request();
+    let mut h = Classification::new(
+        "http",
+        None,
+        "setten.http.request-line",
+        "http.request",
+        format!("{} {}", req.method, req.uri),
+    );
+    if req.method.starts_with("RDG_") {
+        h.service = Some(Service::Rdp);
+        h.vendor = Some("Microsoft".into());
+        h.product = Some("RD Gateway (HTTP transport)".into());
+        h.evidence.insert(
+            0,
+            super::Evidence::new("setten.rdp.gateway-method", "http.method", &req.method),
+        );
+    }
+    h.apply_rules(rules, Field::HttpUri, &req.uri);
+    if let Some(host) = &req.host {
+        h.apply_rules(rules, Field::HttpHost, host);
+    }
+    if let Some(ua) = &req.user_agent {
+        h.apply_rules(rules, Field::HttpUserAgent, ua);
+    }
+    let meta = Some(Box::new(HttpMeta {
+        method: req.method,
+        uri: req.uri,
+        host: req.host,
+        user_agent: req.user_agent,
+    }));
+    *c = match p.body {
+        Some(mut b) if h.service.is_none() => {
+            b.protocol = "http";
+            b.meta.http = meta;
+            *b
+        }
+        _ => {
+            h.meta.http = meta;
+            h
+        }
+    };
 }
 
 /// Detects HTTP.
@@ -140,7 +282,7 @@ pub fn detect(cx: &Cx<'_>) -> Verdict {
         }
         return Verdict::No;
     }
-    let req = match parse_request(c2s) {
+    let head = match parse_head(c2s) {
         None => return Verdict::No,
         Some(Err(())) => {
             return if cx.last || cx.c2s.is_done() {
@@ -149,48 +291,24 @@ pub fn detect(cx: &Cx<'_>) -> Verdict {
                 Verdict::Wait
             }
         }
-        Some(Ok(r)) => r,
-    };
-    let mut c = Classification::new(
-        "http",
-        None,
-        "setten.http.request-line",
-        "http.request",
-        format!("{} {}", req.method, req.uri),
-    );
-    if req.method.starts_with("RDG_") {
-        c.service = Some(Service::Rdp);
-        c.vendor = Some("Microsoft".into());
-        c.product = Some("RD Gateway (HTTP transport)".into());
-        c.evidence.insert(
-            0,
-            super::Evidence::new("setten.rdp.gateway-method", "http.method", &req.method),
-        );
-    }
-    c.apply_rules(cx.rules, Field::HttpUri, &req.uri);
-    if let Some(h) = &req.host {
-        c.apply_rules(cx.rules, Field::HttpHost, h);
-    }
-    if let Some(ua) = &req.user_agent {
-        c.apply_rules(cx.rules, Field::HttpUserAgent, ua);
-    }
-    let meta = HttpMeta {
-        method: req.method,
-        uri: req.uri,
-        host: req.host,
-        user_agent: req.user_agent,
+        Some(Ok(h)) => h,
     };
     // A POST body may be a SoftEther PACK (its DDNS / VPN Azure clients speak plain
-    // HTTP); the body check lives with the rest of SoftEther.
-    if c.service.is_none() && meta.method == "POST" {
-        if let Verdict::Yes(mut s) = super::softether::detect(cx) {
-            s.protocol = "http";
-            s.meta.http = Some(Box::new(meta));
-            return Verdict::Yes(s);
-        }
-    }
-    c.meta.http = Some(Box::new(meta));
-    Verdict::Yes(c)
+    // HTTP); the body check lives with the rest of SoftEther. What the request line and
+    // headers say (evidence, catalogue, metadata) is worked out in `resolve`, off the
+    // packet path.
+    let body = match head.method {
+        b"POST" => match super::softether::detect(cx) {
+            Verdict::Yes(s) => Some(Box::new(s)),
+            _ => None,
+        },
+        _ => None,
+    };
+    Verdict::Yes(Classification {
+        protocol: "http",
+        deferred: Some(super::Deferred::Http(Box::new(Pending::of(&head, body)))),
+        ..Classification::default()
+    })
 }
 
 #[cfg(test)]
@@ -227,6 +345,25 @@ mod tests {
             }
             v => panic!("{v:?}"),
         }
+    }
+
+    #[test]
+    fn a_request_head_comes_back_whole_from_its_pending_copy() {
+        for raw in [
+            &b"GET /a%20b?q=1 HTTP/1.1\r\nHost: Example.org \r\nUser-Agent: curl/8\r\n\r\n"[..],
+            b"OPTIONS * HTTP/1.0\r\nHost:\r\n\r\n",
+            b"POST /x HTTP/1.1\r\nuser-agent:\tA B\r\n\r\n",
+        ] {
+            let Some(Ok(head)) = parse_head(raw) else {
+                panic!("{raw:?} is a request")
+            };
+            assert_eq!(Pending::of(&head, None).head(), head);
+        }
+        let Some(Ok(empty_host)) = parse_head(b"GET / HTTP/1.1\r\nHost:\r\n\r\n") else {
+            panic!()
+        };
+        let r = Pending::of(&empty_host, None).head().to_request();
+        assert_eq!((r.host.as_deref(), r.user_agent), (Some(""), None));
     }
 
     #[test]

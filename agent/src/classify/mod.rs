@@ -363,6 +363,8 @@ pub struct Classification {
 pub enum Deferred {
     /// TLS handshake bytes → metadata, JA4, certificate, catalogue matches.
     Tls(Box<tls::Pending>),
+    /// HTTP request head → evidence, catalogue matches, metadata.
+    Http(Box<http::Pending>),
 }
 
 impl Classification {
@@ -386,6 +388,7 @@ impl Classification {
     pub fn resolve(&mut self, rules: &Rules) {
         match self.deferred.take() {
             Some(Deferred::Tls(p)) => tls::resolve(self, *p, rules),
+            Some(Deferred::Http(p)) => http::resolve(self, *p, rules),
             None => {}
         }
     }

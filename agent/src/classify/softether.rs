@@ -558,13 +558,59 @@ mod tests {
 
     /// Corpus ndpi-softether.pcap, TCP 192.168.2.100:37504 -> 130.158.75.45:80: the DDNS
     /// client's POST with a WPC body ("PACK" + size + Safe64), first bytes as captured.
-    #[test]
-    fn wpc_body_from_corpus_is_yes() {
+    fn wpc_post() -> Vec<u8> {
         let mut req = b"POST /ddns/ddns.aspx?v=9291257684825389030 HTTP/1.1\r\n\
 Content-Length: 724\r\nHost: x0.x0.dev.open.servers.ddns.softether-network.net\r\n\r\n"
             .to_vec();
         req.extend(b"PACK0000000668AAAADwAAAAZidWlsZAAAAAAAAAABAAAlygAAAAlkZG5zX29zcwAAAAAAAAAB");
         req.extend(b"AAAAAQAAABZkZG5zX3Byb3RvY29sX3ZlcnNpb24AAAAAAAAAAQAAAAEAAAAJaXNfNjRiaXQAAAAA");
+        req
+    }
+
+    fn http(req: &[u8]) -> Classification {
+        match crate::classify::testing::run(
+            crate::classify::http::detect,
+            crate::decode::ipproto::TCP,
+            &[req],
+            &[],
+            (37504, 80),
+            false,
+        ) {
+            Verdict::Yes(c) => c,
+            v => panic!("{v:?}"),
+        }
+    }
+
+    #[test]
+    fn a_wpc_post_is_softether_over_http_by_its_host_or_else_by_its_body() {
+        // The catalogue knows the DDNS host: its more precise product stands.
+        let c = http(&wpc_post());
+        assert_eq!((c.protocol, c.service), ("http", Some(Service::Softether)));
+        assert_eq!(
+            c.product.as_deref(),
+            Some("SoftEther VPN (dynamic DNS client)")
+        );
+        assert_eq!(c.evidence[0].rule, "setten.http.request-line");
+        // Elsewhere the body alone decides, and the request is still described.
+        let req = String::from_utf8_lossy(&wpc_post())
+            .replace(
+                "x0.x0.dev.open.servers.ddns.softether-network.net",
+                "example.org",
+            )
+            .replace("/ddns/ddns.aspx", "/x");
+        let c = http(req.as_bytes());
+        assert_eq!((c.protocol, c.service), ("http", Some(Service::Softether)));
+        assert_eq!(c.evidence[0].rule, "setten.softether.wpc-pack");
+        let meta = c.meta.http.expect("request metadata");
+        assert_eq!(
+            (meta.uri.as_str(), meta.host.as_deref()),
+            ("/x?v=9291257684825389030", Some("example.org"))
+        );
+    }
+
+    #[test]
+    fn wpc_body_from_corpus_is_yes() {
+        let req = wpc_post();
         match tcp(&req, b"", false) {
             Verdict::Yes(c) => {
                 assert_eq!(c.evidence[0].rule, "setten.softether.wpc-pack");
