@@ -564,16 +564,85 @@ pub fn detect(cx: &Cx<'_>) -> Verdict {
     // certificate, catalogue matches) is left to `resolve`, which the output thread runs,
     // so the packet path only copies the handshake bytes.
     let pending = Pending {
-        hello: hello_body.to_vec(),
+        hello: compact_hello(hello_body),
         negotiated,
         alpn_selected,
-        cert: cert_body.map(<[u8]>::to_vec),
+        cert: cert_body.map(|b| leaf_only(b).to_vec()),
     };
     Verdict::Yes(Classification {
         protocol: "tls",
         deferred: Some(super::Deferred::Tls(Box::new(pending))),
         ..Classification::default()
     })
+}
+
+/// A ClientHello body reduced to what [`parse_client_hello`] reads: the session id is
+/// dropped and extensions keep their type but not their data, except server_name,
+/// signature_algorithms, ALPN and supported_versions. Key shares (over a kilobyte with
+/// a post-quantum group), padding and tickets are the bulk of a modern hello and are
+/// never read. A body whose layout does not add up (RFC 8446 section 4.1.2) is kept
+/// as it is.
+fn compact_hello(body: &[u8]) -> Vec<u8> {
+    fn split(b: &[u8], n: usize) -> Option<(&[u8], &[u8])> {
+        (b.len() >= n).then(|| b.split_at(n))
+    }
+    let compact = || -> Option<Vec<u8>> {
+        let (fixed, rest) = split(body, 2 + 32)?;
+        let (&sid_len, rest) = rest.split_first()?;
+        let (_, rest) = split(rest, usize::from(sid_len))?;
+        let cs_len = usize::from(u16::from_be_bytes([*rest.first()?, *rest.get(1)?]));
+        let (ciphers, rest) = split(rest, 2 + cs_len)?;
+        let comp_len = usize::from(*rest.first()?);
+        let (comp, rest) = split(rest, 1 + comp_len)?;
+        let mut out = Vec::with_capacity(body.len());
+        out.extend_from_slice(fixed);
+        out.push(0);
+        out.extend_from_slice(ciphers);
+        out.extend_from_slice(comp);
+        if rest.is_empty() {
+            return Some(out);
+        }
+        let ext_len = usize::from(u16::from_be_bytes([*rest.first()?, *rest.get(1)?]));
+        let mut exts = rest.get(2..)?;
+        if exts.len() != ext_len {
+            return None;
+        }
+        let at = out.len();
+        out.extend_from_slice(&[0, 0]);
+        while !exts.is_empty() {
+            let (head, tail) = split(exts, 4)?;
+            let t = u16::from_be_bytes([head[0], head[1]]);
+            let (data, tail) = split(tail, usize::from(u16::from_be_bytes([head[2], head[3]])))?;
+            out.extend_from_slice(&t.to_be_bytes());
+            if matches!(
+                t,
+                ext::SERVER_NAME | ext::SIGNATURE_ALGORITHMS | ext::ALPN | ext::SUPPORTED_VERSIONS
+            ) {
+                out.extend_from_slice(&head[2..4]);
+                out.extend_from_slice(data);
+            } else {
+                out.extend_from_slice(&[0, 0]);
+            }
+            exts = tail;
+        }
+        let new_len = u16::try_from(out.len() - at - 2).ok()?.to_be_bytes();
+        out.get_mut(at..at + 2)?.copy_from_slice(&new_len);
+        // Exactly sized: the pending copy lives as long as the flow.
+        Some(out.as_slice().to_vec())
+    };
+    compact().unwrap_or_else(|| body.to_vec())
+}
+
+/// A Certificate message body cut after its first certificate, the leaf (RFC 5246
+/// 7.4.2); the rest of the chain is never read. Unchanged when the leaf is incomplete.
+fn leaf_only(body: &[u8]) -> &[u8] {
+    let len = match (body.get(3), body.get(4), body.get(5)) {
+        (Some(&a), Some(&b), Some(&c)) => {
+            (usize::from(a) << 16) | (usize::from(b) << 8) | usize::from(c)
+        }
+        _ => return body,
+    };
+    body.get(..6 + len).unwrap_or(body)
 }
 
 /// The handshake bytes a TLS flow was decided on, waiting for [`resolve`].
@@ -762,6 +831,49 @@ mod tests {
         assert_eq!(&j[11..23], b);
         let c = trunc_hash("000d,002b_0403,0804");
         assert_eq!(&j[24..], c);
+    }
+
+    #[test]
+    fn a_compacted_hello_reads_the_same_and_is_smaller() {
+        // The fixture, with a 32-byte session id, a 1,216-byte key share (X25519MLKEM768,
+        // IANA group 0x11ec) and a padding extension appended.
+        let rec = client_hello("vpn.example.jp", &["h2", "http/1.1"]);
+        let mut body = rec[9..].to_vec();
+        body[34] = 32;
+        body.splice(35..35, [9u8; 32]);
+        let ext_at = 35 + 32 + 2 + 6 + 2;
+        let mut extra = Vec::new();
+        for (t, len) in [(51u16, 1220usize), (21, 200)] {
+            extra.extend_from_slice(&t.to_be_bytes());
+            extra.extend_from_slice(&u16::try_from(len).unwrap().to_be_bytes());
+            extra.extend(std::iter::repeat_n(0x5a, len));
+        }
+        body.extend(&extra);
+        let ext_len = u16::from_be_bytes([body[ext_at], body[ext_at + 1]]) as usize + extra.len();
+        body[ext_at..ext_at + 2].copy_from_slice(&u16::try_from(ext_len).unwrap().to_be_bytes());
+        let full = parse_client_hello(&body).expect("the enlarged hello parses");
+        assert_eq!(full.extensions.len(), 7);
+        let small = compact_hello(&body);
+        assert!(small.len() < 200, "{} bytes", small.len());
+        assert_eq!(parse_client_hello(&small), Some(full.clone()));
+        assert_eq!(
+            ja4(&parse_client_hello(&small).unwrap(), 't'),
+            ja4(&full, 't')
+        );
+        // A body whose extension block does not add up is kept whole.
+        let cut = &body[..body.len() - 1];
+        assert_eq!(compact_hello(cut), cut);
+    }
+
+    #[test]
+    fn only_the_leaf_of_a_certificate_chain_is_kept() {
+        // list length, then two certificates of 5 and 3 bytes.
+        let chain = [0, 0, 14, 0, 0, 5, 1, 2, 3, 4, 5, 0, 0, 3, 6, 7, 8];
+        assert_eq!(leaf_only(&chain), &chain[..11]);
+        assert!(leaf_present(leaf_only(&chain)));
+        // An incomplete leaf stays as it is.
+        assert_eq!(leaf_only(&chain[..8]), &chain[..8]);
+        assert_eq!(leaf_only(&chain[..4]), &chain[..4]);
     }
 
     #[test]
