@@ -144,8 +144,8 @@ fn main() {
                 }
                 let seed = flows.entry(f.id).or_insert_with(|| FlowSeed {
                     proto: l4.proto,
-                    cport: f.client.port,
-                    sport: f.server.port,
+                    cport: f.client().port,
+                    sport: f.server().port,
                     pkts: Vec::new(),
                 });
                 if seed.pkts.len() < PACKETS_PER_FLOW {

@@ -156,9 +156,10 @@ impl<'c> Pipeline<'c> {
             if l4.proto == ipproto::UDP && !l4.payload.is_empty() {
                 crate::names::harvest(l4.sport, l4.dport, l4.payload, &mut self.obs);
                 if !self.obs.is_empty() {
+                    let names = flow.names.get_or_insert_with(Box::default);
                     for o in self.obs.drain(..) {
-                        if flow.names.len() < flow::MAX_NAME_OBS {
-                            flow.names.push((p.ts_us, o));
+                        if names.len() < flow::MAX_NAME_OBS {
+                            names.push((p.ts_us, o));
                         }
                     }
                 }

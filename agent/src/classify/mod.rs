@@ -691,8 +691,8 @@ impl Classifier {
         };
         let cx = Cx {
             proto: flow.key.proto,
-            client_port: flow.client.port,
-            server_port: flow.server.port,
+            client_port: flow.client().port,
+            server_port: flow.server().port,
             c2s: &streams[0],
             s2c: &streams[1],
             last,

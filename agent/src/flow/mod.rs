@@ -142,10 +142,8 @@ pub struct Flow {
     pub id: u64,
     /// Table key.
     pub key: FlowKey,
-    /// The side that started the conversation.
-    pub client: Endpoint,
-    /// The other side.
-    pub server: Endpoint,
+    /// The client is the key's lower endpoint (see [`Flow::client`]).
+    client_is_lo: bool,
     /// How the roles were decided.
     pub role_by: RoleBy,
     /// Outermost VLAN id of the first packet.
@@ -167,7 +165,7 @@ pub struct Flow {
     /// SYN from the client and SYN-ACK from the server were both seen.
     pub handshake: bool,
     /// Packets that were IP fragments.
-    pub fragments: u64,
+    pub fragments: u32,
     /// FIN seen per direction.
     fin: [bool; 2],
     /// Source MAC of the first frame in each direction (zero: not seen or no Ethernet).
@@ -177,8 +175,9 @@ pub struct Flow {
     /// `L4::fp` of the previous frame per direction.
     last_fp: [u32; 2],
     /// Names its datagrams gave out (DNS answers, DHCP, NetBIOS, LLMNR, mDNS), with the
-    /// time seen; at most [`MAX_NAME_OBS`].
-    pub names: Vec<(u64, crate::names::Obs)>,
+    /// time seen; at most [`MAX_NAME_OBS`]. Boxed: most flows give out none, and every
+    /// live flow pays for the field.
+    pub names: Option<Box<Vec<(u64, crate::names::Obs)>>>,
     /// Opening bytes per direction, while the flow is being inspected.
     pub streams: Option<Box<[Stream; 2]>>,
     /// TCP or UDP: the payload is inspected until classification is done.
@@ -204,10 +203,43 @@ const NIL: u32 = u32::MAX;
 impl Flow {
     /// The endpoint a packet came from, as a direction.
     pub fn dir_of(&self, p: &L4<'_>) -> Dir {
-        if p.src == self.client.addr && p.sport == self.client.port {
+        let client = self.client();
+        if p.src == client.addr && p.sport == client.port {
             Dir::ToServer
         } else {
             Dir::ToClient
+        }
+    }
+
+    /// The side that started the conversation.
+    pub fn client(&self) -> Endpoint {
+        if self.client_is_lo {
+            self.lo()
+        } else {
+            self.hi()
+        }
+    }
+
+    /// The other side.
+    pub fn server(&self) -> Endpoint {
+        if self.client_is_lo {
+            self.hi()
+        } else {
+            self.lo()
+        }
+    }
+
+    fn lo(&self) -> Endpoint {
+        Endpoint {
+            addr: self.key.lo,
+            port: self.key.lo_port,
+        }
+    }
+
+    fn hi(&self) -> Endpoint {
+        Endpoint {
+            addr: self.key.hi,
+            port: self.key.hi_port,
         }
     }
 
@@ -462,7 +494,7 @@ impl FlowTable {
             f.first_us = ts_us;
         }
         if p.fragment {
-            f.fragments += 1;
+            f.fragments = f.fragments.saturating_add(1);
         }
         if p.fp != 0 {
             if f.last_fp[d] == p.fp {
@@ -502,7 +534,7 @@ impl FlowTable {
             addr: p.dst,
             port: p.dport,
         };
-        let (client, server, role_by) = decide_roles(p, src, dst);
+        let (client, _, role_by) = decide_roles(p, src, dst);
         let list = match p.proto {
             ipproto::TCP => LIST_TCP,
             ipproto::UDP => LIST_UDP,
@@ -512,8 +544,7 @@ impl FlowTable {
         let flow = Flow {
             id: self.next_id,
             key,
-            client,
-            server,
+            client_is_lo: (client.addr, client.port) == (key.lo, key.lo_port),
             role_by,
             vlan: p.vlan,
             depth: p.depth,
@@ -529,7 +560,7 @@ impl FlowTable {
             mac: [[0; 6]; 2],
             duplicates: 0,
             last_fp: [0; 2],
-            names: Vec::new(),
+            names: None,
             // Stream buffers are allocated with the first payload byte (see
             // `Flow::streams_mut`); many flows never carry any.
             streams: None,
@@ -862,7 +893,7 @@ mod tests {
         assert_eq!((d1, d2), (Dir::ToServer, Dir::ToClient));
         let f = t.get_mut(a).unwrap();
         assert!(f.handshake);
-        assert_eq!(f.client.port, 50000);
+        assert_eq!(f.client().port, 50000);
         assert_eq!(f.packets, [1, 1]);
     }
 
@@ -880,7 +911,7 @@ mod tests {
             1,
             &mut |_| {},
         );
-        assert_eq!(t.get_mut(r).unwrap().client.port, 50000);
+        assert_eq!(t.get_mut(r).unwrap().client().port, 50000);
     }
 
     #[test]
@@ -892,7 +923,7 @@ mod tests {
             &mut |_| {},
         );
         let f = t.get_mut(r).unwrap();
-        assert_eq!((f.server.port, f.role_by), (500, RoleBy::Port));
+        assert_eq!((f.server().port, f.role_by), (500, RoleBy::Port));
     }
 
     #[test]
@@ -950,11 +981,11 @@ mod tests {
             ended.push(f)
         });
         assert_eq!(ended.len(), 1);
-        assert_eq!(ended[0].client.addr, Addr::v4([10, 0, 0, 2]));
+        assert_eq!(ended[0].client().addr, Addr::v4([10, 0, 0, 2]));
         assert_eq!(ended[0].end, Some(EndReason::Evicted));
         assert_eq!(t.stats().evicted, 1);
         let mut rest = Vec::new();
-        t.drain(&mut |f| rest.push(f.client.addr));
+        t.drain(&mut |f| rest.push(f.client().addr));
         assert_eq!(rest, vec![Addr::v4([10, 0, 0, 1]), Addr::v4([10, 0, 0, 3])]);
     }
 }

@@ -396,15 +396,15 @@ impl Inventory {
     /// names and MAC addresses.
     pub fn add_flow(&mut self, v: &FlowView<'_>, policy: &Policy) {
         let f = v.flow;
-        for (ts, obs) in &f.names {
+        for (ts, obs) in f.names.iter().flat_map(|n| n.iter()) {
             self.names.observe(*ts, obs);
         }
-        let client_local = v.cx.nets.is_local(f.client.addr);
-        let server_local = v.cx.nets.is_local(f.server.addr);
+        let client_local = v.cx.nets.is_local(f.client().addr);
+        let server_local = v.cx.nets.is_local(f.server().addr);
         if f.depth == 0 {
             for (side, local, mac) in [
-                (f.client.addr, client_local, f.mac[0]),
-                (f.server.addr, server_local, f.mac[1]),
+                (f.client().addr, client_local, f.mac[0]),
+                (f.server().addr, server_local, f.mac[1]),
             ] {
                 if local && mac != [0; 6] {
                     self.learn_mac(side.to_ip(), mac);
@@ -418,8 +418,8 @@ impl Inventory {
                 if service.family() == Family::RemoteAccess {
                     self.add_lateral(
                         LateralKey {
-                            client: f.client.addr.to_ip(),
-                            server: f.server.addr.to_ip(),
+                            client: f.client().addr.to_ip(),
+                            server: f.server().addr.to_ip(),
                             service,
                         },
                         f.first_us,
@@ -472,12 +472,12 @@ impl Inventory {
         let s = Session {
             transport: f.key.proto,
             client: Endpoint {
-                ip: f.client.addr.to_ip(),
-                port: f.client.port,
+                ip: f.client().addr.to_ip(),
+                port: f.client().port,
             },
             server: Endpoint {
-                ip: f.server.addr.to_ip(),
-                port: f.server.port,
+                ip: f.server().addr.to_ip(),
+                port: f.server().port,
             },
             direction,
             service,

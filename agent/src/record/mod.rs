@@ -201,8 +201,8 @@ impl<'a> FlowView<'a> {
 
     /// External side.
     pub fn external(&self) -> External {
-        let c = !self.cx.nets.is_local(self.flow.client.addr);
-        let s = !self.cx.nets.is_local(self.flow.server.addr);
+        let c = !self.cx.nets.is_local(self.flow.client().addr);
+        let s = !self.cx.nets.is_local(self.flow.server().addr);
         match (c, s) {
             (false, false) => External::None,
             (true, false) => External::Client,
@@ -222,7 +222,7 @@ impl<'a> FlowView<'a> {
         !self
             .cx
             .rules
-            .is_standard_port(s, proto == ipproto::TCP, self.flow.server.port)
+            .is_standard_port(s, proto == ipproto::TCP, self.flow.server().port)
     }
 }
 
@@ -408,8 +408,8 @@ impl FlowView<'_> {
         out.extend_from_slice(b"{\"type\":\"flow\",\"id\":");
         json_u64(out, f.id);
         json_key_str(out, "transport", &transport_name(f.key.proto));
-        json_endpoint(out, "client", f.client.addr, f.client.port);
-        json_endpoint(out, "server", f.server.addr, f.server.port);
+        json_endpoint(out, "client", f.client().addr, f.client().port);
+        json_endpoint(out, "server", f.server().addr, f.server().port);
         // `service` is always present (null when the flow is no remote access or VPN);
         // the other optional fields only when known.
         let service = c.and_then(|c| c.service);
@@ -488,7 +488,7 @@ impl FlowView<'_> {
         }
         if f.fragments != 0 {
             out.extend_from_slice(b",\"fragments\":");
-            json_u64(out, f.fragments);
+            json_u64(out, u64::from(f.fragments));
         }
         match f.end {
             Some(e) => json_key_str(out, "end", e.as_str()),

@@ -87,8 +87,8 @@ impl TableSink {
                 self.rows.push(Row {
                     service: s.as_str().to_owned(),
                     transport: transport_name(f.key.proto).into_owned(),
-                    client: endpoint(f.client.addr.to_ip(), f.client.port),
-                    server: endpoint(f.server.addr.to_ip(), f.server.port),
+                    client: endpoint(f.client().addr.to_ip(), f.client().port),
+                    server: endpoint(f.server().addr.to_ip(), f.server().port),
                     direction: v.external().direction(),
                     vendor,
                     packets,
