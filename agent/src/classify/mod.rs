@@ -367,6 +367,18 @@ pub enum Deferred {
     Http(Box<http::Pending>),
 }
 
+impl Deferred {
+    /// The classification the deferred work makes.
+    pub fn resolve(self, rules: &Rules) -> Classification {
+        let mut c = Classification::default();
+        match self {
+            Deferred::Tls(p) => tls::resolve(&mut c, *p, rules),
+            Deferred::Http(p) => http::resolve(&mut c, *p, rules),
+        }
+        c
+    }
+}
+
 impl Classification {
     /// A classification of a protocol with one piece of evidence.
     pub fn new(
@@ -384,12 +396,11 @@ impl Classification {
         }
     }
 
-    /// Completes deferred work; a no-op when there is none.
+    /// Completes deferred work; a no-op when there is none. A classification with
+    /// deferred work is rebuilt from it whole.
     pub fn resolve(&mut self, rules: &Rules) {
-        match self.deferred.take() {
-            Some(Deferred::Tls(p)) => tls::resolve(self, *p, rules),
-            Some(Deferred::Http(p)) => http::resolve(self, *p, rules),
-            None => {}
+        if let Some(d) = self.deferred.take() {
+            *self = d.resolve(rules);
         }
     }
 
@@ -732,7 +743,14 @@ impl Classifier {
             }
         }
         if decided.is_some() || !waiting || last {
-            flow.class = decided.map(Box::new);
+            match decided {
+                // A detector that leaves work for later says nothing else: `resolve`
+                // rebuilds the whole classification, so only the work is kept.
+                Some(Classification {
+                    deferred: Some(d), ..
+                }) => flow.deferred = Some(d),
+                c => flow.class = c.map(Box::new),
+            }
             flow.inspect.done = true;
             flow.streams = None;
         }

@@ -184,8 +184,12 @@ pub struct Flow {
     pub inspectable: bool,
     /// Classifier progress while inspecting.
     pub inspect: Inspect,
-    /// The classification once decided (or at the end).
+    /// The classification once decided (or at the end), unless it waits in `deferred`.
     pub class: Option<Box<Classification>>,
+    /// Work that makes the classification, done off the packet path by
+    /// [`Flow::resolve`] (TLS and HTTP keep a few hundred bytes here rather than a
+    /// classification and its strings for every open flow).
+    pub deferred: Option<crate::classify::Deferred>,
     /// Why it ended (set when it leaves the table).
     pub end: Option<EndReason>,
     lru: Link,
@@ -245,7 +249,9 @@ impl Flow {
 
     /// Completes the classification's deferred work (see `Classification::resolve`).
     pub fn resolve(&mut self, rules: &crate::rules::Rules) {
-        if let Some(c) = self.class.as_deref_mut() {
+        if let Some(d) = self.deferred.take() {
+            self.class = Some(Box::new(d.resolve(rules)));
+        } else if let Some(c) = self.class.as_deref_mut() {
             c.resolve(rules);
         }
     }
@@ -567,6 +573,7 @@ impl FlowTable {
             inspectable,
             inspect: Inspect::default(),
             class: None,
+            deferred: None,
             end: None,
             lru: Link {
                 prev: NIL,

@@ -162,12 +162,14 @@ fn snapshot(task: &WorkerTask, pipe: &mut Pipeline<'_>) {
     };
     let mut inv = Inventory::new();
     for f in pipe.open_flows_mut() {
-        let decided = f.inspect.done && f.class.as_ref().is_some_and(|c| c.service.is_some());
-        if !decided {
+        if !f.inspect.done {
             continue;
         }
+        // TLS and HTTP name their service only once resolved.
         f.resolve(&rules);
-        inv.add_flow(&FlowView { flow: f, cx: &cx }, &rules.policy);
+        if f.class.as_ref().is_some_and(|c| c.service.is_some()) {
+            inv.add_flow(&FlowView { flow: f, cx: &cx }, &rules.policy);
+        }
     }
     if !inv.is_empty() {
         let _ = task.out.send(InvMsg::Open(Box::new(inv)));
@@ -188,12 +190,24 @@ mod tests {
     const CLIENT: [u8; 4] = [203, 0, 113, 50];
     const SERVER: [u8; 4] = [10, 20, 10, 50];
 
-    /// Ethernet, IPv4 (RFC 791 3.1) and TCP (RFC 9293 3.1) headers around `payload`.
+    /// Ethernet, IPv4 (RFC 791 3.1) and TCP (RFC 9293 3.1) headers around `payload`, on
+    /// a connection to SSH's port.
     fn tcp(to_server: bool, seq: u32, ack: u32, flags: u8, payload: &[u8]) -> Vec<u8> {
+        tcp_to(22, to_server, seq, ack, flags, payload)
+    }
+
+    fn tcp_to(
+        port: u16,
+        to_server: bool,
+        seq: u32,
+        ack: u32,
+        flags: u8,
+        payload: &[u8],
+    ) -> Vec<u8> {
         let (src, dst, sport, dport) = if to_server {
-            (CLIENT, SERVER, 50_000u16, 22u16)
+            (CLIENT, SERVER, 50_000u16, port)
         } else {
-            (SERVER, CLIENT, 22, 50_000)
+            (SERVER, CLIENT, port, 50_000)
         };
         let mut f = vec![0x02, 0, 0, 0, 0, 2, 0x02, 0, 0, 0, 0, 1, 0x08, 0x00];
         let total = (40 + payload.len()) as u16;
@@ -237,6 +251,75 @@ mod tests {
     fn recv(rx: &Receiver<InvMsg>) -> InvMsg {
         rx.recv_timeout(Duration::from_secs(20))
             .expect("a message from the worker")
+    }
+
+    /// A TLS record holding a ClientHello (RFC 8446 4.1.2) with one cipher suite and a
+    /// server_name extension (RFC 6066 3).
+    fn client_hello(sni: &str) -> Vec<u8> {
+        let name = sni.as_bytes();
+        let n = name.len() as u16;
+        let mut ext = vec![0, 0];
+        ext.extend_from_slice(&(n + 5).to_be_bytes());
+        ext.extend_from_slice(&(n + 3).to_be_bytes());
+        ext.push(0);
+        ext.extend_from_slice(&n.to_be_bytes());
+        ext.extend_from_slice(name);
+        let mut body = vec![3, 3];
+        body.extend_from_slice(&[7; 32]);
+        body.extend_from_slice(&[0, 0, 2, 0x13, 0x01, 1, 0]);
+        body.extend_from_slice(&(ext.len() as u16).to_be_bytes());
+        body.extend(ext);
+        let mut rec = vec![0x16, 3, 1];
+        rec.extend_from_slice(&(body.len() as u16 + 4).to_be_bytes());
+        rec.extend_from_slice(&[1, 0]);
+        rec.extend_from_slice(&(body.len() as u16).to_be_bytes());
+        rec.extend(body);
+        rec
+    }
+
+    /// TLS names its service (here from the catalogue's SNI domains) only when its
+    /// handshake is worked out, after the packet path: an open session is still reported.
+    #[test]
+    fn open_tls_sessions_named_by_the_catalogue_are_reported() {
+        let shared = shared();
+        let (tx, rx) = sync_channel(4);
+        let (out_tx, out_rx) = sync_channel(64);
+        let (rec_tx, _rec_rx) = sync_channel(4);
+        let task = WorkerTask {
+            index: 0,
+            flows: flow::Config::default(),
+            rx,
+            recycle: vec![rec_tx],
+            out: out_tx,
+            shared: shared.clone(),
+            counters: shared.workers[0].clone(),
+            nets: Arc::new(RwLock::new(LocalNets::with(&[]))),
+        };
+        let handle = std::thread::spawn(move || run(task));
+        let t0 = crate::ship::now_us();
+        let hello = client_hello("relay-1a2b3c.net.anydesk.com");
+        let end = 101 + hello.len() as u32;
+        let frames = [
+            tcp_to(443, true, 100, 0, 0x02, b""),
+            tcp_to(443, false, 500, 101, 0x12, b""),
+            tcp_to(443, true, 101, 501, 0x10, b""),
+            tcp_to(443, true, 101, 501, 0x18, &hello),
+            tcp_to(443, false, 501, end, 0x18, &[9; 48]),
+        ];
+        tx.send(WorkerMsg::Frames(batch(&frames, t0))).unwrap();
+        shared.snapshot_epoch.store(1, Ordering::Release);
+        let InvMsg::Open(inv) = recv(&out_rx) else {
+            panic!("expected the open flows");
+        };
+        let sessions: Vec<_> = inv.sessions().collect();
+        assert_eq!(sessions.len(), 1);
+        assert_eq!(sessions[0].service, crate::classify::Service::Anydesk);
+        drop(tx);
+        let InvMsg::Flows(flows) = recv(&out_rx) else {
+            panic!("expected the finished flows");
+        };
+        assert_eq!(flows.len(), 1);
+        handle.join().unwrap();
     }
 
     /// An SSH session that stays open: reported as a session so far on request, kept
