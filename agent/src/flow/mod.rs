@@ -634,17 +634,28 @@ impl FlowTable {
         Some(f)
     }
 
-    /// Ends every live flow in creation order (end of capture, or shutdown).
+    /// Ends every live flow in creation order (end of capture, or shutdown). The table is
+    /// emptied at once rather than flow by flow: one pass over the slab, no index lookups
+    /// or list unlinking per flow.
     pub fn drain(&mut self, ended: &mut impl FnMut(Flow)) {
-        let mut live: Vec<u32> = self.map.iter().copied().collect();
-        live.sort_by_key(|&i| {
-            self.slab
-                .get(i as usize)
-                .and_then(Option::as_ref)
-                .map_or(u64::MAX, |f| f.id)
-        });
-        for i in live {
-            if let Some(f) = self.remove(i, EndReason::EndOfCapture) {
+        let mut live: Vec<(u64, u32)> = Vec::with_capacity(self.map.len());
+        let mut i = 0u32;
+        for chunk in &self.slab.chunks {
+            for slot in chunk {
+                if let Some(f) = slot {
+                    live.push((f.id, i));
+                }
+                i = i.wrapping_add(1);
+            }
+        }
+        live.sort_unstable();
+        self.map.clear();
+        self.heads = [NIL; LISTS];
+        self.tails = [NIL; LISTS];
+        for (_, i) in live {
+            if let Some(mut f) = self.slab.get_mut(i as usize).and_then(Option::take) {
+                self.free.push(i);
+                f.end = Some(EndReason::EndOfCapture);
                 ended(f);
             }
         }
@@ -994,5 +1005,48 @@ mod tests {
         let mut rest = Vec::new();
         t.drain(&mut |f| rest.push(f.client().addr));
         assert_eq!(rest, vec![Addr::v4([10, 0, 0, 1]), Addr::v4([10, 0, 0, 3])]);
+    }
+
+    #[test]
+    fn drain_ends_flows_in_creation_order_and_leaves_a_working_table() {
+        let cfg = Config {
+            max_flows: 2,
+            ..Config::default()
+        };
+        let mut t = FlowTable::new(cfg);
+        let host = |h: u8| udp([10, 0, 0, h], 1, [10, 0, 0, 9], 53);
+        let mut evicted = Vec::new();
+        // 10.0.0.3 evicts 10.0.0.1 and takes its slot: the slots no longer follow the
+        // creation order.
+        for (ts, h) in [(1, 1), (2, 2), (3, 3)] {
+            t.update(&host(h), ts, &mut |f| evicted.push(f.client().addr));
+        }
+        assert_eq!(evicted, [Addr::v4([10, 0, 0, 1])]);
+        let mut ended = Vec::new();
+        t.drain(&mut |f| ended.push((f.client().addr, f.end)));
+        let eoc = Some(EndReason::EndOfCapture);
+        assert_eq!(
+            ended,
+            [
+                (Addr::v4([10, 0, 0, 2]), eoc),
+                (Addr::v4([10, 0, 0, 3]), eoc)
+            ]
+        );
+        assert_eq!(t.len(), 0);
+        // The emptied table takes new flows and still evicts the least recently seen.
+        evicted.clear();
+        for (ts, h) in [(4, 4), (5, 5), (6, 4), (7, 6)] {
+            t.update(&host(h), ts, &mut |f| evicted.push(f.client().addr));
+        }
+        assert_eq!(evicted, [Addr::v4([10, 0, 0, 5])]);
+        ended.clear();
+        t.drain(&mut |f| ended.push((f.client().addr, f.end)));
+        assert_eq!(
+            ended,
+            [
+                (Addr::v4([10, 0, 0, 4]), eoc),
+                (Addr::v4([10, 0, 0, 6]), eoc)
+            ]
+        );
     }
 }
