@@ -3,12 +3,16 @@
 //! timestamp resolutions; several sections), optionally gzip-compressed.
 //!
 //! The reader streams: memory stays bounded by [`READ_BUFFER`] whatever the file size.
+//! A file is read on a thread of its own, a few chunks ahead; classic pcap records are
+//! parsed (pcap-parser's frame parsers) where they lie in those chunks, and everything
+//! else goes through pcap-parser's streaming reader.
 //! Everything in the file is untrusted; a damaged file yields the packets read so far
 //! and then a [`CaptureError`] that names the file and the byte offset.
 
+use pcap_parser::nom;
 use pcap_parser::pcapng::Block;
 use pcap_parser::traits::PcapReaderIterator;
-use pcap_parser::{PcapBlockOwned, PcapError};
+use pcap_parser::{LegacyPcapBlock, PcapBlockOwned, PcapError};
 use std::fmt;
 use std::fs::File;
 use std::io::{self, BufReader, Read};
@@ -222,6 +226,32 @@ impl ReadAhead {
     }
 }
 
+impl ReadAhead {
+    /// Makes sure the current chunk has unread bytes (waiting for the next chunk if
+    /// needed) and returns them; empty at the end of the source.
+    fn fill(&mut self) -> io::Result<&[u8]> {
+        while self.pos >= self.cur.len() && !self.done {
+            match self.rx.recv() {
+                Ok(Ok(chunk)) if chunk.is_empty() => self.done = true,
+                Ok(Ok(chunk)) => {
+                    let old = std::mem::replace(&mut self.cur, chunk);
+                    let _ = self.recycle.try_send(old);
+                    self.pos = 0;
+                }
+                Ok(Err(e)) => {
+                    self.done = true;
+                    return Err(e);
+                }
+                Err(_) => {
+                    self.done = true;
+                    return Err(io::Error::other("the capture reader thread stopped"));
+                }
+            }
+        }
+        Ok(self.cur.get(self.pos..).unwrap_or(&[]))
+    }
+}
+
 impl Read for ReadAhead {
     fn read(&mut self, out: &mut [u8]) -> io::Result<usize> {
         loop {
@@ -252,6 +282,34 @@ impl Read for ReadAhead {
             }
         }
     }
+}
+
+/// A classic pcap record parser of pcap-parser (`parse_pcap_frame` or its big-endian
+/// twin).
+type FrameParser =
+    for<'a> fn(&'a [u8]) -> nom::IResult<&'a [u8], LegacyPcapBlock<'a>, PcapError<&'a [u8]>>;
+
+/// Classic pcap read where the read-ahead thread put it: each record is parsed in place in
+/// its chunk, and only a record that straddles two chunks is copied (into `carry`). The
+/// general reader copies every byte from the chunks into its own buffer first.
+struct Chunked {
+    ahead: ReadAhead,
+    parse: FrameParser,
+    /// The file's byte order is big-endian (`parse` is the big-endian parser).
+    big_endian: bool,
+    ifc: Interface,
+    carry: Vec<u8>,
+}
+
+/// Length of a classic pcap record header (ts_sec, ts_usec, incl_len, orig_len).
+const RECORD_HEADER: usize = 16;
+
+/// How the records of a file are read.
+enum Records {
+    /// pcap-parser's streaming reader (pcapng, modified pcap, captures in memory).
+    Parser(Box<dyn PcapReaderIterator + Send>),
+    /// Classic pcap from a file, parsed in the read-ahead chunks.
+    Chunked(Box<Chunked>),
 }
 
 #[derive(Clone, Copy)]
@@ -287,7 +345,7 @@ pub struct ReadStats {
 /// A capture file being read.
 pub struct CaptureFile {
     path: PathBuf,
-    reader: Box<dyn PcapReaderIterator + Send>,
+    reader: Records,
     interfaces: Vec<Interface>,
     legacy: Option<Interface>,
     offset: u64,
@@ -328,8 +386,44 @@ impl CaptureFile {
         };
         // Reading (and gunzipping) runs on a thread of its own, so the packet path does not
         // wait for the kernel's copies.
-        let source: Box<dyn Read + Send> = Box::new(ReadAhead::spawn(source));
-        Self::from_reader(path, source, gzip, file_read, last_error, file_len)
+        let mut ahead = ReadAhead::spawn(source);
+        let gz = if gzip { " (decompressed)" } else { "" };
+        let header = match ahead.fill() {
+            Ok(first) => pcap_parser::pcap::parse_pcap_header(first)
+                .ok()
+                .map(|(_, h)| h)
+                .filter(|h| !h.is_modified_format()),
+            Err(_) => None,
+        };
+        let Some(h) = header else {
+            // pcapng, modified pcap, or a first chunk too short to tell: the general reader
+            // starts from the same bytes.
+            return Self::from_reader(path, Box::new(ahead), gzip, file_read, last_error, file_len);
+        };
+        ahead.pos += h.size();
+        let parse: FrameParser = if h.is_bigendian() {
+            pcap_parser::pcap::parse_pcap_frame_be
+        } else {
+            pcap_parser::pcap::parse_pcap_frame
+        };
+        Ok(CaptureFile {
+            path: path.to_owned(),
+            reader: Records::Chunked(Box::new(Chunked {
+                ahead,
+                parse,
+                big_endian: h.is_bigendian(),
+                ifc: legacy_interface(&h),
+                carry: Vec::new(),
+            })),
+            interfaces: Vec::new(),
+            legacy: None,
+            offset: h.size() as u64,
+            gz,
+            file_read,
+            last_error,
+            file_len,
+            stats: ReadStats::default(),
+        })
     }
 
     /// Reads a capture held in memory (tests, fuzzing); `name` stands for the path in
@@ -391,7 +485,7 @@ impl CaptureFile {
         };
         Ok(CaptureFile {
             path: path.to_owned(),
-            reader,
+            reader: Records::Parser(reader),
             interfaces: Vec::new(),
             legacy: None,
             offset: 0,
@@ -429,23 +523,37 @@ impl CaptureFile {
         &mut self,
         mut on_packet: impl FnMut(&Packet<'_>),
     ) -> Result<ReadStats, CaptureError> {
+        let reader = match &mut self.reader {
+            Records::Parser(r) => r,
+            Records::Chunked(c) => {
+                let res = c.for_each(&mut self.offset, &mut self.stats, &mut on_packet);
+                return match res {
+                    Ok(()) => Ok(self.stats),
+                    Err(ChunkError::Truncated) => Err(CaptureError::Truncated {
+                        path: self.path.clone(),
+                        offset: self.offset,
+                        gz: self.gz,
+                    }),
+                    Err(ChunkError::Corrupt(what)) => Err(self.corrupt(what)),
+                    Err(ChunkError::Read(e)) => {
+                        let mut err = self.read_error();
+                        if let CaptureError::Read { what, .. } = &mut err {
+                            if self.last_error.lock().ok().is_none_or(|l| l.is_none()) {
+                                *what = e.to_string();
+                            }
+                        }
+                        Err(err)
+                    }
+                };
+            }
+        };
         loop {
-            match self.reader.next() {
+            match reader.next() {
                 Ok((len, block)) => {
                     let mut bad: Option<String> = None;
                     match block {
                         PcapBlockOwned::LegacyHeader(h) => {
-                            let units = if h.is_nanosecond_precision() {
-                                1_000_000_000
-                            } else {
-                                1_000_000
-                            };
-                            self.legacy = Some(Interface {
-                                link: LinkType(h.network.0 as u32),
-                                units_per_sec: units,
-                                offset_sec: i64::from(h.thiszone),
-                                drops: None,
-                            });
+                            self.legacy = Some(legacy_interface(&h));
                         }
                         PcapBlockOwned::Legacy(b) => {
                             if let Some(ifc) = self.legacy {
@@ -480,11 +588,11 @@ impl CaptureFile {
                     // No shift on consume: pcap-parser (circular::Buffer) would move half the
                     // buffer every time the read position passes its middle; refill() shifts
                     // only the incomplete remainder.
-                    self.reader.consume_noshift(len);
+                    reader.consume_noshift(len);
                 }
                 Err(PcapError::Eof) => return Ok(self.stats),
                 Err(PcapError::Incomplete(_)) => {
-                    if let Err(_e) = self.reader.refill() {
+                    if let Err(_e) = reader.refill() {
                         return Err(self.read_error());
                     }
                 }
@@ -530,6 +638,121 @@ impl CaptureFile {
             offset: self.offset,
             gz: self.gz,
             what,
+        }
+    }
+}
+
+/// The interface a classic pcap header describes.
+fn legacy_interface(h: &pcap_parser::PcapHeader) -> Interface {
+    Interface {
+        link: LinkType(h.network.0 as u32),
+        units_per_sec: if h.is_nanosecond_precision() {
+            1_000_000_000
+        } else {
+            1_000_000
+        },
+        offset_sec: i64::from(h.thiszone),
+        drops: None,
+    }
+}
+
+/// Why chunked reading stopped early.
+enum ChunkError {
+    Truncated,
+    Corrupt(String),
+    Read(io::Error),
+}
+
+impl Chunked {
+    /// Delivers every record; `offset` follows the start of the next record.
+    fn for_each(
+        &mut self,
+        offset: &mut u64,
+        stats: &mut ReadStats,
+        on_packet: &mut impl FnMut(&Packet<'_>),
+    ) -> Result<(), ChunkError> {
+        let (parse, ifc) = (self.parse, self.ifc);
+        let deliver =
+            |b: &LegacyPcapBlock<'_>, stats: &mut ReadStats, on: &mut dyn FnMut(&Packet<'_>)| {
+                let units = u64::from(b.ts_sec)
+                    .saturating_mul(ifc.units_per_sec)
+                    .saturating_add(u64::from(b.ts_usec));
+                stats.packets += 1;
+                on(&Packet {
+                    ts_us: to_micros(units, &ifc),
+                    link: ifc.link,
+                    data: clamp(b.data, b.caplen),
+                    orig_len: b.origlen,
+                });
+            };
+        loop {
+            let avail = self.ahead.fill().map_err(ChunkError::Read)?;
+            if avail.is_empty() {
+                return Ok(());
+            }
+            // Records that lie whole in this chunk.
+            let mut rest = avail;
+            loop {
+                match parse(rest) {
+                    Ok((after, b)) => {
+                        deliver(&b, stats, on_packet);
+                        *offset += (rest.len() - after.len()) as u64;
+                        rest = after;
+                    }
+                    Err(nom::Err::Incomplete(_)) => break,
+                    Err(nom::Err::Error(e) | nom::Err::Failure(e)) => {
+                        return Err(ChunkError::Corrupt(describe(&e)))
+                    }
+                }
+            }
+            if rest.is_empty() {
+                self.ahead.pos = self.ahead.cur.len();
+                continue;
+            }
+            // The chunk ends inside a record: gather the record from the following chunks.
+            self.carry.clear();
+            self.carry.extend_from_slice(rest);
+            self.ahead.pos = self.ahead.cur.len();
+            loop {
+                let need = match self.carry.get(8..12) {
+                    Some(len) => {
+                        let raw = <[u8; 4]>::try_from(len).unwrap_or_default();
+                        let caplen = if self.big_endian {
+                            u32::from_be_bytes(raw)
+                        } else {
+                            u32::from_le_bytes(raw)
+                        };
+                        let total = RECORD_HEADER.saturating_add(caplen as usize);
+                        if total >= READ_BUFFER {
+                            return Err(ChunkError::Corrupt(format!(
+                                "a record declares more than {READ_BUFFER} bytes"
+                            )));
+                        }
+                        total
+                    }
+                    None => RECORD_HEADER,
+                };
+                if self.carry.len() >= need && self.carry.len() >= RECORD_HEADER {
+                    break;
+                }
+                let more = self.ahead.fill().map_err(ChunkError::Read)?;
+                if more.is_empty() {
+                    return Err(ChunkError::Truncated);
+                }
+                let take = (need - self.carry.len()).min(more.len());
+                self.carry.extend_from_slice(&more[..take]);
+                self.ahead.pos += take;
+            }
+            match parse(&self.carry) {
+                Ok((_, b)) => {
+                    deliver(&b, stats, on_packet);
+                    *offset += self.carry.len() as u64;
+                }
+                Err(nom::Err::Incomplete(_)) => return Err(ChunkError::Truncated),
+                Err(nom::Err::Error(e) | nom::Err::Failure(e)) => {
+                    return Err(ChunkError::Corrupt(describe(&e)))
+                }
+            }
         }
     }
 }
@@ -740,6 +963,94 @@ mod tests {
         let mut f = tempfile::NamedTempFile::new().unwrap();
         f.write_all(bytes).unwrap();
         f
+    }
+
+    /// Frames as read: time, link type, bytes.
+    type Frames = Vec<(u64, u32, Vec<u8>)>;
+
+    /// What a reading gives: every frame and how it ended.
+    fn read_all(mut cap: CaptureFile) -> (Frames, Result<u64, String>) {
+        let mut seen = Vec::new();
+        let end = cap.for_each_packet(|p| seen.push((p.ts_us, p.link.0, p.data.to_vec())));
+        (seen, end.map(|s| s.packets).map_err(|e| e.to_string()))
+    }
+
+    /// A classic pcap of varied records, several read-ahead chunks long, with one record
+    /// larger than a chunk; `big` writes it big-endian.
+    fn varied_pcap(big: bool) -> Vec<u8> {
+        let u32b = |v: u32| {
+            if big {
+                v.to_be_bytes()
+            } else {
+                v.to_le_bytes()
+            }
+        };
+        let mut file = Vec::new();
+        file.extend_from_slice(&u32b(0xa1b2c3d4));
+        file.extend_from_slice(&if big {
+            2u16.to_be_bytes()
+        } else {
+            2u16.to_le_bytes()
+        });
+        file.extend_from_slice(&if big {
+            4u16.to_be_bytes()
+        } else {
+            4u16.to_le_bytes()
+        });
+        file.extend_from_slice(&[0; 8]);
+        file.extend_from_slice(&u32b(262_144));
+        file.extend_from_slice(&u32b(1));
+        let mut i = 0u32;
+        while file.len() < 3 * READ_AHEAD_CHUNK + 10_000 {
+            let len = if i == 150 {
+                READ_AHEAD_CHUNK + 40_000
+            } else {
+                (i as usize * 37) % 1600
+            };
+            file.extend_from_slice(&u32b(1_700_000_000 + i));
+            file.extend_from_slice(&u32b(i));
+            file.extend_from_slice(&u32b(len as u32));
+            file.extend_from_slice(&u32b(len as u32 + 4));
+            file.extend((0..len).map(|k| (k as u32 ^ i) as u8));
+            i += 1;
+        }
+        file
+    }
+
+    /// Classic pcap files are read from the read-ahead chunks in place; records across
+    /// chunk boundaries, a record larger than a chunk, big-endian files, and files cut
+    /// anywhere near a boundary read exactly as the general reader reads them.
+    #[test]
+    fn chunked_reading_matches_the_general_reader_across_chunk_boundaries() {
+        for big in [false, true] {
+            let file = varied_pcap(big);
+            let general = read_all(CaptureFile::from_bytes("x", file.clone()).unwrap());
+            assert!(general.1.is_ok(), "{:?}", general.1);
+            assert!(general.0.iter().any(|f| f.2.len() > READ_AHEAD_CHUNK));
+            let tmp = write_tmp(&file);
+            let cap = CaptureFile::open(tmp.path()).unwrap();
+            assert!(matches!(cap.reader, Records::Chunked(_)));
+            assert_eq!(read_all(cap), general, "big-endian: {big}");
+            for cut in [
+                READ_AHEAD_CHUNK - 1,
+                READ_AHEAD_CHUNK,
+                READ_AHEAD_CHUNK + 7,
+                2 * READ_AHEAD_CHUNK + 16,
+                file.len() - 1,
+            ] {
+                let part = &file[..cut];
+                let tmp = write_tmp(part);
+                let chunked = read_all(CaptureFile::open(tmp.path()).unwrap());
+                let general = read_all(CaptureFile::from_bytes("x", part.to_vec()).unwrap());
+                assert_eq!(chunked.0, general.0, "cut at {cut}");
+                let (a, b) = (chunked.1.unwrap_err(), general.1.unwrap_err());
+                // Same complaint at the same offset; only the file name differs.
+                assert_eq!(
+                    a.split_once(": ").map(|x| x.1),
+                    b.split_once(": ").map(|x| x.1)
+                );
+            }
+        }
     }
 
     #[test]
