@@ -9,7 +9,7 @@
 #![forbid(unsafe_code)]
 
 use setten_agent::analyze::Pipeline;
-use setten_agent::capture::{CaptureFile, LinkType};
+use setten_agent::capture::{CaptureError, CaptureFile, LinkType};
 use setten_agent::classify::{classify_streams, Classifier};
 use setten_agent::decode::{ipproto, Decoder};
 use setten_agent::flow;
@@ -80,10 +80,31 @@ impl<'a> Input<'a> {
 // ---------------------------------------------------------------------------------------
 // capture_file: the whole packet path over one capture file held in memory.
 
-/// `capture_file` target: `data` is a whole capture file (pcap, pcapng, gzip); every frame
-/// goes through decode, the flow table, reassembly and classification, and every finished
-/// flow is rendered as a JSON record and a table row.
+/// Frames of a capture as read (time, link type, bytes) and how the reading ended.
+fn frames_of(cap: Result<CaptureFile, CaptureError>) -> (Vec<(u64, u32, Vec<u8>)>, String) {
+    let mut cap = match cap {
+        Ok(c) => c,
+        Err(e) => return (Vec::new(), e.to_string()),
+    };
+    let mut seen = Vec::new();
+    let end = cap.for_each_packet(|p| seen.push((p.ts_us, p.link.0, p.data.to_vec())));
+    (seen, end.map(|_| String::new()).unwrap_or_else(|e| e.to_string()))
+}
+
+/// `capture_file` target: `data` is a whole capture file (pcap, pcapng, gzip). Read as
+/// files are read (classic pcap parsed in read-ahead chunks, here small ones so records
+/// cross chunk boundaries) it gives the same frames and the same ending as pcap-parser's
+/// streaming reader. Every frame goes through decode, the flow table, reassembly and
+/// classification, and every finished flow is rendered as a JSON record and a table row.
 pub fn capture_file(data: &[u8]) {
+    let chunk = 24 + usize::from(data.last().copied().unwrap_or(0)) * 4;
+    let general = frames_of(CaptureFile::from_bytes("fuzz.pcap", data.to_vec()));
+    let chunked = frames_of(CaptureFile::from_bytes_read_ahead(
+        "fuzz.pcap",
+        data.to_vec(),
+        chunk,
+    ));
+    assert_eq!(chunked, general, "chunks of {chunk} bytes");
     let Ok(mut cap) = CaptureFile::from_bytes("fuzz.pcap", data.to_vec()) else {
         return;
     };

@@ -178,7 +178,8 @@ struct ReadAhead {
 }
 
 impl ReadAhead {
-    fn spawn(mut src: Box<dyn Read + Send>) -> ReadAhead {
+    /// Reads `src` on a new thread, `chunk` bytes at a time at most.
+    fn spawn(mut src: Box<dyn Read + Send>, chunk: usize) -> ReadAhead {
         use std::sync::mpsc::sync_channel;
         let (tx, rx) = sync_channel::<io::Result<Vec<u8>>>(READ_AHEAD_CHUNKS);
         let (recycle, spare) = sync_channel::<Vec<u8>>(READ_AHEAD_CHUNKS + 2);
@@ -188,7 +189,7 @@ impl ReadAhead {
                 // A recycled buffer keeps its length: only a new one (or the short tail of
                 // the last read) is zeroed, not every chunk.
                 let mut buf = spare.try_recv().unwrap_or_default();
-                buf.resize(READ_AHEAD_CHUNK, 0);
+                buf.resize(chunk, 0);
                 let n = loop {
                     match src.read(&mut buf) {
                         Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
@@ -386,7 +387,46 @@ impl CaptureFile {
         };
         // Reading (and gunzipping) runs on a thread of its own, so the packet path does not
         // wait for the kernel's copies.
-        let mut ahead = ReadAhead::spawn(source);
+        let ahead = ReadAhead::spawn(source, READ_AHEAD_CHUNK);
+        Self::from_read_ahead(path, ahead, gzip, file_read, last_error, file_len)
+    }
+
+    /// Reads a capture held in memory the way files are read, on a read-ahead thread, in
+    /// chunks of `chunk` bytes (at least 1): small chunks put many records across chunk
+    /// boundaries (fuzzing, tests). `name` stands for the path in error messages.
+    pub fn from_bytes_read_ahead(
+        name: &str,
+        bytes: Vec<u8>,
+        chunk: usize,
+    ) -> Result<CaptureFile, CaptureError> {
+        let len = bytes.len() as u64;
+        let gzip = bytes.starts_with(&[0x1f, 0x8b]);
+        let file_read = Arc::new(AtomicU64::new(0));
+        let last_error = Arc::new(std::sync::Mutex::new(None));
+        let counting = CountingReader {
+            inner: io::Cursor::new(bytes),
+            read: file_read.clone(),
+            last_error: last_error.clone(),
+        };
+        let source: Box<dyn Read + Send> = if gzip {
+            Box::new(flate2::read::MultiGzDecoder::new(counting))
+        } else {
+            Box::new(counting)
+        };
+        let ahead = ReadAhead::spawn(source, chunk.max(1));
+        Self::from_read_ahead(Path::new(name), ahead, gzip, file_read, last_error, len)
+    }
+
+    /// Classic pcap whose header is in the first chunk is read in the chunks; anything else
+    /// goes to pcap-parser's reader.
+    fn from_read_ahead(
+        path: &Path,
+        mut ahead: ReadAhead,
+        gzip: bool,
+        file_read: Arc<AtomicU64>,
+        last_error: Arc<std::sync::Mutex<Option<String>>>,
+        file_len: u64,
+    ) -> Result<CaptureFile, CaptureError> {
         let gz = if gzip { " (decompressed)" } else { "" };
         let header = match ahead.fill() {
             Ok(first) => pcap_parser::pcap::parse_pcap_header(first)
@@ -1031,6 +1071,12 @@ mod tests {
             let cap = CaptureFile::open(tmp.path()).unwrap();
             assert!(matches!(cap.reader, Records::Chunked(_)));
             assert_eq!(read_all(cap), general, "big-endian: {big}");
+            // Chunks smaller than most records: nearly every record is gathered.
+            for chunk in [24, 1000] {
+                let cap = CaptureFile::from_bytes_read_ahead("x", file.clone(), chunk).unwrap();
+                assert!(matches!(cap.reader, Records::Chunked(_)));
+                assert_eq!(read_all(cap), general, "chunks of {chunk}");
+            }
             for cut in [
                 READ_AHEAD_CHUNK - 1,
                 READ_AHEAD_CHUNK,
@@ -1126,11 +1172,14 @@ mod tests {
         }
         let data: Vec<u8> = (0..3_000_000u32).map(|i| (i % 251) as u8).collect();
         for fail in [false, true] {
-            let mut r = ReadAhead::spawn(Box::new(Src {
-                data: data.clone(),
-                pos: 0,
-                fail_at_end: fail,
-            }));
+            let mut r = ReadAhead::spawn(
+                Box::new(Src {
+                    data: data.clone(),
+                    pos: 0,
+                    fail_at_end: fail,
+                }),
+                READ_AHEAD_CHUNK,
+            );
             let mut got = Vec::new();
             let res = r.read_to_end(&mut got);
             assert_eq!(got.len(), data.len());
