@@ -285,6 +285,19 @@ impl Read for ReadAhead {
     }
 }
 
+/// Decompresses `src`, keeping a damaged stream's error for the message as file errors
+/// are kept (the decompressed byte count is not used: progress counts the file's bytes).
+fn gunzip<R: Read + Send + 'static>(
+    src: R,
+    last_error: &Arc<std::sync::Mutex<Option<String>>>,
+) -> Box<dyn Read + Send> {
+    Box::new(CountingReader {
+        inner: flate2::read::MultiGzDecoder::new(src),
+        read: Arc::new(AtomicU64::new(0)),
+        last_error: last_error.clone(),
+    })
+}
+
 /// A classic pcap record parser of pcap-parser (`parse_pcap_frame` or its big-endian
 /// twin).
 type FrameParser =
@@ -378,10 +391,7 @@ impl CaptureFile {
             last_error: last_error.clone(),
         };
         let source: Box<dyn Read + Send> = if gzip {
-            Box::new(flate2::read::MultiGzDecoder::new(BufReader::with_capacity(
-                1 << 16,
-                counting,
-            )))
+            gunzip(BufReader::with_capacity(1 << 16, counting), &last_error)
         } else {
             Box::new(counting)
         };
@@ -409,7 +419,7 @@ impl CaptureFile {
             last_error: last_error.clone(),
         };
         let source: Box<dyn Read + Send> = if gzip {
-            Box::new(flate2::read::MultiGzDecoder::new(counting))
+            gunzip(counting, &last_error)
         } else {
             Box::new(counting)
         };
@@ -433,7 +443,15 @@ impl CaptureFile {
                 .ok()
                 .map(|(_, h)| h)
                 .filter(|h| !h.is_modified_format()),
-            Err(_) => None,
+            Err(e) => {
+                let what = last_error.lock().ok().and_then(|l| l.clone());
+                return Err(CaptureError::Read {
+                    path: path.to_owned(),
+                    offset: 0,
+                    gz,
+                    what: what.unwrap_or_else(|| e.to_string()),
+                });
+            }
         };
         let Some(h) = header else {
             // pcapng, modified pcap, or a first chunk too short to tell: the general reader
@@ -479,7 +497,7 @@ impl CaptureFile {
             last_error: last_error.clone(),
         };
         let source: Box<dyn Read + Send> = if gzip {
-            Box::new(flate2::read::MultiGzDecoder::new(counting))
+            gunzip(counting, &last_error)
         } else {
             Box::new(counting)
         };
@@ -1096,6 +1114,28 @@ mod tests {
                     b.split_once(": ").map(|x| x.1)
                 );
             }
+        }
+    }
+
+    /// A damaged gzip stream is a read error that says what is wrong with it, however the
+    /// file is read.
+    #[test]
+    fn damaged_gzip_is_a_read_error_naming_the_damage() {
+        let header_only = vec![0x1f, 0x8b, 8, 0, 0, 0, 0, 0];
+        let tmp = write_tmp(&header_only);
+        for (how, cap) in [
+            ("file", CaptureFile::open(tmp.path())),
+            ("memory", CaptureFile::from_bytes("x", header_only.clone())),
+        ] {
+            let msg = match cap {
+                Err(e) => e.to_string(),
+                Ok(mut c) => c.for_each_packet(|_| {}).unwrap_err().to_string(),
+            };
+            assert!(
+                msg.contains("read error near byte offset 0 (decompressed)"),
+                "{how}: {msg}"
+            );
+            assert!(msg.contains("unexpected end of file"), "{how}: {msg}");
         }
     }
 
