@@ -772,7 +772,9 @@ impl Chunked {
             self.carry.extend_from_slice(rest);
             self.ahead.pos = self.ahead.cur.len();
             loop {
-                let need = match self.carry.get(8..12) {
+                // The length is read once the whole record header is here.
+                let whole_header = self.carry.len() >= RECORD_HEADER;
+                let need = match self.carry.get(8..12).filter(|_| whole_header) {
                     Some(len) => {
                         let raw = <[u8; 4]>::try_from(len).unwrap_or_default();
                         let caplen = if self.big_endian {
