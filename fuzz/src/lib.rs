@@ -88,13 +88,18 @@ fn frames_of(cap: Result<CaptureFile, CaptureError>) -> (Vec<(u64, u32, Vec<u8>)
     };
     let mut seen = Vec::new();
     let end = cap.for_each_packet(|p| seen.push((p.ts_us, p.link.0, p.data.to_vec())));
-    (seen, end.map(|_| String::new()).unwrap_or_else(|e| e.to_string()))
+    (
+        seen,
+        end.map(|_| String::new()).unwrap_or_else(|e| e.to_string()),
+    )
 }
 
 /// `capture_file` target: `data` is a whole capture file (pcap, pcapng, gzip). Read as
 /// files are read (classic pcap parsed in read-ahead chunks, here small ones so records
 /// cross chunk boundaries) it gives the same frames and the same ending as pcap-parser's
-/// streaming reader. Every frame goes through decode, the flow table, reassembly and
+/// streaming reader. A damaged gzip stream is the exception: how much the decompressor
+/// gives before its error depends on the size of each read, so there both readings end
+/// in a read error and one's frames begin the other's. Every frame goes through decode, the flow table, reassembly and
 /// classification, and every finished flow is rendered as a JSON record and a table row.
 pub fn capture_file(data: &[u8]) {
     let chunk = 24 + usize::from(data.last().copied().unwrap_or(0)) * 4;
@@ -104,7 +109,17 @@ pub fn capture_file(data: &[u8]) {
         data.to_vec(),
         chunk,
     ));
-    assert_eq!(chunked, general, "chunks of {chunk} bytes");
+    let read_error = |r: &(Vec<(u64, u32, Vec<u8>)>, String)| r.1.contains(": read error near");
+    if read_error(&general) || read_error(&chunked) {
+        assert!(
+            read_error(&general) && read_error(&chunked),
+            "chunks of {chunk}: {chunked:?} {general:?}"
+        );
+        let n = general.0.len().min(chunked.0.len());
+        assert_eq!(chunked.0[..n], general.0[..n], "chunks of {chunk} bytes");
+    } else {
+        assert_eq!(chunked, general, "chunks of {chunk} bytes");
+    }
     let Ok(mut cap) = CaptureFile::from_bytes("fuzz.pcap", data.to_vec()) else {
         return;
     };
