@@ -175,6 +175,8 @@ struct ReadAhead {
     cur: Vec<u8>,
     pos: usize,
     done: bool,
+    /// An error met after bytes already handed out, for the next read.
+    error: Option<io::Error>,
 }
 
 impl ReadAhead {
@@ -223,6 +225,7 @@ impl ReadAhead {
             cur: Vec::new(),
             pos: 0,
             done,
+            error: None,
         }
     }
 }
@@ -254,34 +257,31 @@ impl ReadAhead {
 }
 
 impl Read for ReadAhead {
+    /// Fills `out` across chunks as far as the source goes: pcap-parser reads a file's
+    /// first block with a single call, so a short first chunk (a small read of a
+    /// decompressor) must not cut a pcapng section header short. An error after some
+    /// bytes is returned by the next call.
     fn read(&mut self, out: &mut [u8]) -> io::Result<usize> {
-        loop {
-            if let Some(avail) = self.cur.get(self.pos..).filter(|a| !a.is_empty()) {
-                let n = avail.len().min(out.len());
-                out[..n].copy_from_slice(&avail[..n]);
-                self.pos += n;
-                return Ok(n);
-            }
-            if self.done || out.is_empty() {
-                return Ok(0);
-            }
-            match self.rx.recv() {
-                Ok(Ok(chunk)) if chunk.is_empty() => self.done = true,
-                Ok(Ok(chunk)) => {
-                    let old = std::mem::replace(&mut self.cur, chunk);
-                    let _ = self.recycle.try_send(old);
-                    self.pos = 0;
-                }
-                Ok(Err(e)) => {
-                    self.done = true;
-                    return Err(e);
-                }
-                Err(_) => {
-                    self.done = true;
-                    return Err(io::Error::other("the capture reader thread stopped"));
-                }
-            }
+        if let Some(e) = self.error.take() {
+            return Err(e);
         }
+        let mut n = 0;
+        while n < out.len() {
+            let avail = match self.fill() {
+                Ok(a) if a.is_empty() => break,
+                Ok(a) => a,
+                Err(e) if n == 0 => return Err(e),
+                Err(e) => {
+                    self.error = Some(e);
+                    break;
+                }
+            };
+            let k = avail.len().min(out.len() - n);
+            out[n..n + k].copy_from_slice(&avail[..k]);
+            self.pos += k;
+            n += k;
+        }
+        Ok(n)
     }
 }
 
