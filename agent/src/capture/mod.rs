@@ -268,7 +268,7 @@ impl Read for ReadAhead {
         let mut n = 0;
         while n < out.len() {
             let avail = match self.fill() {
-                Ok(a) if a.is_empty() => break,
+                Ok([]) => break,
                 Ok(a) => a,
                 Err(e) if n == 0 => return Err(e),
                 Err(e) => {
