@@ -98,8 +98,8 @@ fn frames_of(cap: Result<CaptureFile, CaptureError>) -> (Vec<(u64, u32, Vec<u8>)
 /// files are read (classic pcap parsed in read-ahead chunks, here small ones so records
 /// cross chunk boundaries) it gives the same frames and the same ending as pcap-parser's
 /// streaming reader. A damaged gzip stream is the exception: how much the decompressor
-/// gives before its error depends on the size of each read, so there both readings end
-/// in a read error and one's frames begin the other's. Every frame goes through decode, the flow table, reassembly and
+/// gives before its error depends on the size of each read, so when either reading ends
+/// in a read error, one's frames need only begin the other's. Every frame goes through decode, the flow table, reassembly and
 /// classification, and every finished flow is rendered as a JSON record and a table row.
 pub fn capture_file(data: &[u8]) {
     let chunk = 24 + usize::from(data.last().copied().unwrap_or(0)) * 4;
@@ -111,10 +111,8 @@ pub fn capture_file(data: &[u8]) {
     ));
     let read_error = |r: &(Vec<(u64, u32, Vec<u8>)>, String)| r.1.contains(": read error near");
     if read_error(&general) || read_error(&chunked) {
-        assert!(
-            read_error(&general) && read_error(&chunked),
-            "chunks of {chunk}: {chunked:?} {general:?}"
-        );
+        // The other reading may have stopped earlier, at damage the decompressor handed
+        // out before its own error.
         let n = general.0.len().min(chunked.0.len());
         assert_eq!(chunked.0[..n], general.0[..n], "chunks of {chunk} bytes");
     } else {
