@@ -285,6 +285,36 @@ impl Read for ReadAhead {
     }
 }
 
+/// A capture's bytes (decompressed if `gzip`), with the count of bytes read from the
+/// underlying file or buffer and the last read error.
+struct Source {
+    reader: Box<dyn Read + Send>,
+    read: Arc<AtomicU64>,
+    last_error: Arc<std::sync::Mutex<Option<String>>>,
+}
+
+impl Source {
+    fn of<R: Read + Send + 'static>(inner: R, gzip: bool) -> Source {
+        let read = Arc::new(AtomicU64::new(0));
+        let last_error = Arc::new(std::sync::Mutex::new(None));
+        let counting = CountingReader {
+            inner,
+            read: read.clone(),
+            last_error: last_error.clone(),
+        };
+        let reader: Box<dyn Read + Send> = if gzip {
+            gunzip(BufReader::with_capacity(1 << 16, counting), &last_error)
+        } else {
+            Box::new(counting)
+        };
+        Source {
+            reader,
+            read,
+            last_error,
+        }
+    }
+}
+
 /// Decompresses `src`, keeping a damaged stream's error for the message as file errors
 /// are kept (the decompressed byte count is not used: progress counts the file's bytes).
 fn gunzip<R: Read + Send + 'static>(
@@ -383,21 +413,11 @@ impl CaptureFile {
         let n = read_fully(&mut file, &mut magic).map_err(open_err)?;
         let file = reopen(file).map_err(open_err)?;
         let gzip = n == 2 && magic == [0x1f, 0x8b];
-        let file_read = Arc::new(AtomicU64::new(0));
-        let last_error = Arc::new(std::sync::Mutex::new(None));
-        let counting = CountingReader {
-            inner: file,
-            read: file_read.clone(),
-            last_error: last_error.clone(),
-        };
-        let source: Box<dyn Read + Send> = if gzip {
-            gunzip(BufReader::with_capacity(1 << 16, counting), &last_error)
-        } else {
-            Box::new(counting)
-        };
+        let src = Source::of(file, gzip);
         // Reading (and gunzipping) runs on a thread of its own, so the packet path does not
         // wait for the kernel's copies.
-        let ahead = ReadAhead::spawn(source, READ_AHEAD_CHUNK);
+        let ahead = ReadAhead::spawn(src.reader, READ_AHEAD_CHUNK);
+        let (file_read, last_error) = (src.read, src.last_error);
         Self::from_read_ahead(path, ahead, gzip, file_read, last_error, file_len)
     }
 
@@ -409,22 +429,10 @@ impl CaptureFile {
         bytes: Vec<u8>,
         chunk: usize,
     ) -> Result<CaptureFile, CaptureError> {
-        let len = bytes.len() as u64;
-        let gzip = bytes.starts_with(&[0x1f, 0x8b]);
-        let file_read = Arc::new(AtomicU64::new(0));
-        let last_error = Arc::new(std::sync::Mutex::new(None));
-        let counting = CountingReader {
-            inner: io::Cursor::new(bytes),
-            read: file_read.clone(),
-            last_error: last_error.clone(),
-        };
-        let source: Box<dyn Read + Send> = if gzip {
-            gunzip(counting, &last_error)
-        } else {
-            Box::new(counting)
-        };
-        let ahead = ReadAhead::spawn(source, chunk.max(1));
-        Self::from_read_ahead(Path::new(name), ahead, gzip, file_read, last_error, len)
+        let (len, gzip) = (bytes.len() as u64, bytes.starts_with(&[0x1f, 0x8b]));
+        let src = Source::of(io::Cursor::new(bytes), gzip);
+        let ahead = ReadAhead::spawn(src.reader, chunk.max(1));
+        Self::from_read_ahead(Path::new(name), ahead, gzip, src.read, src.last_error, len)
     }
 
     /// Classic pcap whose header is in the first chunk is read in the chunks; anything else
@@ -487,21 +495,16 @@ impl CaptureFile {
     /// Reads a capture held in memory (tests, fuzzing); `name` stands for the path in
     /// error messages. Gzip is recognised as for files.
     pub fn from_bytes(name: &str, bytes: Vec<u8>) -> Result<CaptureFile, CaptureError> {
-        let len = bytes.len() as u64;
-        let gzip = bytes.starts_with(&[0x1f, 0x8b]);
-        let file_read = Arc::new(AtomicU64::new(0));
-        let last_error = Arc::new(std::sync::Mutex::new(None));
-        let counting = CountingReader {
-            inner: io::Cursor::new(bytes),
-            read: file_read.clone(),
-            last_error: last_error.clone(),
-        };
-        let source: Box<dyn Read + Send> = if gzip {
-            gunzip(counting, &last_error)
-        } else {
-            Box::new(counting)
-        };
-        Self::from_reader(Path::new(name), source, gzip, file_read, last_error, len)
+        let (len, gzip) = (bytes.len() as u64, bytes.starts_with(&[0x1f, 0x8b]));
+        let src = Source::of(io::Cursor::new(bytes), gzip);
+        Self::from_reader(
+            Path::new(name),
+            src.reader,
+            gzip,
+            src.read,
+            src.last_error,
+            len,
+        )
     }
 
     fn from_reader(
