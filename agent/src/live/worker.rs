@@ -248,6 +248,39 @@ mod tests {
         })
     }
 
+    /// A worker running on its own thread, and the ends of its channels.
+    struct Started {
+        shared: Arc<Shared>,
+        tx: SyncSender<WorkerMsg>,
+        out_rx: Receiver<InvMsg>,
+        _recycled: Receiver<Batch>,
+        handle: std::thread::JoinHandle<Summary>,
+    }
+
+    fn start() -> Started {
+        let shared = shared();
+        let (tx, rx) = sync_channel(4);
+        let (out_tx, out_rx) = sync_channel(64);
+        let (rec_tx, recycled) = sync_channel(4);
+        let task = WorkerTask {
+            index: 0,
+            flows: flow::Config::default(),
+            rx,
+            recycle: vec![rec_tx],
+            out: out_tx,
+            shared: shared.clone(),
+            counters: shared.workers[0].clone(),
+            nets: Arc::new(RwLock::new(LocalNets::with(&[]))),
+        };
+        Started {
+            shared,
+            tx,
+            out_rx,
+            _recycled: recycled,
+            handle: std::thread::spawn(move || run(task)),
+        }
+    }
+
     fn recv(rx: &Receiver<InvMsg>) -> InvMsg {
         rx.recv_timeout(Duration::from_secs(20))
             .expect("a message from the worker")
@@ -281,21 +314,13 @@ mod tests {
     /// handshake is worked out, after the packet path: an open session is still reported.
     #[test]
     fn open_tls_sessions_named_by_the_catalogue_are_reported() {
-        let shared = shared();
-        let (tx, rx) = sync_channel(4);
-        let (out_tx, out_rx) = sync_channel(64);
-        let (rec_tx, _rec_rx) = sync_channel(4);
-        let task = WorkerTask {
-            index: 0,
-            flows: flow::Config::default(),
-            rx,
-            recycle: vec![rec_tx],
-            out: out_tx,
-            shared: shared.clone(),
-            counters: shared.workers[0].clone(),
-            nets: Arc::new(RwLock::new(LocalNets::with(&[]))),
-        };
-        let handle = std::thread::spawn(move || run(task));
+        let Started {
+            shared,
+            tx,
+            out_rx,
+            _recycled,
+            handle,
+        } = start();
         let t0 = crate::ship::now_us();
         let hello = client_hello("relay-1a2b3c.net.anydesk.com");
         let end = 101 + hello.len() as u32;
@@ -326,21 +351,13 @@ mod tests {
     /// whole across a rules reload, and ended once when the captures stop.
     #[test]
     fn open_sessions_are_reported_and_survive_a_reload() {
-        let shared = shared();
-        let (tx, rx) = sync_channel(4);
-        let (out_tx, out_rx) = sync_channel(64);
-        let (rec_tx, _rec_rx) = sync_channel(4);
-        let task = WorkerTask {
-            index: 0,
-            flows: flow::Config::default(),
-            rx,
-            recycle: vec![rec_tx],
-            out: out_tx,
-            shared: shared.clone(),
-            counters: shared.workers[0].clone(),
-            nets: Arc::new(RwLock::new(LocalNets::with(&[]))),
-        };
-        let handle = std::thread::spawn(move || run(task));
+        let Started {
+            shared,
+            tx,
+            out_rx,
+            _recycled,
+            handle,
+        } = start();
         // Packets stamped now, as a live capture stamps them (the idle clock is the wall clock).
         let t0 = crate::ship::now_us();
         let mut opening = vec![
