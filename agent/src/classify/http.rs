@@ -148,11 +148,6 @@ pub fn parse_head(b: &[u8]) -> Option<Result<Head<'_>, ()>> {
     Some(Ok(head))
 }
 
-/// [`parse_head`] with the fields as owned text.
-pub fn parse_request(b: &[u8]) -> Option<Result<Request, ()>> {
-    parse_head(b).map(|r| r.map(|h| h.to_request()))
-}
-
 /// The request head a flow was decided on, waiting for [`resolve`]: method, target and
 /// the Host and User-Agent lines as seen, copied into one buffer so the packet path
 /// makes two small allocations instead of ten.

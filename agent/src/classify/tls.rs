@@ -392,11 +392,7 @@ fn trunc_hash(s: &str) -> String {
 /// length, then 3-byte-length-prefixed DER certificates; the leaf is first). Works on a
 /// truncated message as long as the leaf is complete.
 fn leaf_certificate(body: &[u8]) -> Option<CertMeta> {
-    let list = body.get(3..)?;
-    let len = (usize::from(*list.first()?) << 16)
-        | (usize::from(*list.get(1)?) << 8)
-        | usize::from(*list.get(2)?);
-    let der = list.get(3..3 + len)?;
+    let der = body.get(6..leaf_end(body)?)?;
     let (_, cert) = x509_parser::parse_x509_certificate(der).ok()?;
     let subject = cert.subject().to_string();
     let issuer = cert.issuer().to_string();
@@ -636,13 +632,9 @@ fn compact_hello(body: &[u8]) -> Vec<u8> {
 /// A Certificate message body cut after its first certificate, the leaf (RFC 5246
 /// 7.4.2); the rest of the chain is never read. Unchanged when the leaf is incomplete.
 fn leaf_only(body: &[u8]) -> &[u8] {
-    let len = match (body.get(3), body.get(4), body.get(5)) {
-        (Some(&a), Some(&b), Some(&c)) => {
-            (usize::from(a) << 16) | (usize::from(b) << 8) | usize::from(c)
-        }
-        _ => return body,
-    };
-    body.get(..6 + len).unwrap_or(body)
+    leaf_end(body)
+        .and_then(|end| body.get(..end))
+        .unwrap_or(body)
 }
 
 /// The handshake bytes a TLS flow was decided on, waiting for [`resolve`].
@@ -668,16 +660,15 @@ pub fn resolve(c: &mut Classification, p: Pending, rules: &crate::rules::Rules) 
 
 /// Whether a (possibly truncated) Certificate message already holds the whole leaf.
 fn leaf_present(body: &[u8]) -> bool {
-    let Some(list) = body.get(3..) else {
-        return false;
-    };
-    match (list.first(), list.get(1), list.get(2)) {
-        (Some(&a), Some(&b), Some(&c)) => {
-            let len = (usize::from(a) << 16) | (usize::from(b) << 8) | usize::from(c);
-            list.len() >= 3 + len
-        }
-        _ => false,
-    }
+    leaf_end(body).is_some_and(|end| body.len() >= end)
+}
+
+/// Where the first certificate of a Certificate message body ends (RFC 5246 7.4.2: a
+/// 3-byte list length, then each certificate behind a 3-byte length), whether or not
+/// the body reaches that far; `None` before the leaf's length is in.
+fn leaf_end(body: &[u8]) -> Option<usize> {
+    let [a, b, c] = <[u8; 3]>::try_from(body.get(3..6)?).ok()?;
+    Some(6 + ((usize::from(a) << 16) | (usize::from(b) << 8) | usize::from(c)))
 }
 
 fn finish(
