@@ -338,8 +338,7 @@ type FrameParser =
 /// general reader copies every byte from the chunks into its own buffer first.
 struct Chunked {
     ahead: ReadAhead,
-    parse: FrameParser,
-    /// The file's byte order is big-endian (`parse` is the big-endian parser).
+    /// The file's byte order is big-endian.
     big_endian: bool,
     ifc: Interface,
     carry: Vec<u8>,
@@ -467,16 +466,10 @@ impl CaptureFile {
             return Self::from_reader(path, Box::new(ahead), gzip, file_read, last_error, file_len);
         };
         ahead.pos += h.size();
-        let parse: FrameParser = if h.is_bigendian() {
-            pcap_parser::pcap::parse_pcap_frame_be
-        } else {
-            pcap_parser::pcap::parse_pcap_frame
-        };
         Ok(CaptureFile {
             path: path.to_owned(),
             reader: Records::Chunked(Box::new(Chunked {
                 ahead,
-                parse,
                 big_endian: h.is_bigendian(),
                 ifc: legacy_interface(&h),
                 carry: Vec::new(),
@@ -732,7 +725,12 @@ impl Chunked {
         stats: &mut ReadStats,
         on_packet: &mut impl FnMut(&Packet<'_>),
     ) -> Result<(), ChunkError> {
-        let (parse, ifc) = (self.parse, self.ifc);
+        let ifc = self.ifc;
+        let parse: FrameParser = if self.big_endian {
+            pcap_parser::pcap::parse_pcap_frame_be
+        } else {
+            pcap_parser::pcap::parse_pcap_frame
+        };
         let deliver =
             |b: &LegacyPcapBlock<'_>, stats: &mut ReadStats, on: &mut dyn FnMut(&Packet<'_>)| {
                 let units = u64::from(b.ts_sec)
