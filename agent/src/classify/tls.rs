@@ -393,6 +393,59 @@ fn trunc_hash(s: &str) -> String {
 /// truncated message as long as the leaf is complete.
 fn leaf_certificate(body: &[u8]) -> Option<CertMeta> {
     let der = body.get(6..leaf_end(body)?)?;
+    CERT_CACHE.with(|c| c.borrow_mut().get(der))
+}
+
+/// Certificates already read, by their DER bytes. A server hands every client the same
+/// certificate, so most TLS flows of a network carry one seen before; Zeek keeps such a
+/// cache for the same reason (`X509::certificate_cache`, zeek/scripts/base/files/x509/
+/// main.zeek). What comes out is the same as reading the certificate again.
+struct CertCache {
+    /// DER hash → (DER, fields); a hash match is confirmed on the bytes.
+    map: hashbrown::HashMap<u64, CertEntry, foldhash::fast::FixedState>,
+    /// DER bytes held, bounded by [`CERT_CACHE_BYTES`].
+    bytes: usize,
+}
+
+/// A certificate's DER bytes and what they read as.
+type CertEntry = (Box<[u8]>, Option<CertMeta>);
+
+/// DER bytes the cache holds at most (per thread) before it starts over.
+const CERT_CACHE_BYTES: usize = 1 << 20;
+
+thread_local! {
+    static CERT_CACHE: std::cell::RefCell<CertCache> = std::cell::RefCell::new(CertCache {
+        map: hashbrown::HashMap::default(),
+        bytes: 0,
+    });
+}
+
+impl CertCache {
+    fn get(&mut self, der: &[u8]) -> Option<CertMeta> {
+        use std::hash::BuildHasher;
+        let h = foldhash::fast::FixedState::default().hash_one(der);
+        if let Some((seen, meta)) = self.map.get(&h) {
+            if **seen == *der {
+                return meta.clone();
+            }
+        }
+        let meta = read_certificate(der);
+        if der.len() <= CERT_CACHE_BYTES / 4 {
+            if self.bytes + der.len() > CERT_CACHE_BYTES {
+                self.map.clear();
+                self.bytes = 0;
+            }
+            if let Some((old, _)) = self.map.insert(h, (der.into(), meta.clone())) {
+                self.bytes -= old.len();
+            }
+            self.bytes += der.len();
+        }
+        meta
+    }
+}
+
+/// The fields of one DER certificate.
+fn read_certificate(der: &[u8]) -> Option<CertMeta> {
     let (_, cert) = x509_parser::parse_x509_certificate(der).ok()?;
     let subject = cert.subject().to_string();
     let issuer = cert.issuer().to_string();
@@ -865,6 +918,48 @@ mod tests {
         // An incomplete leaf stays as it is.
         assert_eq!(leaf_only(&chain[..8]), &chain[..8]);
         assert_eq!(leaf_only(&chain[..4]), &chain[..4]);
+    }
+
+    /// A Certificate message body holding one DER certificate.
+    fn certificate_body(der: &[u8]) -> Vec<u8> {
+        let n = der.len() as u32;
+        let mut b = (n + 3).to_be_bytes()[1..].to_vec();
+        b.extend_from_slice(&n.to_be_bytes()[1..]);
+        b.extend_from_slice(der);
+        b
+    }
+
+    /// Certificates met again come from the cache with the same fields as a fresh read,
+    /// each its own, also after the cache has started over.
+    #[test]
+    fn a_certificate_seen_again_reads_the_same() {
+        let a = rcgen::generate_simple_self_signed(vec!["vpn.example.jp".into()]).unwrap();
+        let b = rcgen::generate_simple_self_signed(vec!["rdp.example.org".into()]).unwrap();
+        let (a, b) = (a.cert.der().to_vec(), b.cert.der().to_vec());
+        let (fresh_a, fresh_b) = (read_certificate(&a).unwrap(), read_certificate(&b).unwrap());
+        assert_eq!(fresh_a.san, vec!["vpn.example.jp".to_owned()]);
+        assert_eq!(fresh_b.san, vec!["rdp.example.org".to_owned()]);
+        let (body_a, body_b) = (certificate_body(&a), certificate_body(&b));
+        for _ in 0..3 {
+            assert_eq!(leaf_certificate(&body_a).as_ref(), Some(&fresh_a));
+            assert_eq!(leaf_certificate(&body_b).as_ref(), Some(&fresh_b));
+        }
+        // Bytes that are not a certificate are remembered as such, and fill the cache
+        // past its bound: it starts over and stays within it.
+        let mut cache = CertCache {
+            map: hashbrown::HashMap::default(),
+            bytes: 0,
+        };
+        assert_eq!(cache.get(&a).as_ref(), Some(&fresh_a));
+        for i in 0..12u8 {
+            let junk = vec![i; CERT_CACHE_BYTES / 5];
+            assert_eq!(cache.get(&junk), None);
+            assert_eq!(cache.get(&junk), None);
+            assert!(cache.bytes <= CERT_CACHE_BYTES, "{}", cache.bytes);
+        }
+        assert!(cache.map.len() < 12);
+        assert_eq!(cache.get(&a).as_ref(), Some(&fresh_a));
+        assert_eq!(cache.get(&b).as_ref(), Some(&fresh_b));
     }
 
     #[test]
