@@ -165,14 +165,21 @@ pub struct IkeVendor {
 /// hundreds of SANs).
 #[derive(Clone, Debug, Default)]
 struct SignatureIndex {
-    /// (field, lowercase value) → signatures with that `equals` or `domain` pattern.
-    exact: std::collections::HashMap<(Field, String), Vec<usize>>,
-    /// (field, lowercase domain) → signatures with that `domain` pattern.
-    domain: std::collections::HashMap<(Field, String), Vec<usize>>,
-    /// Signatures with `contains`/`prefix` patterns, by field.
-    scan: std::collections::HashMap<Field, Vec<usize>>,
-    /// Fields with any `equals`/`domain` pattern.
-    exact_fields: Vec<Field>,
+    /// By field (its discriminant).
+    fields: Vec<FieldIndex>,
+}
+
+type StrMap = hashbrown::HashMap<Box<str>, Vec<usize>, foldhash::fast::FixedState>;
+
+/// One field's signatures.
+#[derive(Clone, Debug, Default)]
+struct FieldIndex {
+    /// Lowercase value → signatures with that `equals` or `domain` pattern.
+    exact: StrMap,
+    /// Lowercase domain → signatures with that `domain` pattern.
+    domain: StrMap,
+    /// Signatures with `contains`/`prefix` patterns.
+    scan: Vec<usize>,
 }
 
 /// The loaded catalogue.
@@ -548,39 +555,38 @@ impl Rules {
 
     /// Signatures matching a field value.
     pub fn matching(&self, field: Field, value: &str) -> Vec<&Signature> {
-        let idx = &self.index;
-        let scan = idx.scan.get(&field);
-        let has_exact = idx.exact_fields.contains(&field);
-        if scan.is_none() && !has_exact {
+        let Some(idx) = self.index.fields.get(field as usize) else {
+            return Vec::new();
+        };
+        if idx.exact.is_empty() && idx.scan.is_empty() {
             return Vec::new();
         }
-        let lower = value.to_ascii_lowercase();
+        let lower: std::borrow::Cow<'_, str> = if value.bytes().any(|b| b.is_ascii_uppercase()) {
+            value.to_ascii_lowercase().into()
+        } else {
+            value.into()
+        };
         let mut hits: Vec<usize> = Vec::new();
-        if has_exact {
-            let mut key = (field, lower.clone());
-            if let Some(v) = idx.exact.get(&key) {
+        if !idx.exact.is_empty() {
+            if let Some(v) = idx.exact.get(&*lower) {
                 hits.extend(v);
             }
             // Every proper DNS suffix at a label boundary.
-            let mut rest = lower.as_str();
+            let mut rest = &*lower;
             while let Some(dot) = rest.find('.') {
                 rest = &rest[dot + 1..];
                 if rest.is_empty() {
                     break;
                 }
-                key.1.clear();
-                key.1.push_str(rest);
-                if let Some(v) = idx.domain.get(&key) {
+                if let Some(v) = idx.domain.get(rest) {
                     hits.extend(v);
                 }
             }
         }
-        if let Some(list) = scan {
-            for &i in list {
-                if let Some(sig) = self.signatures.get(i) {
-                    if sig.patterns.iter().any(|p| p.matches(&lower)) {
-                        hits.push(i);
-                    }
+        for &i in &idx.scan {
+            if let Some(sig) = self.signatures.get(i) {
+                if sig.patterns.iter().any(|p| p.matches(&lower)) {
+                    hits.push(i);
                 }
             }
         }
@@ -594,31 +600,26 @@ impl Rules {
     fn build_index(&mut self) {
         let mut index = SignatureIndex::default();
         for (i, sig) in self.signatures.iter().enumerate() {
+            let slot = sig.field as usize;
+            if index.fields.len() <= slot {
+                index.fields.resize_with(slot + 1, FieldIndex::default);
+            }
+            let Some(f) = index.fields.get_mut(slot) else {
+                continue;
+            };
             for p in &sig.patterns {
                 match p {
                     Pattern::Equals(v) | Pattern::Domain(v) => {
-                        index
-                            .exact
-                            .entry((sig.field, v.clone()))
-                            .or_default()
-                            .push(i);
-                        if !index.exact_fields.contains(&sig.field) {
-                            index.exact_fields.push(sig.field);
-                        }
+                        f.exact.entry(v.as_str().into()).or_default().push(i);
                     }
                     Pattern::Contains(_) | Pattern::Prefix(_) => {
-                        let list = index.scan.entry(sig.field).or_default();
-                        if list.last() != Some(&i) {
-                            list.push(i);
+                        if f.scan.last() != Some(&i) {
+                            f.scan.push(i);
                         }
                     }
                 }
                 if let Pattern::Domain(v) = p {
-                    index
-                        .domain
-                        .entry((sig.field, v.clone()))
-                        .or_default()
-                        .push(i);
+                    f.domain.entry(v.as_str().into()).or_default().push(i);
                 }
             }
         }
