@@ -346,18 +346,26 @@ mod tests {
             bytes: bytes.clone(),
         };
         let mut sink = FlowSink::spawn(Format::Jsonl, nets.clone(), rules.clone(), Box::new(held));
-        let mut opened = false;
+        // The writer holds its first batch, the channel takes IN_FLIGHT more; the batch
+        // after them finds it full. Let the writer go once that batch is on its way.
+        let pushed = Arc::new(std::sync::atomic::AtomicUsize::new(0));
+        let full_at = BATCH * (IN_FLIGHT + 2);
+        let opener = {
+            let pushed = pushed.clone();
+            std::thread::spawn(move || {
+                while pushed.load(std::sync::atomic::Ordering::SeqCst) < full_at {
+                    std::thread::sleep(std::time::Duration::from_millis(5));
+                }
+                std::thread::sleep(std::time::Duration::from_millis(200));
+                let _ = open.send(());
+            })
+        };
         for f in flows(n, &rules) {
+            pushed.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
             sink.push(f);
-            if !opened && sink.helped() > 0 {
-                // The channel was full: let the writer go on.
-                open.send(()).unwrap();
-                opened = true;
-            }
         }
-        assert!(opened, "the sending thread never had to help");
+        opener.join().unwrap();
         let helped = sink.helped();
-        drop(open);
         sink.finish().unwrap();
         let got = bytes.lock().unwrap().clone();
         assert!(helped >= 1);
