@@ -49,28 +49,22 @@ impl Cidr {
             None => max,
         };
         let bits = offset + len;
-        let mut net = Addr::from(ip).0;
-        mask(&mut net, bits);
+        let net = (u128::from_be_bytes(Addr::from(ip).0) & prefix_mask(bits)).to_be_bytes();
         Ok(Cidr { net, bits })
     }
 
     /// Whether the network holds the address.
     pub fn contains(&self, a: Addr) -> bool {
-        let mut x = a.0;
-        mask(&mut x, self.bits);
-        x == self.net
+        u128::from_be_bytes(a.0) & prefix_mask(self.bits) == u128::from_be_bytes(self.net)
     }
 }
 
-fn mask(a: &mut [u8; 16], bits: u8) {
-    for (i, b) in a.iter_mut().enumerate() {
-        let lo = (i * 8) as u32;
-        let bits = u32::from(bits);
-        if bits <= lo {
-            *b = 0;
-        } else if bits < lo + 8 {
-            *b &= 0xffu8 << (8 - (bits - lo));
-        }
+/// The leading `bits` of a 128-bit address set (all of them from 128 on).
+fn prefix_mask(bits: u8) -> u128 {
+    match bits {
+        0 => 0,
+        1..=127 => u128::MAX << (128 - u32::from(bits)),
+        _ => u128::MAX,
     }
 }
 
@@ -533,6 +527,26 @@ mod tests {
         assert_eq!(v6.to_string(), "2001:db8::/32");
         assert!(Cidr::parse("10.0.0.0/33").is_err());
         assert!(Cidr::parse("hospital").is_err());
+        // Prefixes off byte boundaries, host bits given, whole spaces, single hosts.
+        let n = Cidr::parse("172.16.0.0/12").unwrap();
+        assert!(n.contains(Addr::v4([172, 31, 255, 255])));
+        assert!(!n.contains(Addr::v4([172, 32, 0, 0])));
+        assert!(!n.contains(Addr::v4([172, 15, 255, 255])));
+        assert_eq!(
+            Cidr::parse("10.1.2.3/16").unwrap().to_string(),
+            "10.1.0.0/16"
+        );
+        let v4_all = Cidr::parse("0.0.0.0/0").unwrap();
+        assert!(v4_all.contains(Addr::v4([203, 0, 113, 9])));
+        assert!(!v4_all.contains(Addr::from("2001:db8::1".parse::<IpAddr>().unwrap())));
+        let all = Cidr::parse("::/0").unwrap();
+        assert!(all.contains(Addr::from("2001:db8::1".parse::<IpAddr>().unwrap())));
+        let host = Cidr::parse("192.0.2.7").unwrap();
+        assert!(host.contains(Addr::v4([192, 0, 2, 7])));
+        assert!(!host.contains(Addr::v4([192, 0, 2, 6])));
+        let ll = Cidr::parse("fe80::/10").unwrap();
+        assert!(ll.contains(Addr::from("febf::1".parse::<IpAddr>().unwrap())));
+        assert!(!ll.contains(Addr::from("fec0::1".parse::<IpAddr>().unwrap())));
     }
 
     #[test]
