@@ -444,6 +444,48 @@ impl CertCache {
     }
 }
 
+/// Certificate message bytes waiting for `resolve`, shared between flows: a server sends
+/// every client the same certificate, and a capture's open flows would otherwise each hold
+/// a copy until the end.
+struct CertBytes {
+    /// Hash of the bytes → the shared copy; a hash match is confirmed on the bytes.
+    map: hashbrown::HashMap<u64, std::sync::Arc<[u8]>, foldhash::fast::FixedState>,
+    /// Bytes held, bounded by [`CERT_CACHE_BYTES`].
+    bytes: usize,
+}
+
+thread_local! {
+    static CERT_BYTES: std::cell::RefCell<CertBytes> = std::cell::RefCell::new(CertBytes {
+        map: hashbrown::HashMap::default(),
+        bytes: 0,
+    });
+}
+
+impl CertBytes {
+    /// The shared copy of `b`, made now if there is none.
+    fn share(&mut self, b: &[u8]) -> std::sync::Arc<[u8]> {
+        use std::hash::BuildHasher;
+        let h = foldhash::fast::FixedState::default().hash_one(b);
+        if let Some(seen) = self.map.get(&h) {
+            if **seen == *b {
+                return seen.clone();
+            }
+        }
+        let copy: std::sync::Arc<[u8]> = b.into();
+        if b.len() <= CERT_CACHE_BYTES / 4 {
+            if self.bytes + b.len() > CERT_CACHE_BYTES {
+                self.map.clear();
+                self.bytes = 0;
+            }
+            if let Some(old) = self.map.insert(h, copy.clone()) {
+                self.bytes -= old.len();
+            }
+            self.bytes += b.len();
+        }
+        copy
+    }
+}
+
 /// The fields of one DER certificate.
 fn read_certificate(der: &[u8]) -> Option<CertMeta> {
     let (_, cert) = x509_parser::parse_x509_certificate(der).ok()?;
@@ -616,7 +658,7 @@ pub fn detect(cx: &Cx<'_>) -> Verdict {
         hello: compact_hello(hello_body),
         negotiated,
         alpn_selected,
-        cert: cert_body.map(|b| leaf_only(b).to_vec()),
+        cert: cert_body.map(|b| CERT_BYTES.with(|c| c.borrow_mut().share(leaf_only(b)))),
     };
     Verdict::Yes(Classification {
         protocol: "tls",
@@ -699,8 +741,9 @@ pub struct Pending {
     pub negotiated: Option<u16>,
     /// ALPN the server chose.
     pub alpn_selected: Option<String>,
-    /// Certificate message body, possibly truncated after the leaf.
-    pub cert: Option<Vec<u8>>,
+    /// Certificate message body, possibly truncated after the leaf; one copy shared by
+    /// the flows that carry the same bytes.
+    pub cert: Option<std::sync::Arc<[u8]>>,
 }
 
 /// Completes a TLS classification from its handshake bytes.
@@ -960,6 +1003,31 @@ mod tests {
         assert!(cache.map.len() < 12);
         assert_eq!(cache.get(&a).as_ref(), Some(&fresh_a));
         assert_eq!(cache.get(&b).as_ref(), Some(&fresh_b));
+    }
+
+    /// Flows that carry the same certificate bytes hold one copy; other bytes get their
+    /// own, and the shared copies stay within their bound.
+    #[test]
+    fn the_same_certificate_bytes_are_held_once() {
+        let mut shared = CertBytes {
+            map: hashbrown::HashMap::default(),
+            bytes: 0,
+        };
+        let a = certificate_body(b"first certificate");
+        let b = certificate_body(b"second certificate");
+        let (a1, a2, b1) = (shared.share(&a), shared.share(&a.clone()), shared.share(&b));
+        assert!(std::sync::Arc::ptr_eq(&a1, &a2));
+        assert!(!std::sync::Arc::ptr_eq(&a1, &b1));
+        assert_eq!((&*a1, &*b1), (&a[..], &b[..]));
+        for i in 0..12u8 {
+            let big = vec![i; CERT_CACHE_BYTES / 5];
+            assert_eq!(&*shared.share(&big), &big[..]);
+            assert!(shared.bytes <= CERT_CACHE_BYTES, "{}", shared.bytes);
+        }
+        // Bytes too large to keep are still handed back whole.
+        let huge = vec![7u8; CERT_CACHE_BYTES];
+        assert_eq!(&*shared.share(&huge), &huge[..]);
+        assert!(shared.bytes <= CERT_CACHE_BYTES);
     }
 
     #[test]
