@@ -257,21 +257,36 @@ pub fn civil_from_days(z: i64) -> (i64, u32, u32) {
 
 /// TCP flags as letters (the tcpdump/Zeek convention: S F R P A U E C).
 pub fn tcp_flags_str(f: u8) -> String {
-    const NAMES: [(u8, char); 8] = [
-        (0x02, 'S'),
-        (0x01, 'F'),
-        (0x04, 'R'),
-        (0x08, 'P'),
-        (0x10, 'A'),
-        (0x20, 'U'),
-        (0x40, 'E'),
-        (0x80, 'C'),
-    ];
-    NAMES
+    TCP_FLAG_LETTERS
         .iter()
         .filter(|(b, _)| f & b != 0)
-        .map(|(_, c)| *c)
+        .map(|(_, c)| char::from(*c))
         .collect()
+}
+
+/// TCP flag bits and their letters, in the order they are written.
+const TCP_FLAG_LETTERS: [(u8, u8); 8] = [
+    (0x02, b'S'),
+    (0x01, b'F'),
+    (0x04, b'R'),
+    (0x08, b'P'),
+    (0x10, b'A'),
+    (0x20, b'U'),
+    (0x40, b'E'),
+    (0x80, b'C'),
+];
+
+/// Appends `,"key":"<letters>"` for a set of TCP flags, as [`tcp_flags_str`] spells them.
+fn json_tcp_flags(out: &mut Vec<u8>, key: &str, f: u8) {
+    out.extend_from_slice(b",\"");
+    out.extend_from_slice(key.as_bytes());
+    out.extend_from_slice(b"\":\"");
+    for (b, c) in TCP_FLAG_LETTERS {
+        if f & b != 0 {
+            out.push(c);
+        }
+    }
+    out.push(b'"');
 }
 
 /// Appends `s` as a JSON string (quotes and escapes per RFC 8259 section 7).
@@ -458,8 +473,8 @@ impl FlowView<'_> {
         json_time(out, "first_seen", f.first_us);
         json_time(out, "last_seen", f.last_us);
         if f.key.proto == ipproto::TCP {
-            json_key_str(out, "tcp_flags_c2s", &tcp_flags_str(f.tcp_flags[0]));
-            json_key_str(out, "tcp_flags_s2c", &tcp_flags_str(f.tcp_flags[1]));
+            json_tcp_flags(out, "tcp_flags_c2s", f.tcp_flags[0]);
+            json_tcp_flags(out, "tcp_flags_s2c", f.tcp_flags[1]);
             out.extend_from_slice(if f.handshake {
                 b",\"handshake\":true"
             } else {
@@ -598,5 +613,11 @@ mod tests {
     fn flags() {
         assert_eq!(tcp_flags_str(0x12), "SA");
         assert_eq!(tcp_flags_str(0x11), "FA");
+        for f in [0u8, 0x12, 0x11, 0x14, 0xff] {
+            let mut out = Vec::new();
+            json_tcp_flags(&mut out, "tcp_flags_c2s", f);
+            let want = format!(",\"tcp_flags_c2s\":\"{}\"", tcp_flags_str(f));
+            assert_eq!(String::from_utf8(out).unwrap(), want);
+        }
     }
 }
