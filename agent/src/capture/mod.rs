@@ -285,16 +285,29 @@ impl Read for ReadAhead {
     }
 }
 
-/// A capture's bytes (decompressed if `gzip`), with the count of bytes read from the
-/// underlying file or buffer and the last read error.
+/// A capture's bytes (decompressed if gzip) and where they come from.
 struct Source {
     reader: Box<dyn Read + Send>,
+    origin: Origin,
+}
+
+/// Where a capture's bytes come from: whether they are gunzipped, the count of bytes
+/// read from the underlying file or buffer, the last read error, and its size.
+struct Origin {
+    gzip: bool,
     read: Arc<AtomicU64>,
     last_error: Arc<std::sync::Mutex<Option<String>>>,
+    len: u64,
 }
 
 impl Source {
-    fn of<R: Read + Send + 'static>(inner: R, gzip: bool) -> Source {
+    /// A capture held in memory; gzip is recognised by its magic bytes, as for files.
+    fn in_memory(bytes: Vec<u8>) -> Source {
+        let (len, gzip) = (bytes.len() as u64, bytes.starts_with(&[0x1f, 0x8b]));
+        Source::of(io::Cursor::new(bytes), gzip, len)
+    }
+
+    fn of<R: Read + Send + 'static>(inner: R, gzip: bool, len: u64) -> Source {
         let read = Arc::new(AtomicU64::new(0));
         let last_error = Arc::new(std::sync::Mutex::new(None));
         let counting = CountingReader {
@@ -309,8 +322,23 @@ impl Source {
         };
         Source {
             reader,
-            read,
-            last_error,
+            origin: Origin {
+                gzip,
+                read,
+                last_error,
+                len,
+            },
+        }
+    }
+}
+
+impl Origin {
+    /// What error messages add to a decompressed capture's offsets.
+    fn gz(&self) -> &'static str {
+        if self.gzip {
+            " (decompressed)"
+        } else {
+            ""
         }
     }
 }
@@ -412,12 +440,11 @@ impl CaptureFile {
         let n = read_fully(&mut file, &mut magic).map_err(open_err)?;
         let file = reopen(file).map_err(open_err)?;
         let gzip = n == 2 && magic == [0x1f, 0x8b];
-        let src = Source::of(file, gzip);
+        let src = Source::of(file, gzip, file_len);
         // Reading (and gunzipping) runs on a thread of its own, so the packet path does not
         // wait for the kernel's copies.
         let ahead = ReadAhead::spawn(src.reader, READ_AHEAD_CHUNK);
-        let (file_read, last_error) = (src.read, src.last_error);
-        Self::from_read_ahead(path, ahead, gzip, file_read, last_error, file_len)
+        Self::from_read_ahead(path, ahead, src.origin)
     }
 
     /// Reads a capture held in memory the way files are read, on a read-ahead thread, in
@@ -428,10 +455,9 @@ impl CaptureFile {
         bytes: Vec<u8>,
         chunk: usize,
     ) -> Result<CaptureFile, CaptureError> {
-        let (len, gzip) = (bytes.len() as u64, bytes.starts_with(&[0x1f, 0x8b]));
-        let src = Source::of(io::Cursor::new(bytes), gzip);
+        let src = Source::in_memory(bytes);
         let ahead = ReadAhead::spawn(src.reader, chunk.max(1));
-        Self::from_read_ahead(Path::new(name), ahead, gzip, src.read, src.last_error, len)
+        Self::from_read_ahead(Path::new(name), ahead, src.origin)
     }
 
     /// Classic pcap whose header is in the first chunk is read in the chunks; anything else
@@ -439,19 +465,16 @@ impl CaptureFile {
     fn from_read_ahead(
         path: &Path,
         mut ahead: ReadAhead,
-        gzip: bool,
-        file_read: Arc<AtomicU64>,
-        last_error: Arc<std::sync::Mutex<Option<String>>>,
-        file_len: u64,
+        origin: Origin,
     ) -> Result<CaptureFile, CaptureError> {
-        let gz = if gzip { " (decompressed)" } else { "" };
+        let gz = origin.gz();
         let header = match ahead.fill() {
             Ok(first) => pcap_parser::pcap::parse_pcap_header(first)
                 .ok()
                 .map(|(_, h)| h)
                 .filter(|h| !h.is_modified_format()),
             Err(e) => {
-                let what = last_error.lock().ok().and_then(|l| l.clone());
+                let what = origin.last_error.lock().ok().and_then(|l| l.clone());
                 return Err(CaptureError::Read {
                     path: path.to_owned(),
                     offset: 0,
@@ -463,7 +486,7 @@ impl CaptureFile {
         let Some(h) = header else {
             // pcapng, modified pcap, or a first chunk too short to tell: the general reader
             // starts from the same bytes.
-            return Self::from_reader(path, Box::new(ahead), gzip, file_read, last_error, file_len);
+            return Self::from_reader(path, Box::new(ahead), origin);
         };
         ahead.pos += h.size();
         Ok(CaptureFile {
@@ -478,9 +501,9 @@ impl CaptureFile {
             legacy: None,
             offset: h.size() as u64,
             gz,
-            file_read,
-            last_error,
-            file_len,
+            file_read: origin.read,
+            last_error: origin.last_error,
+            file_len: origin.len,
             stats: ReadStats::default(),
         })
     }
@@ -488,27 +511,16 @@ impl CaptureFile {
     /// Reads a capture held in memory (tests, fuzzing); `name` stands for the path in
     /// error messages. Gzip is recognised as for files.
     pub fn from_bytes(name: &str, bytes: Vec<u8>) -> Result<CaptureFile, CaptureError> {
-        let (len, gzip) = (bytes.len() as u64, bytes.starts_with(&[0x1f, 0x8b]));
-        let src = Source::of(io::Cursor::new(bytes), gzip);
-        Self::from_reader(
-            Path::new(name),
-            src.reader,
-            gzip,
-            src.read,
-            src.last_error,
-            len,
-        )
+        let src = Source::in_memory(bytes);
+        Self::from_reader(Path::new(name), src.reader, src.origin)
     }
 
     fn from_reader(
         path: &Path,
         source: Box<dyn Read + Send>,
-        gzip: bool,
-        file_read: Arc<AtomicU64>,
-        last_error: Arc<std::sync::Mutex<Option<String>>>,
-        file_len: u64,
+        origin: Origin,
     ) -> Result<CaptureFile, CaptureError> {
-        let gz = if gzip { " (decompressed)" } else { "" };
+        let gz = origin.gz();
         let reader = match pcap_parser::create_reader(READ_BUFFER, source) {
             Ok(r) => r,
             Err(PcapError::Eof) => {
@@ -517,7 +529,8 @@ impl CaptureFile {
                 })
             }
             Err(PcapError::ReadError) => {
-                let what = last_error
+                let what = origin
+                    .last_error
                     .lock()
                     .ok()
                     .and_then(|e| e.clone())
@@ -530,7 +543,7 @@ impl CaptureFile {
                 });
             }
             Err(_) => {
-                let magic = first_bytes_hex(path, gzip);
+                let magic = first_bytes_hex(path, origin.gzip);
                 return Err(CaptureError::NotACapture {
                     path: path.to_owned(),
                     magic,
@@ -544,9 +557,9 @@ impl CaptureFile {
             legacy: None,
             offset: 0,
             gz,
-            file_read,
-            last_error,
-            file_len,
+            file_read: origin.read,
+            last_error: origin.last_error,
+            file_len: origin.len,
             stats: ReadStats::default(),
         })
     }
