@@ -393,96 +393,66 @@ fn trunc_hash(s: &str) -> String {
 /// truncated message as long as the leaf is complete.
 fn leaf_certificate(body: &[u8]) -> Option<CertMeta> {
     let der = body.get(6..leaf_end(body)?)?;
-    CERT_CACHE.with(|c| c.borrow_mut().get(der))
+    CERT_CACHE.with(|c| c.borrow_mut().get(der, read_certificate).1)
 }
 
-/// Certificates already read, by their DER bytes. A server hands every client the same
-/// certificate, so most TLS flows of a network carry one seen before; Zeek keeps such a
-/// cache for the same reason (`X509::certificate_cache`, zeek/scripts/base/files/x509/
-/// main.zeek). What comes out is the same as reading the certificate again.
-struct CertCache {
-    /// DER hash → (DER, fields); a hash match is confirmed on the bytes.
-    map: hashbrown::HashMap<u64, CertEntry, foldhash::fast::FixedState>,
-    /// DER bytes held, bounded by [`CERT_CACHE_BYTES`].
-    bytes: usize,
-}
-
-/// A certificate's DER bytes and what they read as.
-type CertEntry = (Box<[u8]>, Option<CertMeta>);
-
-/// DER bytes the cache holds at most (per thread) before it starts over.
-const CERT_CACHE_BYTES: usize = 1 << 20;
-
-thread_local! {
-    static CERT_CACHE: std::cell::RefCell<CertCache> = std::cell::RefCell::new(CertCache {
-        map: hashbrown::HashMap::default(),
-        bytes: 0,
-    });
-}
-
-impl CertCache {
-    fn get(&mut self, der: &[u8]) -> Option<CertMeta> {
-        use std::hash::BuildHasher;
-        let h = foldhash::fast::FixedState::default().hash_one(der);
-        if let Some((seen, meta)) = self.map.get(&h) {
-            if **seen == *der {
-                return meta.clone();
-            }
-        }
-        let meta = read_certificate(der);
-        if der.len() <= CERT_CACHE_BYTES / 4 {
-            if self.bytes + der.len() > CERT_CACHE_BYTES {
-                self.map.clear();
-                self.bytes = 0;
-            }
-            if let Some((old, _)) = self.map.insert(h, (der.into(), meta.clone())) {
-                self.bytes -= old.len();
-            }
-            self.bytes += der.len();
-        }
-        meta
-    }
-}
-
-/// Certificate message bytes waiting for `resolve`, shared between flows: a server sends
-/// every client the same certificate, and a capture's open flows would otherwise each hold
-/// a copy until the end.
-struct CertBytes {
-    /// Hash of the bytes → the shared copy; a hash match is confirmed on the bytes.
-    map: hashbrown::HashMap<u64, std::sync::Arc<[u8]>, foldhash::fast::FixedState>,
+/// Byte strings seen before, each with what was made of it, bounded by the bytes held.
+/// A server hands every client the same certificate, so most TLS flows of a network carry
+/// one seen before: the packet path keeps one shared copy of it per cache, and the output
+/// reads it once (Zeek keeps an X509 certificate cache for the same reason:
+/// `X509::certificate_cache`, zeek/scripts/base/files/x509/main.zeek). What comes out is
+/// the same as without the cache.
+struct BytesCache<V> {
+    /// Hash of the bytes → (the shared copy, what was made of it); a hash match is
+    /// confirmed on the bytes.
+    map: hashbrown::HashMap<u64, (std::sync::Arc<[u8]>, V), foldhash::fast::FixedState>,
     /// Bytes held, bounded by [`CERT_CACHE_BYTES`].
     bytes: usize,
 }
 
+/// Bytes a cache holds at most (per thread) before it starts over.
+const CERT_CACHE_BYTES: usize = 1 << 20;
+
 thread_local! {
-    static CERT_BYTES: std::cell::RefCell<CertBytes> = std::cell::RefCell::new(CertBytes {
-        map: hashbrown::HashMap::default(),
-        bytes: 0,
-    });
+    /// Certificates read, by their DER bytes (the output side).
+    static CERT_CACHE: std::cell::RefCell<BytesCache<Option<CertMeta>>> =
+        std::cell::RefCell::new(BytesCache::new());
+    /// Certificate message bytes waiting for `resolve`, shared between flows (the packet
+    /// path): a capture's open flows would otherwise each hold a copy until the end.
+    static CERT_BYTES: std::cell::RefCell<BytesCache<()>> =
+        std::cell::RefCell::new(BytesCache::new());
 }
 
-impl CertBytes {
-    /// The shared copy of `b`, made now if there is none.
-    fn share(&mut self, b: &[u8]) -> std::sync::Arc<[u8]> {
+impl<V: Clone> BytesCache<V> {
+    fn new() -> BytesCache<V> {
+        BytesCache {
+            map: hashbrown::HashMap::default(),
+            bytes: 0,
+        }
+    }
+
+    /// The shared copy of `b` and what `make` made of it, made now if `b` is new.
+    fn get(&mut self, b: &[u8], make: impl FnOnce(&[u8]) -> V) -> (std::sync::Arc<[u8]>, V) {
         use std::hash::BuildHasher;
         let h = foldhash::fast::FixedState::default().hash_one(b);
-        if let Some(seen) = self.map.get(&h) {
+        if let Some((seen, v)) = self.map.get(&h) {
             if **seen == *b {
-                return seen.clone();
+                return (seen.clone(), v.clone());
             }
         }
         let copy: std::sync::Arc<[u8]> = b.into();
+        let v = make(b);
         if b.len() <= CERT_CACHE_BYTES / 4 {
             if self.bytes + b.len() > CERT_CACHE_BYTES {
                 self.map.clear();
                 self.bytes = 0;
             }
-            if let Some(old) = self.map.insert(h, copy.clone()) {
+            if let Some((old, _)) = self.map.insert(h, (copy.clone(), v.clone())) {
                 self.bytes -= old.len();
             }
             self.bytes += b.len();
         }
-        copy
+        (copy, v)
     }
 }
 
@@ -658,7 +628,7 @@ pub fn detect(cx: &Cx<'_>) -> Verdict {
         hello: compact_hello(hello_body),
         negotiated,
         alpn_selected,
-        cert: cert_body.map(|b| CERT_BYTES.with(|c| c.borrow_mut().share(leaf_only(b)))),
+        cert: cert_body.map(|b| CERT_BYTES.with(|c| c.borrow_mut().get(leaf_only(b), |_| ()).0)),
     };
     Verdict::Yes(Classification {
         protocol: "tls",
@@ -987,47 +957,49 @@ mod tests {
             assert_eq!(leaf_certificate(&body_a).as_ref(), Some(&fresh_a));
             assert_eq!(leaf_certificate(&body_b).as_ref(), Some(&fresh_b));
         }
-        // Bytes that are not a certificate are remembered as such, and fill the cache
-        // past its bound: it starts over and stays within it.
-        let mut cache = CertCache {
-            map: hashbrown::HashMap::default(),
-            bytes: 0,
+        // Bytes that are not a certificate are remembered as such (read once), and fill
+        // the cache past its bound: it starts over and stays within it.
+        let mut cache = BytesCache::<Option<CertMeta>>::new();
+        let mut reads = 0;
+        let mut read = |der: &[u8]| {
+            reads += 1;
+            read_certificate(der)
         };
-        assert_eq!(cache.get(&a).as_ref(), Some(&fresh_a));
+        assert_eq!(cache.get(&a, &mut read).1.as_ref(), Some(&fresh_a));
         for i in 0..12u8 {
             let junk = vec![i; CERT_CACHE_BYTES / 5];
-            assert_eq!(cache.get(&junk), None);
-            assert_eq!(cache.get(&junk), None);
+            assert_eq!(cache.get(&junk, &mut read).1, None);
+            assert_eq!(cache.get(&junk, &mut read).1, None);
             assert!(cache.bytes <= CERT_CACHE_BYTES, "{}", cache.bytes);
         }
         assert!(cache.map.len() < 12);
-        assert_eq!(cache.get(&a).as_ref(), Some(&fresh_a));
-        assert_eq!(cache.get(&b).as_ref(), Some(&fresh_b));
+        assert_eq!(cache.get(&a, &mut read).1.as_ref(), Some(&fresh_a));
+        assert_eq!(cache.get(&b, &mut read).1.as_ref(), Some(&fresh_b));
+        // a, each junk once, a again (the cache started over since), b.
+        assert_eq!(reads, 15);
     }
 
     /// Flows that carry the same certificate bytes hold one copy; other bytes get their
     /// own, and the shared copies stay within their bound.
     #[test]
     fn the_same_certificate_bytes_are_held_once() {
-        let mut shared = CertBytes {
-            map: hashbrown::HashMap::default(),
-            bytes: 0,
-        };
+        let mut shared = BytesCache::<()>::new();
+        let mut share = |b: &[u8]| shared.get(b, |_| ()).0;
         let a = certificate_body(b"first certificate");
         let b = certificate_body(b"second certificate");
-        let (a1, a2, b1) = (shared.share(&a), shared.share(&a.clone()), shared.share(&b));
+        let (a1, a2, b1) = (share(&a), share(&a.clone()), share(&b));
         assert!(std::sync::Arc::ptr_eq(&a1, &a2));
         assert!(!std::sync::Arc::ptr_eq(&a1, &b1));
         assert_eq!((&*a1, &*b1), (&a[..], &b[..]));
         for i in 0..12u8 {
             let big = vec![i; CERT_CACHE_BYTES / 5];
-            assert_eq!(&*shared.share(&big), &big[..]);
-            assert!(shared.bytes <= CERT_CACHE_BYTES, "{}", shared.bytes);
+            assert_eq!(&*share(&big), &big[..]);
         }
         // Bytes too large to keep are still handed back whole.
         let huge = vec![7u8; CERT_CACHE_BYTES];
-        assert_eq!(&*shared.share(&huge), &huge[..]);
-        assert!(shared.bytes <= CERT_CACHE_BYTES);
+        assert_eq!(&*share(&huge), &huge[..]);
+        assert!(shared.bytes <= CERT_CACHE_BYTES, "{}", shared.bytes);
+        assert!(!shared.map.values().any(|(k, _)| k.len() == huge.len()));
     }
 
     #[test]
