@@ -375,10 +375,10 @@ fn summarize(packets: &[&[u8]], wrap: Wrap) -> Option<Summary> {
 /// The best-fitting summary of a direction: wrappings with replay fields are tried
 /// first because they are the most constrained.
 fn best_summary(packets: &[&[u8]]) -> Option<Summary> {
-    let mut wraps = vec![Wrap::TlsCrypt];
-    wraps.extend(HMAC_SIZES.iter().map(|&h| Wrap::TlsAuth(h)));
-    wraps.push(Wrap::Plain);
-    wraps.into_iter().find_map(|w| summarize(packets, w))
+    std::iter::once(Wrap::TlsCrypt)
+        .chain(HMAC_SIZES.iter().map(|&h| Wrap::TlsAuth(h)))
+        .chain(std::iter::once(Wrap::Plain))
+        .find_map(|w| summarize(packets, w))
 }
 
 /// Splits one direction into packets: datagrams for UDP, length-prefixed frames for TCP
@@ -407,6 +407,10 @@ fn packets<'a>(cx: &Cx<'a>, s: &'a Stream) -> Option<Vec<&'a [u8]>> {
             }
             break;
         };
+        if out.is_empty() {
+            // Most flows that get here are OpenVPN-framed: one allocation, not a few.
+            out.reserve_exact(MAX_PACKETS);
+        }
         out.push(frame);
         off = start + len;
     }

@@ -61,16 +61,29 @@ pub const MAX_ALPN: usize = 8;
 
 /// One direction's records, as far as they are present.
 #[derive(Debug, Default)]
-struct Records {
-    /// Concatenated handshake-record payloads (handshake messages may span records).
-    handshake: Vec<u8>,
-    /// Content types seen, in order (at most a few).
-    types: Vec<u8>,
+struct Records<'a> {
+    /// Concatenated handshake-record payloads (handshake messages may span records):
+    /// borrowed while one record holds them all, as it mostly does.
+    handshake: std::borrow::Cow<'a, [u8]>,
+    /// Content types seen, in order (the first [`MAX_TYPES`]).
+    types: [u8; MAX_TYPES],
+    /// Entries of `types` in use.
+    n_types: usize,
     /// The bytes did not look like TLS records.
     not_tls: bool,
 }
 
-fn records(b: &[u8]) -> Records {
+/// Record content types kept per direction.
+const MAX_TYPES: usize = 16;
+
+impl Records<'_> {
+    /// Content types seen, in order.
+    fn types(&self) -> &[u8] {
+        self.types.get(..self.n_types).unwrap_or(&[])
+    }
+}
+
+fn records(b: &[u8]) -> Records<'_> {
     let mut r = Records::default();
     let mut rest = b;
     while rest.len() >= 5 {
@@ -83,21 +96,26 @@ fn records(b: &[u8]) -> Records {
             || len == 0
             || len > MAX_RECORD
         {
-            if r.types.is_empty() {
+            if r.n_types == 0 {
                 r.not_tls = true;
             }
             break;
         }
-        if r.types.len() < 16 {
-            r.types.push(ctype);
+        if let Some(slot) = r.types.get_mut(r.n_types) {
+            *slot = ctype;
+            r.n_types += 1;
         }
         let body = rest
             .get(5..5 + len)
             .unwrap_or_else(|| rest.get(5..).unwrap_or(&[]));
         if ctype == content::HANDSHAKE {
             let room = MAX_HANDSHAKE.saturating_sub(r.handshake.len());
-            r.handshake
-                .extend_from_slice(body.get(..body.len().min(room)).unwrap_or(&[]));
+            let take = body.get(..body.len().min(room)).unwrap_or(&[]);
+            if r.handshake.is_empty() {
+                r.handshake = std::borrow::Cow::Borrowed(take);
+            } else if !take.is_empty() {
+                r.handshake.to_mut().extend_from_slice(take);
+            }
         } else if ctype != content::HANDSHAKE && r.handshake.is_empty() && ctype != content::ALERT {
             // Handshake must come first; once encrypted records flow, stop.
         }
@@ -110,7 +128,7 @@ fn records(b: &[u8]) -> Records {
             break;
         }
     }
-    if rest.len() < 5 && r.types.is_empty() && !b.is_empty() {
+    if rest.len() < 5 && r.n_types == 0 && !b.is_empty() {
         // Fewer than five bytes: cannot tell yet unless they already contradict TLS.
         if b.first().is_some_and(|&t| {
             !(content::CHANGE_CIPHER_SPEC..=content::APPLICATION_DATA).contains(&t)
@@ -555,7 +573,7 @@ pub fn detect(cx: &Cx<'_>) -> Verdict {
     let client = records(c2s);
     if client.not_tls
         || client
-            .types
+            .types()
             .first()
             .is_some_and(|t| *t != content::HANDSHAKE)
     {
@@ -613,7 +631,7 @@ pub fn detect(cx: &Cx<'_>) -> Verdict {
             break;
         }
     }
-    if server.types.iter().any(|t| {
+    if server.types().iter().any(|t| {
         *t == content::CHANGE_CIPHER_SPEC || *t == content::APPLICATION_DATA || *t == content::ALERT
     }) {
         server_done = true;
