@@ -102,7 +102,7 @@ pub fn parse_head(b: &[u8]) -> Option<Result<Head<'_>, ()>> {
     if !METHODS.contains(&method) {
         return None;
     }
-    let line_end = b.iter().take(MAX_LINE).position(|&c| c == b'\n');
+    let line_end = memchr::memchr(b'\n', b.get(..MAX_LINE).unwrap_or(b));
     let Some(line_end) = line_end else {
         return if b.len() < MAX_LINE {
             Some(Err(()))
@@ -113,7 +113,7 @@ pub fn parse_head(b: &[u8]) -> Option<Result<Head<'_>, ()>> {
     let line = b.get(..line_end)?;
     let line = line.strip_suffix(b"\r").unwrap_or(line);
     let rest = line.get(sp + 1..)?;
-    let vsp = rest.iter().rposition(|&c| c == b' ')?;
+    let vsp = memchr::memrchr(b' ', rest)?;
     let version = rest.get(vsp + 1..)?;
     if !(version == b"HTTP/1.1" || version == b"HTTP/1.0") {
         return None;
@@ -126,7 +126,7 @@ pub fn parse_head(b: &[u8]) -> Option<Result<Head<'_>, ()>> {
     };
     let mut headers = b.get(line_end + 1..).unwrap_or(&[]);
     for _ in 0..MAX_HEADERS {
-        let Some(end) = headers.iter().take(MAX_LINE).position(|&c| c == b'\n') else {
+        let Some(end) = memchr::memchr(b'\n', headers.get(..MAX_LINE).unwrap_or(headers)) else {
             break;
         };
         let h = headers.get(..end).unwrap_or(&[]);
@@ -134,7 +134,7 @@ pub fn parse_head(b: &[u8]) -> Option<Result<Head<'_>, ()>> {
         if h.is_empty() {
             break;
         }
-        if let Some(colon) = h.iter().position(|&c| c == b':') {
+        if let Some(colon) = memchr::memchr(b':', h) {
             let name = h.get(..colon).unwrap_or(&[]);
             let value = h.get(colon + 1..).unwrap_or(&[]);
             if name.eq_ignore_ascii_case(b"host") {
