@@ -353,24 +353,27 @@ impl Decoder {
             _ => None,
         }
         .map_or(0, |c| u16::from_be_bytes([c[0], c[1]]));
-        let base = L4 {
+        let fp = if frag.is_some() {
+            0
+        } else {
+            (u32::from(ident) << 16) | u32::from(csum)
+        };
+        // Each path builds its packet once, in place: a template copied and patched
+        // costs a copy of the whole record per packet.
+        let l4 = |sport: u16, dport: u16, tcp: Option<TcpMeta>, payload: &'a [u8]| L4 {
             src,
             dst,
             proto,
-            sport: 0,
-            dport: 0,
-            tcp: None,
+            sport,
+            dport,
+            tcp,
             payload,
             ip_len,
             zone,
             vlan,
             depth: depth as u8,
             fragment: frag.is_some(),
-            fp: if frag.is_some() {
-                0
-            } else {
-                (u32::from(ident) << 16) | u32::from(csum)
-            },
+            fp,
         };
 
         if let Some((ident, first)) = frag {
@@ -381,33 +384,23 @@ impl Decoder {
                 ident,
             };
             if first {
-                let mut p = base;
-                if let Some((sport, dport, tcp, rest)) = transport_by_hand(proto, payload) {
-                    p.sport = sport;
-                    p.dport = dport;
-                    p.tcp = tcp;
-                    p.payload = rest;
-                    if self.frags.len() >= MAX_FRAGMENT_ENTRIES {
-                        self.frags.clear();
+                match transport_by_hand(proto, payload) {
+                    Some((sport, dport, tcp, rest)) => {
+                        if self.frags.len() >= MAX_FRAGMENT_ENTRIES {
+                            self.frags.clear();
+                        }
+                        self.frags.insert(key, (sport, dport));
+                        out.push(l4(sport, dport, tcp, rest));
                     }
-                    self.frags.insert(key, (sport, dport));
+                    None => out.push(l4(0, 0, None, payload)),
                 }
-                out.push(p);
             } else if matches!(proto, ipproto::TCP | ipproto::UDP) {
                 match self.frags.get(&key) {
-                    Some(&(sport, dport)) => out.push(L4 {
-                        sport,
-                        dport,
-                        payload: &[],
-                        ..base
-                    }),
+                    Some(&(sport, dport)) => out.push(l4(sport, dport, None, &[])),
                     None => skip_into(out, Skip::OrphanFragment),
                 }
             } else {
-                out.push(L4 {
-                    payload: &[],
-                    ..base
-                });
+                out.push(l4(0, 0, None, &[]));
             }
             return;
         }
@@ -416,37 +409,25 @@ impl Decoder {
             ipproto::TCP => match TcpSlice::from_slice(payload) {
                 Ok(t) => {
                     let flags = t.header_slice().get(13).copied().unwrap_or(0);
-                    out.push(L4 {
-                        sport: t.source_port(),
-                        dport: t.destination_port(),
-                        tcp: Some(TcpMeta {
+                    out.push(l4(
+                        t.source_port(),
+                        t.destination_port(),
+                        Some(TcpMeta {
                             seq: t.sequence_number(),
                             flags,
                         }),
-                        payload: t.payload(),
-                        ..base
-                    });
+                        t.payload(),
+                    ));
                 }
                 // A TCP header cut by the snap length: keep the ports if present.
                 Err(_) => match transport_by_hand(proto, payload) {
-                    Some((sport, dport, tcp, _)) => out.push(L4 {
-                        sport,
-                        dport,
-                        tcp,
-                        payload: &[],
-                        ..base
-                    }),
+                    Some((sport, dport, tcp, _)) => out.push(l4(sport, dport, tcp, &[])),
                     None => skip_into(out, Skip::Malformed),
                 },
             },
             ipproto::UDP => match UdpSlice::from_slice_lax(payload) {
                 Ok(u) => {
-                    let p = L4 {
-                        sport: u.source_port(),
-                        dport: u.destination_port(),
-                        payload: u.payload(),
-                        ..base
-                    };
+                    let p = l4(u.source_port(), u.destination_port(), None, u.payload());
                     out.push(p);
                     // VXLAN (RFC 7348 section 5): UDP 4789, flags byte with the I bit,
                     // 24-bit VNI, then an Ethernet frame.
@@ -467,9 +448,10 @@ impl Decoder {
                 Err(_) => skip_into(out, Skip::Malformed),
             },
             _ => {
-                out.push(base);
+                let p = l4(0, 0, None, payload);
+                out.push(p);
                 if depth < MAX_TUNNEL_DEPTH {
-                    self.decapsulate(&base, vlan, depth, out);
+                    self.decapsulate(&p, vlan, depth, out);
                 }
             }
         }
