@@ -70,7 +70,10 @@ pub struct Request {
 
 /// A header value as text: invalid UTF-8 replaced, surrounding white space removed.
 fn header_text(v: &[u8]) -> String {
-    String::from_utf8_lossy(v).trim().to_owned()
+    match std::str::from_utf8(v) {
+        Ok(t) => t.trim().to_owned(),
+        Err(_) => String::from_utf8_lossy(v).trim().to_owned(),
+    }
 }
 
 impl Head<'_> {
@@ -79,7 +82,11 @@ impl Head<'_> {
         Request {
             method: String::from_utf8_lossy(self.method).into_owned(),
             uri: self.uri.to_owned(),
-            host: self.host.map(|h| header_text(h).to_ascii_lowercase()),
+            host: self.host.map(|h| {
+                let mut t = header_text(h);
+                t.make_ascii_lowercase();
+                t
+            }),
             user_agent: self.user_agent.map(header_text),
         }
     }

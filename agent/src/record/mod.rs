@@ -83,7 +83,8 @@ impl fmt::Display for Cidr {
 /// The networks that count as inside the hospital.
 #[derive(Clone, Debug)]
 pub struct LocalNets {
-    nets: Vec<Cidr>,
+    /// Each network as (mask, masked address), ready for the per-flow test.
+    masked: Vec<(u128, u128)>,
 }
 
 impl LocalNets {
@@ -110,12 +111,17 @@ impl LocalNets {
         .filter_map(|s| Cidr::parse(s).ok())
         .collect();
         nets.extend_from_slice(extra);
-        LocalNets { nets }
+        let masked = nets
+            .iter()
+            .map(|n| (prefix_mask(n.bits), u128::from_be_bytes(n.net)))
+            .collect();
+        LocalNets { masked }
     }
 
     /// Whether an address is inside.
     pub fn is_local(&self, a: Addr) -> bool {
-        self.nets.iter().any(|n| n.contains(a))
+        let a = u128::from_be_bytes(a.0);
+        self.masked.iter().any(|&(mask, net)| a & mask == net)
     }
 }
 

@@ -156,6 +156,13 @@ impl<'a> Head<'a> {
 /// has come, `Short` while `b` is still a prefix of one, `Bad` otherwise. Lets text
 /// protocols refuse binary or foreign bytes at once instead of waiting for a line end.
 pub fn first_word(b: &[u8], words: &[&[u8]]) -> Parse<()> {
+    // Most bytes that get here are binary or another protocol's: a first byte that no
+    // word starts with settles it.
+    if let Some(&c) = b.first() {
+        if !words.iter().any(|w| w.first().is_none_or(|&f| f == c)) {
+            return Parse::Bad;
+        }
+    }
     let max = words.iter().map(|w| w.len()).max().unwrap_or(0);
     match b.iter().take(max + 1).position(|&c| c == b' ') {
         Some(i) => {
