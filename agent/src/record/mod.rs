@@ -337,8 +337,11 @@ const DIGIT_PAIRS: &[u8; 200] = b"0001020304050607080910111213141516171819\
 8081828384858687888990919293949596979899";
 
 fn json_u64(out: &mut Vec<u8>, v: u64) {
+    // Digits written left-aligned into a fixed buffer that is appended whole and cut to
+    // length: a fixed-size copy is a few moves where a variable one is a call.
+    let n = decimal_digits(v);
     let mut buf = [0u8; 20];
-    let mut i = buf.len();
+    let mut i = n;
     let mut v = v;
     while v >= 100 {
         let d = (v % 100) as usize * 2;
@@ -348,13 +351,24 @@ fn json_u64(out: &mut Vec<u8>, v: u64) {
     }
     if v >= 10 {
         let d = v as usize * 2;
-        i -= 2;
-        buf[i..i + 2].copy_from_slice(&DIGIT_PAIRS[d..d + 2]);
+        buf[0..2].copy_from_slice(&DIGIT_PAIRS[d..d + 2]);
     } else {
-        i -= 1;
-        buf[i] = b'0' + v as u8;
+        buf[0] = b'0' + v as u8;
     }
-    out.extend_from_slice(&buf[i..]);
+    let start = out.len();
+    out.extend_from_slice(&buf);
+    out.truncate(start + n);
+}
+
+/// Decimal digits of `v` (1 for 0).
+fn decimal_digits(v: u64) -> usize {
+    let mut n = 1;
+    let mut p = 10u64;
+    while n < 20 && v >= p {
+        n += 1;
+        p = p.saturating_mul(10);
+    }
+    n
 }
 
 fn json_ip(out: &mut Vec<u8>, a: Addr) {
@@ -440,6 +454,72 @@ fn json_key_serde<T: Serialize + ?Sized>(out: &mut Vec<u8>, key: &str, v: &T) {
     out.extend_from_slice(b"\":");
     // Writing to a Vec cannot fail, and these types always serialise.
     let _ = serde_json::to_writer(&mut *out, v);
+}
+
+/// `,"key":` — or without the comma for an object's first field.
+fn json_field(out: &mut Vec<u8>, first: &mut bool, key: &str) {
+    if !std::mem::take(first) {
+        out.push(b',');
+    }
+    out.push(b'"');
+    out.extend_from_slice(key.as_bytes());
+    out.extend_from_slice(b"\":");
+}
+
+fn json_str_array(out: &mut Vec<u8>, v: &[String]) {
+    out.push(b'[');
+    for (i, s) in v.iter().enumerate() {
+        if i > 0 {
+            out.push(b',');
+        }
+        json_str(out, s);
+    }
+    out.push(b']');
+}
+
+/// The TLS metadata as serde writes [`crate::classify::TlsMeta`]: fields in declaration
+/// order, absent ones and empty lists left out.
+fn json_tls(out: &mut Vec<u8>, t: &crate::classify::TlsMeta) {
+    out.extend_from_slice(b",\"tls\":{");
+    let mut first = true;
+    if let Some(v) = &t.version {
+        json_field(out, &mut first, "version");
+        json_str(out, v);
+    }
+    if let Some(v) = &t.sni {
+        json_field(out, &mut first, "sni");
+        json_str(out, v);
+    }
+    if !t.alpn.is_empty() {
+        json_field(out, &mut first, "alpn");
+        json_str_array(out, &t.alpn);
+    }
+    if let Some(v) = &t.alpn_selected {
+        json_field(out, &mut first, "alpn_selected");
+        json_str(out, v);
+    }
+    if let Some(v) = &t.ja4 {
+        json_field(out, &mut first, "ja4");
+        json_str(out, v);
+    }
+    if let Some(c) = &t.cert {
+        json_field(out, &mut first, "cert");
+        out.extend_from_slice(b"{\"subject\":");
+        json_str(out, &c.subject);
+        json_key_str(out, "issuer", &c.issuer);
+        if !c.san.is_empty() {
+            out.extend_from_slice(b",\"san\":");
+            json_str_array(out, &c.san);
+        }
+        json_key_str(out, "not_before", &c.not_before);
+        json_key_str(out, "not_after", &c.not_after);
+        out.extend_from_slice(if c.self_signed {
+            b",\"self_signed\":true}"
+        } else {
+            b",\"self_signed\":false}"
+        });
+    }
+    out.push(b'}');
 }
 
 impl FlowView<'_> {
@@ -541,7 +621,7 @@ impl FlowView<'_> {
         if let Some(c) = c {
             let meta = &c.meta;
             if let Some(t) = &meta.tls {
-                json_key_serde(out, "tls", t);
+                json_tls(out, t);
             }
             if let Some(t) = &meta.ssh {
                 json_key_serde(out, "ssh", t);
@@ -718,6 +798,53 @@ mod tests {
                 String::from_utf8(out).unwrap(),
                 format!(",\"t\":\"{}\"", Rfc3339(us))
             );
+        }
+    }
+
+    /// The hand-written TLS metadata is what serde makes of the same value, with every
+    /// optional field absent, present, and the certificate with and without names.
+    #[test]
+    fn tls_metadata_as_serde_writes_it() {
+        use crate::classify::{CertMeta, TlsMeta};
+        let cert = CertMeta {
+            subject: "CN=vpn.example.jp, OU=FortiGate".into(),
+            issuer: "CN=\"Example\" CA".into(),
+            san: vec!["vpn.example.jp".into(), "*.example.jp".into()],
+            not_before: "2024-01-01T00:00:00Z".into(),
+            not_after: "2026-01-01T00:00:00Z".into(),
+            self_signed: true,
+        };
+        let full = TlsMeta {
+            version: Some("1.2".into()),
+            sni: Some("vpn.example.jp".into()),
+            alpn: vec!["h2".into(), "http/1.1".into()],
+            alpn_selected: Some("h2".into()),
+            ja4: Some("t13d1516h2_8daaf6152771_e5627efa2ab1".into()),
+            cert: Some(cert.clone()),
+        };
+        let cases = [
+            TlsMeta::default(),
+            full.clone(),
+            TlsMeta {
+                version: None,
+                sni: None,
+                ..full.clone()
+            },
+            TlsMeta {
+                alpn: Vec::new(),
+                cert: Some(CertMeta {
+                    san: Vec::new(),
+                    self_signed: false,
+                    ..cert
+                }),
+                ..full
+            },
+        ];
+        for t in cases {
+            let mut out = Vec::new();
+            json_tls(&mut out, &t);
+            let want = format!(",\"tls\":{}", serde_json::to_string(&t).unwrap());
+            assert_eq!(String::from_utf8(out).unwrap(), want);
         }
     }
 
