@@ -180,6 +180,8 @@ struct FieldIndex {
     domain: StrMap,
     /// Signatures with `contains`/`prefix` patterns.
     scan: Vec<usize>,
+    /// Some pattern of a `scan` signature is not a prefix (it needs the lowercase value).
+    scan_needs_lower: bool,
 }
 
 /// The loaded catalogue.
@@ -561,11 +563,16 @@ impl Rules {
         if idx.exact.is_empty() && idx.scan.is_empty() {
             return Vec::new();
         }
-        let lower: std::borrow::Cow<'_, str> = if value.bytes().any(|b| b.is_ascii_uppercase()) {
-            value.to_ascii_lowercase().into()
-        } else {
-            value.into()
-        };
+        // The lowercase copy is made only when a lookup or a pattern other than a prefix
+        // needs it: prefixes compare without case directly (patterns are stored
+        // lowercase).
+        let has_upper = value.bytes().any(|b| b.is_ascii_uppercase());
+        let lower: std::borrow::Cow<'_, str> =
+            if has_upper && (!idx.exact.is_empty() || idx.scan_needs_lower) {
+                value.to_ascii_lowercase().into()
+            } else {
+                value.into()
+            };
         let mut hits: Vec<usize> = Vec::new();
         if !idx.exact.is_empty() {
             if let Some(v) = idx.exact.get(&*lower) {
@@ -585,7 +592,14 @@ impl Rules {
         }
         for &i in &idx.scan {
             if let Some(sig) = self.signatures.get(i) {
-                if sig.patterns.iter().any(|p| p.matches(&lower)) {
+                let hit = sig.patterns.iter().any(|p| match p {
+                    Pattern::Prefix(p) => value
+                        .as_bytes()
+                        .get(..p.len())
+                        .is_some_and(|head| head.eq_ignore_ascii_case(p.as_bytes())),
+                    other => other.matches(&lower),
+                });
+                if hit {
                     hits.push(i);
                 }
             }
@@ -621,6 +635,14 @@ impl Rules {
                 if let Pattern::Domain(v) = p {
                     f.domain.entry(v.as_str().into()).or_default().push(i);
                 }
+            }
+            if f.scan.last() == Some(&i)
+                && sig
+                    .patterns
+                    .iter()
+                    .any(|p| !matches!(p, Pattern::Prefix(_)))
+            {
+                f.scan_needs_lower = true;
             }
         }
         self.index = index;
@@ -711,6 +733,20 @@ mod tests {
             vec!["sslvpn.fortinet.cert-ou"]
         );
         assert!(ids(Field::HttpHost, "example.org").is_empty());
+        // Prefixes and substrings match whatever the case of the value.
+        assert_eq!(
+            ids(Field::HttpUri, "/DANA-NA/auth/url_default/welcome.cgi"),
+            vec!["sslvpn.pulse.uri"]
+        );
+        assert!(ids(Field::HttpUri, "/DANA-N").is_empty());
+        assert!(ids(Field::HttpUri, "/x/dana-na/").is_empty());
+        assert_eq!(
+            ids(
+                Field::HttpUserAgent,
+                "Cisco AnyConnect VPN Agent for Windows 4.10"
+            ),
+            vec!["sslvpn.cisco.anyconnect-ua"]
+        );
     }
 
     #[test]

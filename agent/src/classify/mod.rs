@@ -185,13 +185,16 @@ impl Evidence {
     pub fn new(
         rule: impl Into<Cow<'static, str>>,
         field: impl Into<Cow<'static, str>>,
-        value: impl AsRef<str>,
+        value: impl Into<String>,
     ) -> Evidence {
-        let v = value.as_ref();
-        let value = match (v.len() > 200).then(|| v.char_indices().nth(200)).flatten() {
-            Some((i, _)) => format!("{}…", &v[..i]),
-            None => v.to_owned(),
-        };
+        // An owned value is kept, not copied; cut in place when long.
+        let mut value: String = value.into();
+        if value.len() > 200 {
+            if let Some((i, _)) = value.char_indices().nth(200) {
+                value.truncate(i);
+                value.push('…');
+            }
+        }
         Evidence {
             rule: rule.into(),
             field: field.into(),
@@ -386,7 +389,7 @@ impl Classification {
         service: Option<Service>,
         rule: impl Into<Cow<'static, str>>,
         field: impl Into<Cow<'static, str>>,
-        value: impl AsRef<str>,
+        value: impl Into<String>,
     ) -> Classification {
         Classification {
             protocol,
