@@ -640,19 +640,39 @@ impl FlowTable {
     pub fn drain(&mut self, ended: &mut impl FnMut(Flow)) {
         let mut live: Vec<(u64, u32)> = Vec::with_capacity(self.map.len());
         let mut i = 0u32;
+        let (mut lo, mut hi) = (u64::MAX, 0u64);
         for chunk in &self.slab.chunks {
             for slot in chunk {
                 if let Some(f) = slot {
                     live.push((f.id, i));
+                    lo = lo.min(f.id);
+                    hi = hi.max(f.id);
                 }
                 i = i.wrapping_add(1);
             }
         }
-        live.sort_unstable();
         self.map.clear();
         self.heads = [NIL; LISTS];
         self.tails = [NIL; LISTS];
-        for (_, i) in live {
+        // Ids are unique and given in creation order. When the live ones are dense (a
+        // capture's end: most flows still open), each goes straight to its place;
+        // otherwise they are sorted.
+        let span = hi.saturating_sub(lo).saturating_add(1);
+        let order: Vec<u32> = if !live.is_empty() && span <= 4 * live.len() as u64 {
+            let mut at = vec![NIL; span as usize];
+            for &(id, i) in &live {
+                if let Some(s) = at.get_mut((id - lo) as usize) {
+                    *s = i;
+                }
+            }
+            at.retain(|&i| i != NIL);
+            at
+        } else {
+            live.sort_unstable();
+            live.iter().map(|&(_, i)| i).collect()
+        };
+        drop(live);
+        for i in order {
             if let Some(mut f) = self.slab.get_mut(i as usize).and_then(Option::take) {
                 self.free.push(i);
                 f.end = Some(EndReason::EndOfCapture);
@@ -1005,6 +1025,32 @@ mod tests {
         let mut rest = Vec::new();
         t.drain(&mut |f| rest.push(f.client().addr));
         assert_eq!(rest, vec![Addr::v4([10, 0, 0, 1]), Addr::v4([10, 0, 0, 3])]);
+    }
+
+    /// Few flows left, far apart in creation and in reused slots (a long capture whose
+    /// early flows ended): the drain still ends them oldest first.
+    #[test]
+    fn drain_orders_few_flows_spread_over_reused_slots() {
+        let mut t = FlowTable::new(Config::default());
+        let host = |h: u8| udp([10, 0, 0, h], 1, [10, 0, 0, 99], 53);
+        let s = 1_000_000u64;
+        let mut gone = 0;
+        for h in 1..=10 {
+            t.update(&host(h), s, &mut |_| {});
+        }
+        t.update(&host(10), 100 * s, &mut |_| {});
+        t.advance(250 * s, &mut |_| gone += 1);
+        for h in 12..=20 {
+            t.update(&host(h), 250 * s, &mut |_| {});
+        }
+        t.update(&host(10), 400 * s, &mut |_| {});
+        t.advance(431 * s, &mut |_| gone += 1);
+        assert_eq!(gone, 18);
+        // Created last, in a slot an early flow left.
+        t.update(&host(21), 431 * s, &mut |_| {});
+        let mut ended = Vec::new();
+        t.drain(&mut |f| ended.push(f.client().addr));
+        assert_eq!(ended, [Addr::v4([10, 0, 0, 10]), Addr::v4([10, 0, 0, 21])]);
     }
 
     #[test]
