@@ -304,6 +304,63 @@ pub fn version_name(v: u16) -> String {
 /// then the truncated SHA-256 of the sorted ciphers, then of the sorted extensions
 /// (without SNI and ALPN) and the signature algorithms in order.
 pub fn ja4(ch: &ClientHello, transport: char) -> String {
+    // The same client software sends the same hello fields again and again (a site has a
+    // handful of browsers and agents), so the fingerprint is kept by the fields it is
+    // made of; the whole key is compared, not only its hash.
+    JA4_CACHE.with(|c| {
+        let mut c = c.borrow_mut();
+        let Ja4Cache { key, map, bytes } = &mut *c;
+        ja4_key(ch, transport, key);
+        if let Some(j) = map.get(key.as_slice()) {
+            return j.clone();
+        }
+        let j = ja4_of(ch, transport);
+        if key.len() <= JA4_CACHE_BYTES / 16 {
+            if *bytes + key.len() > JA4_CACHE_BYTES {
+                map.clear();
+                *bytes = 0;
+            }
+            *bytes += key.len();
+            map.insert(key.as_slice().into(), j.clone());
+        }
+        j
+    })
+}
+
+/// Key bytes a JA4 cache holds (per thread) before it starts over; a key larger than a
+/// sixteenth of it (a hello with thousands of ciphers) is not kept.
+const JA4_CACHE_BYTES: usize = 1 << 20;
+
+#[derive(Default)]
+struct Ja4Cache {
+    /// Scratch space for the key being looked up.
+    key: Vec<u8>,
+    map: hashbrown::HashMap<Box<[u8]>, String, foldhash::fast::FixedState>,
+    /// Key bytes held.
+    bytes: usize,
+}
+
+thread_local! {
+    static JA4_CACHE: std::cell::RefCell<Ja4Cache> = std::cell::RefCell::default();
+}
+
+/// Everything [`ja4_of`] reads, each list behind its length.
+fn ja4_key(ch: &ClientHello, transport: char, key: &mut Vec<u8>) {
+    key.clear();
+    key.extend_from_slice(&u32::from(transport).to_be_bytes());
+    key.push(u8::from(ch.sni.is_some()));
+    key.extend_from_slice(&ch.version.to_be_bytes());
+    for list in [&ch.versions, &ch.ciphers, &ch.extensions, &ch.sig_algs] {
+        key.extend_from_slice(&(list.len() as u64).to_be_bytes());
+        list.iter()
+            .for_each(|&v| key.extend_from_slice(&v.to_be_bytes()));
+    }
+    let alpn = ch.alpn.first().map_or(&[][..], |a| a.as_bytes());
+    key.extend_from_slice(&(alpn.len() as u64).to_be_bytes());
+    key.extend_from_slice(alpn);
+}
+
+fn ja4_of(ch: &ClientHello, transport: char) -> String {
     let version = ch
         .versions
         .iter()
@@ -890,6 +947,68 @@ mod tests {
                 Verdict::Yes(c)
             }
             v => v,
+        }
+    }
+
+    /// A fingerprint from the cache is the one worked out afresh, for hellos that differ
+    /// in one field each (and for the same hello asked twice).
+    #[test]
+    fn cached_ja4_is_the_fresh_one() {
+        let base = ClientHello {
+            version: 0x0303,
+            ciphers: vec![0x1301, 0x1302, 0xc02b],
+            extensions: vec![0x0000, 0x0010, 0x002b, 0x000d],
+            sni: Some("example.jp".into()),
+            alpn: vec!["h2".into()],
+            versions: vec![0x0304, 0x0303],
+            sig_algs: vec![0x0403, 0x0804],
+        };
+        let variants = [
+            base.clone(),
+            ClientHello {
+                sni: None,
+                ..base.clone()
+            },
+            ClientHello {
+                ciphers: vec![0x1301, 0x1302],
+                ..base.clone()
+            },
+            ClientHello {
+                ciphers: vec![0x1302, 0x1301, 0xc02b],
+                ..base.clone()
+            },
+            ClientHello {
+                extensions: vec![0x0000, 0x0010, 0x002b],
+                ..base.clone()
+            },
+            ClientHello {
+                alpn: vec!["http/1.1".into()],
+                ..base.clone()
+            },
+            ClientHello {
+                alpn: Vec::new(),
+                ..base.clone()
+            },
+            ClientHello {
+                versions: Vec::new(),
+                ..base.clone()
+            },
+            ClientHello {
+                sig_algs: vec![0x0804, 0x0403],
+                ..base.clone()
+            },
+            // The same values moved from one list to the next.
+            ClientHello {
+                ciphers: vec![0x1301, 0x1302, 0xc02b, 0x0000],
+                extensions: vec![0x0010, 0x002b, 0x000d],
+                ..base.clone()
+            },
+        ];
+        for round in 0..2 {
+            for h in &variants {
+                assert_eq!(ja4(h, 't'), ja4_of(h, 't'), "round {round}: {h:?}");
+                assert_eq!(ja4(h, 'q'), ja4_of(h, 'q'), "round {round}: {h:?}");
+            }
         }
     }
 
