@@ -19,7 +19,10 @@ use std::net::IpAddr;
 /// An IP network in CIDR form.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct Cidr {
-    net: [u8; 16],
+    /// The network address over 128 bits (IPv4-mapped), host bits clear.
+    net: u128,
+    /// The prefix as a mask, kept ready: every flow is tested against every network.
+    mask: u128,
     /// Prefix length over the 128-bit (IPv4-mapped) address.
     bits: u8,
 }
@@ -49,13 +52,14 @@ impl Cidr {
             None => max,
         };
         let bits = offset + len;
-        let net = (u128::from_be_bytes(Addr::from(ip).0) & prefix_mask(bits)).to_be_bytes();
-        Ok(Cidr { net, bits })
+        let mask = prefix_mask(bits);
+        let net = u128::from_be_bytes(Addr::from(ip).0) & mask;
+        Ok(Cidr { net, mask, bits })
     }
 
     /// Whether the network holds the address.
     pub fn contains(&self, a: Addr) -> bool {
-        u128::from_be_bytes(a.0) & prefix_mask(self.bits) == u128::from_be_bytes(self.net)
+        u128::from_be_bytes(a.0) & self.mask == self.net
     }
 }
 
@@ -70,7 +74,7 @@ fn prefix_mask(bits: u8) -> u128 {
 
 impl fmt::Display for Cidr {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        let ip = Addr(self.net).to_ip();
+        let ip = Addr(self.net.to_be_bytes()).to_ip();
         let len = if ip.is_ipv4() {
             self.bits - 96
         } else {
@@ -83,8 +87,7 @@ impl fmt::Display for Cidr {
 /// The networks that count as inside the hospital.
 #[derive(Clone, Debug)]
 pub struct LocalNets {
-    /// Each network as (mask, masked address), ready for the per-flow test.
-    masked: Vec<(u128, u128)>,
+    nets: Vec<Cidr>,
 }
 
 impl LocalNets {
@@ -111,17 +114,12 @@ impl LocalNets {
         .filter_map(|s| Cidr::parse(s).ok())
         .collect();
         nets.extend_from_slice(extra);
-        let masked = nets
-            .iter()
-            .map(|n| (prefix_mask(n.bits), u128::from_be_bytes(n.net)))
-            .collect();
-        LocalNets { masked }
+        LocalNets { nets }
     }
 
     /// Whether an address is inside.
     pub fn is_local(&self, a: Addr) -> bool {
-        let a = u128::from_be_bytes(a.0);
-        self.masked.iter().any(|&(mask, net)| a & mask == net)
+        self.nets.iter().any(|n| n.contains(a))
     }
 }
 
@@ -524,7 +522,8 @@ fn json_tls(out: &mut Vec<u8>, t: &crate::classify::TlsMeta) {
 
 impl FlowView<'_> {
     /// Appends the flow as one JSON object (no newline). Hand-written for the envelope,
-    /// which every flow has; the protocol metadata goes through serde.
+    /// which every flow has, and for the TLS and HTTP metadata, which most flows that
+    /// carry metadata have; the rarer SSH, RDP and IKE metadata go through serde.
     pub fn write_json(&self, out: &mut Vec<u8>) {
         let f = self.flow;
         let c = self.class();
