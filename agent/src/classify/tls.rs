@@ -307,41 +307,19 @@ pub fn ja4(ch: &ClientHello, transport: char) -> String {
     // The same client software sends the same hello fields again and again (a site has a
     // handful of browsers and agents), so the fingerprint is kept by the fields it is
     // made of; the whole key is compared, not only its hash.
-    JA4_CACHE.with(|c| {
-        let mut c = c.borrow_mut();
-        let Ja4Cache { key, map, bytes } = &mut *c;
-        ja4_key(ch, transport, key);
-        if let Some(j) = map.get(key.as_slice()) {
-            return j.clone();
-        }
-        let j = ja4_of(ch, transport);
-        if key.len() <= JA4_CACHE_BYTES / 16 {
-            if *bytes + key.len() > JA4_CACHE_BYTES {
-                map.clear();
-                *bytes = 0;
-            }
-            *bytes += key.len();
-            map.insert(key.as_slice().into(), j.clone());
-        }
-        j
+    JA4_KEY.with(|key| {
+        let mut key = key.borrow_mut();
+        ja4_key(ch, transport, &mut key);
+        JA4_CACHE.with(|c| c.borrow_mut().get(&key, |_| ja4_of(ch, transport)).1)
     })
 }
 
-/// Key bytes a JA4 cache holds (per thread) before it starts over; a key larger than a
-/// sixteenth of it (a hello with thousands of ciphers) is not kept.
-const JA4_CACHE_BYTES: usize = 1 << 20;
-
-#[derive(Default)]
-struct Ja4Cache {
-    /// Scratch space for the key being looked up.
-    key: Vec<u8>,
-    map: hashbrown::HashMap<Box<[u8]>, String, foldhash::fast::FixedState>,
-    /// Key bytes held.
-    bytes: usize,
-}
-
 thread_local! {
-    static JA4_CACHE: std::cell::RefCell<Ja4Cache> = std::cell::RefCell::default();
+    /// JA4 by [`ja4_key`] (the output side), bounded like the certificate caches.
+    static JA4_CACHE: std::cell::RefCell<BytesCache<String>> =
+        std::cell::RefCell::new(BytesCache::new());
+    /// Scratch space for the key being looked up.
+    static JA4_KEY: std::cell::RefCell<Vec<u8>> = std::cell::RefCell::default();
 }
 
 /// Everything [`ja4_of`] reads, each list behind its length.
