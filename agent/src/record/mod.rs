@@ -273,6 +273,7 @@ const TCP_FLAG_LETTERS: [(u8, u8); 8] = [
 ];
 
 /// Appends `,"key":"<letters>"` for a set of TCP flags.
+#[inline(always)]
 fn json_tcp_flags(out: &mut Vec<u8>, key: &str, f: u8) {
     out.extend_from_slice(b",\"");
     out.extend_from_slice(key.as_bytes());
@@ -286,6 +287,7 @@ fn json_tcp_flags(out: &mut Vec<u8>, key: &str, f: u8) {
 }
 
 /// Appends `s` as a JSON string (quotes and escapes per RFC 8259 section 7).
+#[inline(always)]
 fn json_str(out: &mut Vec<u8>, s: &str) {
     if !needs_escape(s.as_bytes()) {
         out.reserve(s.len() + 2);
@@ -334,6 +336,7 @@ const DIGIT_PAIRS: &[u8; 200] = b"0001020304050607080910111213141516171819\
 6061626364656667686970717273747576777879\
 8081828384858687888990919293949596979899";
 
+#[inline(always)]
 fn json_u64(out: &mut Vec<u8>, v: u64) {
     // Digits written left-aligned into a fixed buffer that is appended whole and cut to
     // length: a fixed-size copy is a few moves where a variable one is a call.
@@ -388,6 +391,7 @@ fn json_ip(out: &mut Vec<u8>, a: Addr) {
     out.push(b'"');
 }
 
+#[inline(always)]
 fn json_endpoint(out: &mut Vec<u8>, key: &str, a: Addr, port: u16) {
     out.extend_from_slice(b",\"");
     out.extend_from_slice(key.as_bytes());
@@ -398,6 +402,7 @@ fn json_endpoint(out: &mut Vec<u8>, key: &str, a: Addr, port: u16) {
     out.push(b'}');
 }
 
+#[inline(always)]
 fn json_pair(out: &mut Vec<u8>, key: &str, p: [u64; 2]) {
     out.extend_from_slice(b",\"");
     out.extend_from_slice(key.as_bytes());
@@ -409,6 +414,7 @@ fn json_pair(out: &mut Vec<u8>, key: &str, p: [u64; 2]) {
 }
 
 /// RFC 3339 UTC with microseconds, digits written directly.
+#[inline(always)]
 fn json_time(out: &mut Vec<u8>, key: &str, us: u64) {
     let secs = us / 1_000_000;
     let micros = us % 1_000_000;
@@ -439,6 +445,7 @@ fn json_time(out: &mut Vec<u8>, key: &str, us: u64) {
     out.push(b'"');
 }
 
+#[inline(always)]
 fn json_key_str(out: &mut Vec<u8>, key: &str, v: &str) {
     out.extend_from_slice(b",\"");
     out.extend_from_slice(key.as_bytes());
@@ -455,6 +462,7 @@ fn json_key_serde<T: Serialize + ?Sized>(out: &mut Vec<u8>, key: &str, v: &T) {
 }
 
 /// `,"key":` — or without the comma for an object's first field.
+#[inline(always)]
 fn json_field(out: &mut Vec<u8>, first: &mut bool, key: &str) {
     if !std::mem::take(first) {
         out.push(b',');
@@ -528,6 +536,9 @@ impl FlowView<'_> {
         let f = self.flow;
         let c = self.class();
         let ext = self.external();
+        // One reservation for the usual line: the pieces below then append without
+        // growing the buffer.
+        out.reserve(1024);
         out.extend_from_slice(b"{\"type\":\"flow\",\"id\":");
         json_u64(out, f.id);
         json_key_str(out, "transport", &transport_name(f.key.proto));
