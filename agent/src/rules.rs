@@ -101,20 +101,54 @@ pub enum Pattern {
 }
 
 impl Pattern {
-    fn matches(&self, value_lower: &str) -> bool {
+    /// Whether the pattern (stored lowercase) matches `value` without regard to ASCII
+    /// case: the same answer as comparing the value's ASCII lowercase form, without
+    /// making one.
+    fn matches_ignore_case(&self, value: &str) -> bool {
+        let v = value.as_bytes();
         match self {
-            Pattern::Equals(p) => value_lower == p,
+            Pattern::Equals(p) => v.eq_ignore_ascii_case(p.as_bytes()),
             Pattern::Domain(p) => {
-                value_lower == p
-                    || (value_lower.len() > p.len()
-                        && value_lower.ends_with(p.as_str())
-                        && value_lower.as_bytes().get(value_lower.len() - p.len() - 1)
-                            == Some(&b'.'))
+                let p = p.as_bytes();
+                v.eq_ignore_ascii_case(p)
+                    || (v.len() > p.len()
+                        && v.get(v.len() - p.len()..)
+                            .is_some_and(|tail| tail.eq_ignore_ascii_case(p))
+                        && v.get(v.len() - p.len() - 1) == Some(&b'.'))
             }
-            Pattern::Contains(p) => value_lower.contains(p.as_str()),
-            Pattern::Prefix(p) => value_lower.starts_with(p.as_str()),
+            Pattern::Contains(p) => contains_ignore_case(v, p.as_bytes()),
+            Pattern::Prefix(p) => v
+                .get(..p.len())
+                .is_some_and(|head| head.eq_ignore_ascii_case(p.as_bytes())),
         }
     }
+}
+
+/// Whether `hay` holds `needle` (lowercase) without regard to ASCII case: candidates are
+/// found by the needle's first byte in either case, then compared whole.
+fn contains_ignore_case(hay: &[u8], needle: &[u8]) -> bool {
+    let Some((&first, rest)) = needle.split_first() else {
+        return true;
+    };
+    let Some(last_start) = hay.len().checked_sub(needle.len()) else {
+        return false;
+    };
+    let upper = first.to_ascii_uppercase();
+    let mut from = 0;
+    while let Some(window) = hay.get(from..=last_start) {
+        let Some(k) = memchr::memchr2(first, upper, window) else {
+            return false;
+        };
+        let at = from + k;
+        if hay
+            .get(at + 1..at + needle.len())
+            .is_some_and(|h| h.eq_ignore_ascii_case(rest))
+        {
+            return true;
+        }
+        from = at + 1;
+    }
+    false
 }
 
 /// One signature.
@@ -180,8 +214,6 @@ struct FieldIndex {
     domain: StrMap,
     /// Signatures with `contains`/`prefix` patterns.
     scan: Vec<usize>,
-    /// Some pattern of a `scan` signature is not a prefix (it needs the lowercase value).
-    scan_needs_lower: bool,
 }
 
 /// The loaded catalogue.
@@ -563,16 +595,14 @@ impl Rules {
         if idx.exact.is_empty() && idx.scan.is_empty() {
             return Vec::new();
         }
-        // The lowercase copy is made only when a lookup or a pattern other than a prefix
-        // needs it: prefixes compare without case directly (patterns are stored
-        // lowercase).
-        let has_upper = value.bytes().any(|b| b.is_ascii_uppercase());
-        let lower: std::borrow::Cow<'_, str> =
-            if has_upper && (!idx.exact.is_empty() || idx.scan_needs_lower) {
-                value.to_ascii_lowercase().into()
-            } else {
-                value.into()
-            };
+        // Patterns are stored lowercase and compared without case, so only the hash
+        // lookups need a lowercase copy of the value, and only when it has capitals.
+        let has_upper = !idx.exact.is_empty() && value.bytes().any(|b| b.is_ascii_uppercase());
+        let lower: std::borrow::Cow<'_, str> = if has_upper {
+            value.to_ascii_lowercase().into()
+        } else {
+            value.into()
+        };
         let mut hits: Vec<usize> = Vec::new();
         if !idx.exact.is_empty() {
             if let Some(v) = idx.exact.get(&*lower) {
@@ -580,8 +610,8 @@ impl Rules {
             }
             // Every proper DNS suffix at a label boundary.
             let mut rest = &*lower;
-            while let Some(dot) = rest.find('.') {
-                rest = &rest[dot + 1..];
+            while let Some(dot) = rest.bytes().position(|b| b == b'.') {
+                rest = rest.get(dot + 1..).unwrap_or("");
                 if rest.is_empty() {
                     break;
                 }
@@ -592,14 +622,7 @@ impl Rules {
         }
         for &i in &idx.scan {
             if let Some(sig) = self.signatures.get(i) {
-                let hit = sig.patterns.iter().any(|p| match p {
-                    Pattern::Prefix(p) => value
-                        .as_bytes()
-                        .get(..p.len())
-                        .is_some_and(|head| head.eq_ignore_ascii_case(p.as_bytes())),
-                    other => other.matches(&lower),
-                });
-                if hit {
+                if sig.patterns.iter().any(|p| p.matches_ignore_case(value)) {
                     hits.push(i);
                 }
             }
@@ -635,14 +658,6 @@ impl Rules {
                 if let Pattern::Domain(v) = p {
                     f.domain.entry(v.as_str().into()).or_default().push(i);
                 }
-            }
-            if f.scan.last() == Some(&i)
-                && sig
-                    .patterns
-                    .iter()
-                    .any(|p| !matches!(p, Pattern::Prefix(_)))
-            {
-                f.scan_needs_lower = true;
             }
         }
         self.index = index;
@@ -752,9 +767,82 @@ mod tests {
     #[test]
     fn domain_pattern_respects_label_boundaries() {
         let p = Pattern::Domain("teamviewer.com".into());
-        assert!(p.matches("teamviewer.com"));
-        assert!(p.matches("router1.teamviewer.com"));
-        assert!(!p.matches("notteamviewer.com"));
+        assert!(p.matches_ignore_case("teamviewer.com"));
+        assert!(p.matches_ignore_case("router1.TeamViewer.com"));
+        assert!(!p.matches_ignore_case("notteamviewer.com"));
+        assert!(!p.matches_ignore_case("eamviewer.com"));
+    }
+
+    /// Matching without case gives the answer of matching the value's lowercase copy,
+    /// for every kind of pattern, over values that put the pattern at the start, the
+    /// end, in the middle, twice, cut short, and next to non-ASCII text.
+    #[test]
+    fn matching_without_case_equals_matching_the_lowercase_copy() {
+        fn by_copy(p: &Pattern, value: &str) -> bool {
+            let v = value.to_ascii_lowercase();
+            match p {
+                Pattern::Equals(p) => v == *p,
+                Pattern::Domain(p) => {
+                    v == *p
+                        || (v.len() > p.len()
+                            && v.ends_with(p.as_str())
+                            && v.as_bytes().get(v.len() - p.len() - 1) == Some(&b'.'))
+                }
+                Pattern::Contains(p) => v.contains(p.as_str()),
+                Pattern::Prefix(p) => v.starts_with(p.as_str()),
+            }
+        }
+        let needles = [
+            "ou=fortigate",
+            "anyconnect",
+            "a",
+            "aa",
+            "teamviewer.com",
+            "é",
+        ];
+        let mut values = vec![String::new()];
+        for n in needles {
+            let up = n.to_ascii_uppercase();
+            let mixed: String = n
+                .chars()
+                .enumerate()
+                .map(|(i, c)| {
+                    if i % 2 == 0 {
+                        c.to_ascii_uppercase()
+                    } else {
+                        c
+                    }
+                })
+                .collect();
+            for form in [n.to_string(), up, mixed] {
+                let cut = &form[..form.len() - form.chars().last().map_or(0, char::len_utf8)];
+                for v in [
+                    form.clone(),
+                    format!("x{form}"),
+                    format!("{form}x"),
+                    format!("x.{form}"),
+                    format!("é{form}é"),
+                    format!("{cut}{form}"),
+                    format!("{form}{form}"),
+                    cut.to_string(),
+                    format!("A{cut}"),
+                ] {
+                    values.push(v);
+                }
+            }
+        }
+        for n in needles {
+            for p in [
+                Pattern::Equals(n.into()),
+                Pattern::Domain(n.into()),
+                Pattern::Contains(n.into()),
+                Pattern::Prefix(n.into()),
+            ] {
+                for v in &values {
+                    assert_eq!(p.matches_ignore_case(v), by_copy(&p, v), "{p:?} on {v:?}");
+                }
+            }
+        }
     }
 
     #[test]
