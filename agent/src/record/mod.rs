@@ -373,22 +373,37 @@ fn decimal_digits(v: u64) -> usize {
 }
 
 fn json_ip(out: &mut Vec<u8>, a: Addr) {
-    out.push(b'"');
     match a.to_ip() {
         IpAddr::V4(v4) => {
-            for (i, o) in v4.octets().iter().enumerate() {
+            // Dotted quad written straight into a fixed buffer ("255.255.255.255" is 15
+            // characters), quotes included.
+            let mut buf = [0u8; 17];
+            buf[0] = b'"';
+            let mut n = 1;
+            for (i, o) in v4.octets().into_iter().enumerate() {
                 if i > 0 {
-                    out.push(b'.');
+                    buf[n] = b'.';
+                    n += 1;
                 }
-                json_u64(out, u64::from(*o));
+                if o >= 100 {
+                    buf[n] = b'0' + o / 100;
+                    n += 1;
+                }
+                if o >= 10 {
+                    buf[n] = b'0' + o / 10 % 10;
+                    n += 1;
+                }
+                buf[n] = b'0' + o % 10;
+                n += 1;
             }
+            buf[n] = b'"';
+            out.extend_from_slice(&buf[..n + 1]);
         }
         IpAddr::V6(v6) => {
             use std::io::Write as _;
-            let _ = write!(out, "{v6}");
+            let _ = write!(out, "\"{v6}\"");
         }
     }
-    out.push(b'"');
 }
 
 #[inline(always)]
@@ -778,6 +793,29 @@ mod tests {
             let mut out = Vec::new();
             json_str(&mut out, s);
             assert_eq!(out, serde_json::to_vec(s).unwrap(), "{s:?}");
+        }
+    }
+
+    /// Addresses are written as the standard library writes them, in quotes: every
+    /// octet width in every position, and IPv6 (IPv4-mapped ones as IPv4).
+    #[test]
+    fn addresses_as_text() {
+        let widths = [0u8, 7, 9, 10, 42, 99, 100, 199, 255];
+        for a in widths {
+            for b in widths {
+                for o in [[a, b, b, a], [b, a, a, b], [a, a, a, a]] {
+                    let mut out = Vec::new();
+                    json_ip(&mut out, Addr::v4(o));
+                    let want = format!("\"{}\"", std::net::Ipv4Addr::from(o));
+                    assert_eq!(String::from_utf8(out).unwrap(), want);
+                }
+            }
+        }
+        for v6 in ["2001:db8::1", "::1", "fe80::1:2:3:4", "::"] {
+            let ip: std::net::Ipv6Addr = v6.parse().unwrap();
+            let mut out = Vec::new();
+            json_ip(&mut out, Addr(ip.octets()));
+            assert_eq!(String::from_utf8(out).unwrap(), format!("\"{ip}\""));
         }
     }
 
