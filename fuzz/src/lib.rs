@@ -432,6 +432,8 @@ pub fn rules_text(data: &[u8]) {
                 for value in ["", "a.teamviewer.com", "SSH-2.0-OpenSSH_9.6", "ÅÄÖ.example"] {
                     let _ = r.matching(field, value).len();
                 }
+                // Values come off the wire too: the text itself as one.
+                let _ = r.matching(field, &text).len();
             }
             let _ = r.ike_vendor(&text.as_bytes()[..text.len().min(32)]);
         }
