@@ -234,18 +234,20 @@ impl WireName {
     /// `None` for the root, for a label that is not UTF-8 or holds a dot (it would read
     /// as two labels), and for a name that is not [`printable`].
     pub fn to_text(&self) -> Option<String> {
-        let mut s = String::with_capacity(usize::from(self.len));
+        let mut b = Vec::with_capacity(usize::from(self.len));
         for label in self.labels() {
-            let l = std::str::from_utf8(label).ok()?;
-            if l.is_empty() || l.contains('.') {
+            if label.is_empty() || label.contains(&b'.') {
                 return None;
             }
-            if !s.is_empty() {
-                s.push('.');
+            if !b.is_empty() {
+                b.push(b'.');
             }
-            s.push_str(l);
+            b.extend_from_slice(label);
         }
-        s.make_ascii_lowercase();
+        b.make_ascii_lowercase();
+        // Checked whole: a character cut across two labels is cut by the dot between
+        // them too, so the text is UTF-8 exactly when every label is.
+        let s = String::from_utf8(b).ok()?;
         (s.len() <= MAX_NAME_LEN && printable(&s)).then_some(s)
     }
 }
@@ -835,6 +837,33 @@ pub(crate) mod tests {
         let (n, end) = read_name(&m, 45).unwrap();
         assert_eq!(n.to_text().as_deref(), Some("proxy-set1.video.qq.com"));
         assert_eq!(end, 45 + 11 + 2);
+    }
+
+    /// Names as text: lowercased; a UTF-8 character cut across two labels, invalid
+    /// bytes, a dot inside a label and an empty label give none.
+    #[test]
+    fn names_as_text() {
+        let name = |labels: &[&[u8]]| {
+            let mut n = WireName::default();
+            for l in labels {
+                n.push_label(l).unwrap();
+            }
+            n.to_text()
+        };
+        assert_eq!(
+            name(&[b"WWW", b"Example", b"JP"]).as_deref(),
+            Some("www.example.jp")
+        );
+        assert_eq!(
+            name(&["病院".as_bytes(), b"jp"]).as_deref(),
+            Some("病院.jp")
+        );
+        let e = "é".as_bytes();
+        assert_eq!(name(&[&e[..1], &e[1..]]), None);
+        assert_eq!(name(&[b"a\xff", b"jp"]), None);
+        assert_eq!(name(&[b"a.b", b"jp"]), None);
+        assert_eq!(name(&[b"a", b"", b"jp"]), None);
+        assert_eq!(name(&[b"bell\x07", b"jp"]), None);
     }
 
     #[test]

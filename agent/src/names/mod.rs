@@ -161,9 +161,12 @@ fn is_invisible(c: char) -> bool {
 /// `s` when it is a usable name: not empty, at most [`MAX_NAME_LEN`] bytes, no control
 /// or invisible characters.
 pub fn printable(s: &str) -> bool {
+    // ASCII (nearly every name) has no invisible characters and its controls are the
+    // bytes below 0x20 and DEL: a byte test answers for it, characters for the rest.
     !s.is_empty()
         && s.len() <= MAX_NAME_LEN
-        && s.chars().all(|c| !c.is_control() && !is_invisible(c))
+        && (s.bytes().all(|b| (0x20..0x7f).contains(&b))
+            || (!s.is_ascii() && s.chars().all(|c| !c.is_control() && !is_invisible(c))))
 }
 
 /// A name from free-form text bytes (DHCP option 12, a NetBIOS name): NULs and white space
@@ -313,6 +316,30 @@ mod tests {
         assert_eq!(text_name("a\u{202e}b".as_bytes()), None);
         assert_eq!(text_name(&[b'a'; MAX_NAME_LEN + 1]), None);
         assert!(text_name(&[b'a'; MAX_NAME_LEN]).is_some());
+    }
+
+    /// The byte test for ASCII gives the character rule's answer: every ASCII byte
+    /// alone, at either end of a name and beside non-ASCII text.
+    #[test]
+    fn printable_agrees_with_the_character_rule() {
+        let by_chars = |s: &str| {
+            !s.is_empty()
+                && s.len() <= MAX_NAME_LEN
+                && s.chars().all(|c| !c.is_control() && !is_invisible(c))
+        };
+        for b in 0u8..0x80 {
+            let c = char::from(b);
+            for s in [
+                c.to_string(),
+                format!("host{c}"),
+                format!("{c}.example"),
+                format!("é{c}"),
+                format!("{c}\u{200b}"),
+                format!("\u{85}{c}"),
+            ] {
+                assert_eq!(printable(&s), by_chars(&s), "{s:?}");
+            }
+        }
     }
 
     #[test]
