@@ -196,9 +196,10 @@ struct AnalyzeArgs {
     max_flows: usize,
     /// Flow tables, each on a thread of its own, with one more thread reading and dealing
     /// the frames (0: one per CPU core, at most 8). It pays off with cores to spare: the
-    /// frames are copied once more and each table keeps its own memory. The flows found
-    /// are the same whatever the number; their ids and order are the same on every run
-    /// with the same number.
+    /// frames are copied once more and each table keeps its own memory. With one table
+    /// and a second core, the classification runs on a thread beside the table's. The
+    /// flows found are the same whatever the number; their ids and order are the same on
+    /// every run with the same number.
     #[arg(long, default_value_t = 1, value_name = "N")]
     threads: usize,
     /// Show a progress bar even when stderr is not a terminal, or never (auto: only on a terminal).
@@ -630,6 +631,10 @@ fn run_flows(
     ended: &mut impl FnMut(flow::Flow),
 ) -> analyze::Summary {
     if parts <= 1 {
+        // With a second core, the packet path and the classification each get one.
+        if std::thread::available_parallelism().is_ok_and(|n| n.get() > 1) {
+            return analyze::run_staged(paths, cfg, classifier, on_open, ended);
+        }
         return analyze::run(paths, cfg, classifier, on_open, ended);
     }
     let keep = |f: flow::Flow, batch: &mut Vec<flow::Flow>| batch.push(f);

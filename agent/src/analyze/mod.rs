@@ -6,7 +6,7 @@
 
 use crate::capture::{CaptureError, CaptureFile, LinkType, Packet};
 use crate::classify::Classifier;
-use crate::decode::{ipproto, tcpflag, Decoded, Decoder, Skip, L4};
+use crate::decode::{ipproto, tcpflag, Decoded, Decoder, Skip, TcpMeta, L4};
 use crate::flow::reassembly::Stream;
 use crate::flow::{self, Flow, FlowTable};
 use std::path::PathBuf;
@@ -14,7 +14,9 @@ use std::sync::atomic::AtomicU64;
 use std::sync::Arc;
 
 mod parts;
+mod staged;
 pub use parts::{run_parts, PIECE_FRAMES};
+pub use staged::run_staged;
 
 /// Counters for one run.
 #[derive(Debug, Default, Clone)]
@@ -125,13 +127,14 @@ impl<'c> Pipeline<'c> {
 
     /// Processes one frame; ended flows go to `ended` (already classified).
     pub fn packet(&mut self, p: &Packet<'_>, ended: &mut impl FnMut(Flow)) {
-        self.summary.packets += 1;
         let classifier = self.classifier;
-        let mut finish = |mut f: Flow| {
-            classifier.on_end(&mut f);
-            ended(f);
-        };
-        self.table.advance(p.ts_us, &mut finish);
+        self.packet_to(p, &mut Here { classifier, ended });
+    }
+
+    /// Processes one frame, handing ended flows and the packets to inspect to `stage`.
+    fn packet_to(&mut self, p: &Packet<'_>, stage: &mut impl Stage) {
+        self.summary.packets += 1;
+        self.table.advance(p.ts_us, &mut |f| stage.end(f));
         let mut d = Decoded::default();
         self.decoder.decode_into(p.link, p.data, &mut d);
         match d.skip {
@@ -143,7 +146,7 @@ impl<'c> Pipeline<'c> {
         }
         for l4 in d.iter() {
             self.summary.flow_packets += 1;
-            let (r, dir) = self.table.update(l4, p.ts_us, &mut finish);
+            let (r, dir) = self.table.update(l4, p.ts_us, &mut |f| stage.end(f));
             let Some(flow) = self.table.get_mut(r) else {
                 continue;
             };
@@ -167,10 +170,7 @@ impl<'c> Pipeline<'c> {
             if flow.inspect.done {
                 continue;
             }
-            let grew = flow.inspectable
-                && !l4.payload.is_empty()
-                && add_to_stream(&mut flow.streams_mut()[dir as usize], l4);
-            classifier.on_packet(flow, grew, !l4.payload.is_empty());
+            stage.inspect(flow, dir as usize, l4);
         }
     }
 
@@ -180,12 +180,21 @@ impl<'c> Pipeline<'c> {
         cap: &mut CaptureFile,
         ended: &mut impl FnMut(Flow),
     ) -> Result<(), CaptureError> {
+        let classifier = self.classifier;
+        self.file_to(cap, &mut Here { classifier, ended })
+    }
+
+    fn file_to(
+        &mut self,
+        cap: &mut CaptureFile,
+        stage: &mut impl Stage,
+    ) -> Result<(), CaptureError> {
         self.summary.files += 1;
         let mut info = CaptureInfo::of(cap);
         let res = cap
             .for_each_packet(|p| {
                 info.count(p);
-                self.packet(p, ended)
+                self.packet_to(p, stage)
             })
             .map(|_| ());
         info.end(cap, &res);
@@ -194,6 +203,27 @@ impl<'c> Pipeline<'c> {
             self.summary.errors.push(e.to_string());
         }
         res
+    }
+
+    /// Opens the captures in order and reads them, then ends every live flow.
+    fn run_to(
+        mut self,
+        paths: &[PathBuf],
+        mut on_open: impl FnMut(&CaptureFile, Arc<AtomicU64>),
+        stage: &mut impl Stage,
+    ) -> Summary {
+        for path in paths {
+            match CaptureFile::open(path) {
+                Ok(mut cap) => {
+                    on_open(&cap, cap.progress_counter());
+                    let _ = self.file_to(&mut cap, stage);
+                }
+                Err(e) => self.summary.errors.push(e.to_string()),
+            }
+        }
+        self.table.drain(&mut |f| stage.end(f));
+        self.summary.table = self.table.stats();
+        self.summary
     }
 
     /// Advances the clock without a packet (a quiet live capture): flows idle past their
@@ -249,18 +279,64 @@ impl<'c> Pipeline<'c> {
     /// Ends every live flow (end of input) and returns the counters.
     pub fn finish(mut self, ended: &mut impl FnMut(Flow)) -> Summary {
         let classifier = self.classifier;
-        self.table.drain(&mut |mut f: Flow| {
-            classifier.on_end(&mut f);
-            ended(f);
-        });
+        let stage = &mut Here { classifier, ended };
+        self.table.drain(&mut |f| stage.end(f));
         self.summary.table = self.table.stats();
         self.summary
     }
 }
 
-/// Adds a packet's payload to its direction's opening bytes; returns whether they grew.
-fn add_to_stream(s: &mut Stream, l4: &L4<'_>) -> bool {
-    match (l4.proto, l4.tcp) {
+/// Where the packet path hands its work: the flows that end, and the packets of flows
+/// whose classification is not over.
+trait Stage {
+    /// A flow ended (timeout, close, eviction or the end of the input).
+    fn end(&mut self, f: Flow);
+    /// A packet of a flow still being classified, in direction `dir`.
+    fn inspect(&mut self, flow: &mut Flow, dir: usize, l4: &L4<'_>);
+}
+
+/// Classification on the packet path's own thread.
+struct Here<'a, F> {
+    classifier: &'a Classifier,
+    ended: &'a mut F,
+}
+
+impl<F: FnMut(Flow)> Stage for Here<'_, F> {
+    fn end(&mut self, mut f: Flow) {
+        self.classifier.on_end(&mut f);
+        (self.ended)(f);
+    }
+
+    fn inspect(&mut self, flow: &mut Flow, dir: usize, l4: &L4<'_>) {
+        let grew = flow.inspectable
+            && add_to_opening(&mut flow.streams, dir, l4.proto, l4.tcp, l4.payload);
+        self.classifier
+            .on_packet(flow, grew, !l4.payload.is_empty());
+    }
+}
+
+/// Adds a packet of an inspectable flow to its direction's opening bytes: a SYN fixes
+/// where the direction's bytes start, a payload is added. Returns whether the bytes grew.
+/// The streams are allocated with the first SYN or payload byte; many flows carry none.
+fn add_to_opening(
+    streams: &mut Option<Box<[Stream; 2]>>,
+    dir: usize,
+    proto: u8,
+    tcp: Option<TcpMeta>,
+    payload: &[u8],
+) -> bool {
+    let syn = tcp.filter(|t| t.flags & tcpflag::SYN != 0);
+    if syn.is_none() && payload.is_empty() {
+        return false;
+    }
+    let Some(s) = streams.get_or_insert_with(Box::default).get_mut(dir) else {
+        return false;
+    };
+    if let Some(t) = syn {
+        s.syn(t.seq);
+    }
+    match (proto, tcp) {
+        _ if payload.is_empty() => false,
         (ipproto::TCP, Some(t)) => {
             // A SYN occupies one sequence number; data it carries (TCP Fast Open, RFC 7413)
             // starts at ISN + 1, where `Stream::syn` put the stream's first byte
@@ -270,9 +346,9 @@ fn add_to_stream(s: &mut Stream, l4: &L4<'_>) -> bool {
             } else {
                 t.seq
             };
-            s.add_segment(seq, l4.payload)
+            s.add_segment(seq, payload)
         }
-        (ipproto::UDP, _) => s.add_datagram(l4.payload),
+        (ipproto::UDP, _) => s.add_datagram(payload),
         _ => false,
     }
 }
@@ -283,20 +359,10 @@ pub fn run(
     paths: &[PathBuf],
     cfg: flow::Config,
     classifier: &Classifier,
-    mut on_open: impl FnMut(&CaptureFile, Arc<AtomicU64>),
+    on_open: impl FnMut(&CaptureFile, Arc<AtomicU64>),
     ended: &mut impl FnMut(Flow),
 ) -> Summary {
-    let mut pipe = Pipeline::new(cfg, classifier);
-    for path in paths {
-        match CaptureFile::open(path) {
-            Ok(mut cap) => {
-                on_open(&cap, cap.progress_counter());
-                let _ = pipe.file(&mut cap, ended);
-            }
-            Err(e) => pipe.summary.errors.push(e.to_string()),
-        }
-    }
-    pipe.finish(ended)
+    Pipeline::new(cfg, classifier).run_to(paths, on_open, &mut Here { classifier, ended })
 }
 
 #[cfg(test)]
@@ -337,10 +403,18 @@ mod tests {
         ] {
             let (r, dir) = table.update(&p, 1, &mut |_| {});
             let f = table.get_mut(r).unwrap();
-            let s = &mut f.streams_mut()[dir as usize];
-            added.push(add_to_stream(s, &p));
+            added.push(add_to_opening(
+                &mut f.streams,
+                dir as usize,
+                p.proto,
+                p.tcp,
+                p.payload,
+            ));
             if added.len() == 2 {
-                assert_eq!(s.bytes(), b"\x16\x03\x01\x02\x00");
+                assert_eq!(
+                    f.streams_mut()[dir as usize].bytes(),
+                    b"\x16\x03\x01\x02\x00"
+                );
             }
         }
         assert_eq!(added, vec![true, true]);

@@ -670,24 +670,14 @@ impl Classifier {
             flow.inspect.done = true;
             return;
         }
-        if had_payload {
-            flow.inspect.packets = flow.inspect.packets.saturating_add(1);
-        }
-        let window_closed = flow.inspect.packets >= MAX_INSPECT_PACKETS
-            || flow
-                .streams
-                .as_deref()
-                .is_some_and(|s| s[0].is_done() && s[1].is_done());
-        if grew || window_closed {
-            self.run(flow, window_closed);
-        }
+        self.step(&mut Opening::of(flow), grew, had_payload);
     }
 
     /// The flow ended: decide with what there is.
     pub fn on_end(&self, flow: &mut Flow) {
         if !flow.inspect.done {
             if flow.inspectable {
-                self.run(flow, true);
+                self.run(&mut Opening::of(flow), true);
             } else {
                 flow.class = by_transport(flow.key.proto, flow);
                 flow.inspect.done = true;
@@ -695,18 +685,44 @@ impl Classifier {
         }
     }
 
-    fn run(&self, flow: &mut Flow, last: bool) {
-        let Some(streams) = flow.streams.as_deref() else {
+    /// A packet of an inspectable (TCP or UDP) flow whose classification is not over:
+    /// [`Classifier::on_packet`] over the classification state alone.
+    pub fn step(&self, o: &mut Opening<'_>, grew: bool, had_payload: bool) {
+        if o.inspect.done {
+            return;
+        }
+        if had_payload {
+            o.inspect.packets = o.inspect.packets.saturating_add(1);
+        }
+        let window_closed = o.inspect.packets >= MAX_INSPECT_PACKETS
+            || o.streams
+                .as_deref()
+                .is_some_and(|s| s[0].is_done() && s[1].is_done());
+        if grew || window_closed {
+            self.run(o, window_closed);
+        }
+    }
+
+    /// The end of an inspectable flow: [`Classifier::on_end`] over the classification
+    /// state alone.
+    pub fn end(&self, o: &mut Opening<'_>) {
+        if !o.inspect.done {
+            self.run(o, true);
+        }
+    }
+
+    fn run(&self, o: &mut Opening<'_>, last: bool) {
+        let Some(streams) = o.streams.as_deref() else {
             // No payload was ever seen: nothing to classify.
             if last {
-                flow.inspect.done = true;
+                o.inspect.done = true;
             }
             return;
         };
         let cx = Cx {
-            proto: flow.key.proto,
-            client_port: flow.client().port,
-            server_port: flow.server().port,
+            proto: o.proto,
+            client_port: o.client_port,
+            server_port: o.server_port,
             c2s: &streams[0],
             s2c: &streams[1],
             last,
@@ -719,7 +735,7 @@ impl Classifier {
         let mut waiting = false;
         for (i, d) in DETECTORS.iter().enumerate() {
             let bit = 1u64 << i;
-            if flow.inspect.excluded & bit != 0 {
+            if o.inspect.excluded & bit != 0 {
                 continue;
             }
             let applies = match d.on {
@@ -728,15 +744,15 @@ impl Classifier {
                 On::Both => true,
             };
             if !applies {
-                flow.inspect.excluded |= bit;
+                o.inspect.excluded |= bit;
                 continue;
             }
             match (d.detect)(&cx) {
-                Verdict::No => flow.inspect.excluded |= bit,
+                Verdict::No => o.inspect.excluded |= bit,
                 Verdict::Wait => {
                     waiting = true;
                     if last {
-                        flow.inspect.excluded |= bit;
+                        o.inspect.excluded |= bit;
                     }
                 }
                 Verdict::Yes(c) => {
@@ -751,11 +767,45 @@ impl Classifier {
                 // rebuilds the whole classification, so only the work is kept.
                 Some(Classification {
                     deferred: Some(d), ..
-                }) => flow.deferred = Some(d),
-                c => flow.class = c.map(Box::new),
+                }) => *o.deferred = Some(d),
+                c => *o.class = c.map(Box::new),
             }
-            flow.inspect.done = true;
-            flow.streams = None;
+            o.inspect.done = true;
+            *o.streams = None;
+        }
+    }
+}
+
+/// The classification state of one inspectable flow, borrowed: the flow's own fields, or
+/// the same kept apart from the flow table (`analyze::staged`).
+pub struct Opening<'f> {
+    /// IP protocol (TCP or UDP).
+    pub proto: u8,
+    /// The client's port.
+    pub client_port: u16,
+    /// The server's port.
+    pub server_port: u16,
+    /// Opening bytes per direction (client to server first).
+    pub streams: &'f mut Option<Box<[Stream; 2]>>,
+    /// Progress.
+    pub inspect: &'f mut Inspect,
+    /// The classification once decided.
+    pub class: &'f mut Option<Box<Classification>>,
+    /// Deferred work that makes the classification.
+    pub deferred: &'f mut Option<Deferred>,
+}
+
+impl<'f> Opening<'f> {
+    /// A flow's own classification state.
+    pub fn of(flow: &'f mut Flow) -> Opening<'f> {
+        Opening {
+            proto: flow.key.proto,
+            client_port: flow.client().port,
+            server_port: flow.server().port,
+            streams: &mut flow.streams,
+            inspect: &mut flow.inspect,
+            class: &mut flow.class,
+            deferred: &mut flow.deferred,
         }
     }
 }

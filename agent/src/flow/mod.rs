@@ -199,6 +199,10 @@ pub struct Flow {
     pub inspectable: bool,
     /// Classifier progress while inspecting.
     pub inspect: Inspect,
+    /// Payload packets handed to a classifier on another thread (`analyze::staged`).
+    pub(crate) handed: u16,
+    /// Its place in the table while it is there (places are reused after it ends).
+    slot: u32,
     /// The classification once decided (or at the end), unless it waits in `deferred`.
     pub class: Option<Box<Classification>>,
     /// Work that makes the classification, done off the packet path by
@@ -228,6 +232,12 @@ impl Flow {
         } else {
             Dir::ToClient
         }
+    }
+
+    /// Its place in the flow table while it is there: no two flows in the table share
+    /// one, and a place is reused once its flow has ended.
+    pub fn slot(&self) -> u32 {
+        self.slot
     }
 
     /// The side that started the conversation.
@@ -529,9 +539,6 @@ impl FlowTable {
             if t.flags & tcpflag::FIN != 0 {
                 f.fin[d] = true;
             }
-            if t.flags & tcpflag::SYN != 0 && !f.inspect.done {
-                f.streams_mut()[d].syn(t.seq);
-            }
             if f.tcp_flags[0] & tcpflag::SYN != 0
                 && f.tcp_flags[1] & (tcpflag::SYN | tcpflag::ACK) == tcpflag::SYN | tcpflag::ACK
             {
@@ -562,7 +569,7 @@ impl FlowTable {
             _ => LIST_OTHER,
         };
         let inspectable = matches!(p.proto, ipproto::TCP | ipproto::UDP);
-        let flow = Flow {
+        let mut flow = Flow {
             id: self.next_id,
             key,
             client_is_lo: (client.addr, client.port) == (key.lo, key.lo_port),
@@ -587,6 +594,8 @@ impl FlowTable {
             streams: None,
             inspectable,
             inspect: Inspect::default(),
+            handed: 0,
+            slot: 0,
             class: None,
             deferred: None,
             end: None,
@@ -600,12 +609,16 @@ impl FlowTable {
         self.stats.created += 1;
         let idx = match self.free.pop() {
             Some(i) => {
+                flow.slot = i;
                 if let Some(slot) = self.slab.get_mut(i as usize) {
                     *slot = Some(flow);
                 }
                 i
             }
-            None => self.slab.push(flow),
+            None => {
+                flow.slot = self.slab.len as u32;
+                self.slab.push(flow)
+            }
         };
         let (slab, hasher) = (&self.slab, &self.hasher);
         self.map.insert_unique(hash, idx, |&i| {
