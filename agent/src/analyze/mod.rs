@@ -221,19 +221,17 @@ impl<'c> Pipeline<'c> {
                 Err(e) => self.summary.errors.push(e.to_string()),
             }
         }
-        self.table.drain(&mut |f| stage.end(f));
-        self.summary.table = self.table.stats();
-        self.summary
+        self.finish_to(stage)
     }
 
     /// Advances the clock without a packet (a quiet live capture): flows idle past their
     /// timeout end and go to `ended`, as a later packet would have ended them.
     pub fn tick(&mut self, now_us: u64, ended: &mut impl FnMut(Flow)) {
-        let classifier = self.classifier;
-        self.table.advance(now_us, &mut |mut f: Flow| {
-            classifier.on_end(&mut f);
-            ended(f);
-        });
+        let stage = &mut Here {
+            classifier: self.classifier,
+            ended,
+        };
+        self.table.advance(now_us, &mut |f| stage.end(f));
     }
 
     /// The counters so far, the flow table's included.
@@ -277,9 +275,13 @@ impl<'c> Pipeline<'c> {
     }
 
     /// Ends every live flow (end of input) and returns the counters.
-    pub fn finish(mut self, ended: &mut impl FnMut(Flow)) -> Summary {
+    pub fn finish(self, ended: &mut impl FnMut(Flow)) -> Summary {
         let classifier = self.classifier;
-        let stage = &mut Here { classifier, ended };
+        self.finish_to(&mut Here { classifier, ended })
+    }
+
+    /// Ends every live flow, handing each to `stage`, and returns the counters.
+    fn finish_to(mut self, stage: &mut impl Stage) -> Summary {
         self.table.drain(&mut |f| stage.end(f));
         self.summary.table = self.table.stats();
         self.summary
@@ -412,7 +414,7 @@ mod tests {
             ));
             if added.len() == 2 {
                 assert_eq!(
-                    f.streams_mut()[dir as usize].bytes(),
+                    f.streams.as_deref().unwrap()[dir as usize].bytes(),
                     b"\x16\x03\x01\x02\x00"
                 );
             }

@@ -281,11 +281,6 @@ impl Flow {
         }
     }
 
-    /// The stream buffers, allocated on first use.
-    pub fn streams_mut(&mut self) -> &mut [Stream; 2] {
-        self.streams.get_or_insert_with(Box::default)
-    }
-
     /// TCP close seen (FIN both ways, or RST).
     pub fn closed(&self) -> bool {
         (self.fin[0] && self.fin[1]) || (self.tcp_flags[0] | self.tcp_flags[1]) & tcpflag::RST != 0
@@ -589,8 +584,8 @@ impl FlowTable {
             duplicates: 0,
             last_fp: [0; 2],
             names: None,
-            // Stream buffers are allocated with the first payload byte (see
-            // `Flow::streams_mut`); many flows never carry any.
+            // Stream buffers are allocated with the first SYN or payload byte (see
+            // `analyze::add_to_opening`); many flows never carry any.
             streams: None,
             inspectable,
             inspect: Inspect::default(),
