@@ -6,7 +6,7 @@
 
 use crate::capture::{CaptureError, CaptureFile, LinkType, Packet};
 use crate::classify::Classifier;
-use crate::decode::{ipproto, tcpflag, Decoded, Decoder, Skip, TcpMeta, L4};
+use crate::decode::{self, ipproto, tcpflag, Decoder, Skip, TcpMeta, L4};
 use crate::flow::reassembly::Stream;
 use crate::flow::{self, Flow, FlowTable};
 use std::path::PathBuf;
@@ -135,42 +135,22 @@ impl<'c> Pipeline<'c> {
     fn packet_to(&mut self, p: &Packet<'_>, stage: &mut impl Stage) {
         self.summary.packets += 1;
         self.table.advance(p.ts_us, &mut |f| stage.end(f));
-        let mut d = Decoded::default();
-        self.decoder.decode_into(p.link, p.data, &mut d);
-        match d.skip {
+        let mut frame = Frame {
+            p,
+            table: &mut self.table,
+            obs: &mut self.obs,
+            stage,
+            pushed: 0,
+            skip: None,
+        };
+        self.decoder.decode_to(p.link, p.data, &mut frame);
+        self.summary.flow_packets += frame.pushed as u64;
+        match frame.skip {
             Some(Skip::NotIp) => self.summary.not_ip += 1,
             Some(Skip::Malformed) => self.summary.malformed += 1,
             Some(Skip::UnsupportedLink) => self.summary.unsupported_link += 1,
             Some(Skip::OrphanFragment) => self.summary.orphan_fragments += 1,
             None => {}
-        }
-        for l4 in d.iter() {
-            self.summary.flow_packets += 1;
-            let (r, dir) = self.table.update(l4, p.ts_us, &mut |f| stage.end(f));
-            let Some(flow) = self.table.get_mut(r) else {
-                continue;
-            };
-            if l4.depth == 0 && flow.packets[dir as usize] == 1 && p.link == LinkType::ETHERNET {
-                // Ethernet source address, bytes 6-11 (IEEE 802.3 clause 3.1.1).
-                if let Some(m) = p.data.get(6..12).and_then(|m| <[u8; 6]>::try_from(m).ok()) {
-                    flow.mac[dir as usize] = m;
-                }
-            }
-            if l4.proto == ipproto::UDP && !l4.payload.is_empty() {
-                crate::names::harvest(l4.sport, l4.dport, l4.payload, &mut self.obs);
-                if !self.obs.is_empty() {
-                    let names = flow.names.get_or_insert_with(Box::default);
-                    for o in self.obs.drain(..) {
-                        if names.len() < flow::MAX_NAME_OBS {
-                            names.push((p.ts_us, o));
-                        }
-                    }
-                }
-            }
-            if flow.inspect.done {
-                continue;
-            }
-            stage.inspect(flow, dir as usize, l4);
         }
     }
 
@@ -285,6 +265,59 @@ impl<'c> Pipeline<'c> {
         self.table.drain(&mut |f| stage.end(f));
         self.summary.table = self.table.stats();
         self.summary
+    }
+}
+
+/// One frame's transport packets, each taken into the flow table as the decoder finds
+/// it (outermost first).
+struct Frame<'p, 'd, S> {
+    p: &'p Packet<'d>,
+    table: &'p mut FlowTable,
+    obs: &'p mut Vec<crate::names::Obs>,
+    stage: &'p mut S,
+    pushed: usize,
+    skip: Option<Skip>,
+}
+
+impl<'d, S: Stage> decode::Out<'d> for Frame<'_, 'd, S> {
+    fn push(&mut self, l4: L4<'d>) {
+        if self.pushed > decode::MAX_TUNNEL_DEPTH {
+            return;
+        }
+        self.pushed += 1;
+        let (p, stage) = (self.p, &mut *self.stage);
+        let (r, dir) = self.table.update(&l4, p.ts_us, &mut |f| stage.end(f));
+        let Some(flow) = self.table.get_mut(r) else {
+            return;
+        };
+        if l4.depth == 0 && flow.packets[dir as usize] == 1 && p.link == LinkType::ETHERNET {
+            // Ethernet source address, bytes 6-11 (IEEE 802.3 clause 3.1.1).
+            if let Some(m) = p.data.get(6..12).and_then(|m| <[u8; 6]>::try_from(m).ok()) {
+                flow.mac[dir as usize] = m;
+            }
+        }
+        if l4.proto == ipproto::UDP && !l4.payload.is_empty() {
+            crate::names::harvest(l4.sport, l4.dport, l4.payload, self.obs);
+            if !self.obs.is_empty() {
+                let names = flow.names.get_or_insert_with(Box::default);
+                for o in self.obs.drain(..) {
+                    if names.len() < flow::MAX_NAME_OBS {
+                        names.push((p.ts_us, o));
+                    }
+                }
+            }
+        }
+        if !flow.inspect.done {
+            stage.inspect(flow, dir as usize, &l4);
+        }
+    }
+
+    fn pushed(&self) -> usize {
+        self.pushed
+    }
+
+    fn skip(&mut self, why: Skip) {
+        self.skip = Some(why);
     }
 }
 

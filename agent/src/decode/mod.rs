@@ -181,13 +181,32 @@ pub struct Decoded<'a> {
     pub skip: Option<Skip>,
 }
 
-impl<'a> Decoded<'a> {
+/// Where a decoder puts what it finds in a frame, outermost packet first.
+pub trait Out<'a> {
+    /// A transport packet.
+    fn push(&mut self, p: L4<'a>);
+    /// How many packets were pushed so far.
+    fn pushed(&self) -> usize;
+    /// Why nothing (more) was decoded.
+    fn skip(&mut self, why: Skip);
+}
+
+impl<'a> Out<'a> for Decoded<'a> {
     fn push(&mut self, p: L4<'a>) {
         if let Some(slot) = self.packets.get_mut(self.len) {
             *slot = Some(p);
             self.len += 1;
         }
     }
+    fn pushed(&self) -> usize {
+        self.len
+    }
+    fn skip(&mut self, why: Skip) {
+        self.skip = Some(why);
+    }
+}
+
+impl<'a> Decoded<'a> {
     /// The decoded packets.
     pub fn iter(&self) -> impl Iterator<Item = &L4<'a>> {
         self.packets.iter().take(self.len).flatten()
@@ -236,7 +255,13 @@ impl Decoder {
     }
 
     /// Decodes one frame into `out` (which must be empty), without moving the result.
-    pub fn decode_into<'a>(&mut self, link: LinkType, data: &'a [u8], out: &mut Decoded<'a>) {
+    pub fn decode_into<'a>(&mut self, link: LinkType, data: &'a [u8], out: &mut impl Out<'a>) {
+        self.decode_to(link, data, out);
+    }
+
+    /// Decodes one frame, handing each transport packet to `out` as it is found
+    /// (outermost first, at most `MAX_TUNNEL_DEPTH + 1`): nothing is gathered or copied.
+    pub fn decode_to<'a>(&mut self, link: LinkType, data: &'a [u8], out: &mut impl Out<'a>) {
         match link {
             LinkType::ETHERNET => self.ether(data, 0, 0, out),
             LinkType::LINUX_SLL => match (data.get(14..16), data.get(16..)) {
@@ -279,7 +304,7 @@ impl Decoder {
     }
 
     /// Ethernet II (IEEE 802.3 with EtherType), then VLAN tags.
-    fn ether<'a>(&mut self, b: &'a [u8], zone: u32, depth: usize, out: &mut Decoded<'a>) {
+    fn ether<'a>(&mut self, b: &'a [u8], zone: u32, depth: usize, out: &mut impl Out<'a>) {
         let (Some(t), Some(rest)) = (util_be16(b, 12), b.get(14..)) else {
             return skip_into(out, Skip::Malformed);
         };
@@ -295,7 +320,7 @@ impl Decoder {
         mut vlan: u16,
         zone: u32,
         depth: usize,
-        out: &mut Decoded<'a>,
+        out: &mut impl Out<'a>,
     ) {
         for _ in 0..MAX_VLAN_TAGS {
             if !matches!(t, ethertype::VLAN | ethertype::QINQ | ethertype::QINQ_OLD) {
@@ -315,13 +340,13 @@ impl Decoder {
         match t {
             ethertype::IPV4 | ethertype::IPV6 => self.ip(b, vlan, zone, depth, out),
             ethertype::ARP => {
-                if out.len == 0 {
-                    out.skip = Some(Skip::NotIp);
+                if out.pushed() == 0 {
+                    out.skip(Skip::NotIp);
                 }
             }
             _ => {
-                if out.len == 0 {
-                    out.skip = Some(Skip::NotIp);
+                if out.pushed() == 0 {
+                    out.skip(Skip::NotIp);
                 }
             }
         }
@@ -329,7 +354,7 @@ impl Decoder {
 
     /// An IP packet, sliced with etherparse's `LaxIpSlice` (tolerates a snap length
     /// shorter than the packet), then its transport.
-    fn ip<'a>(&mut self, b: &'a [u8], vlan: u16, zone: u32, depth: usize, out: &mut Decoded<'a>) {
+    fn ip<'a>(&mut self, b: &'a [u8], vlan: u16, zone: u32, depth: usize, out: &mut impl Out<'a>) {
         let Ok((ip, _)) = LaxIpSlice::from_slice(b) else {
             return skip_into(out, Skip::Malformed);
         };
@@ -481,7 +506,7 @@ impl Decoder {
         }
     }
 
-    fn decapsulate<'a>(&mut self, outer: &L4<'a>, vlan: u16, depth: usize, out: &mut Decoded<'a>) {
+    fn decapsulate<'a>(&mut self, outer: &L4<'a>, vlan: u16, depth: usize, out: &mut impl Out<'a>) {
         let zone = tunnel_zone(outer, u32::from(outer.proto));
         match outer.proto {
             ipproto::IPIP | ipproto::IPV6 => self.ip(outer.payload, vlan, zone, depth + 1, out),
@@ -621,8 +646,8 @@ fn tunnel_zone(outer: &L4<'_>, extra: u32) -> u32 {
     h.wrapping_add(outer.zone).max(1)
 }
 
-fn skip_into(out: &mut Decoded<'_>, why: Skip) {
-    out.skip = Some(why);
+fn skip_into<'a>(out: &mut impl Out<'a>, why: Skip) {
+    out.skip(why);
 }
 
 type ByHand<'a> = (u16, u16, Option<TcpMeta>, &'a [u8]);
@@ -849,6 +874,81 @@ mod tests {
         assert_eq!((ps[1].dport, ps[1].payload), (3389, &b"in"[..]));
         assert_eq!(ps[1].depth, 1);
         assert_ne!(ps[1].zone, 0);
+    }
+
+    /// A decoder output that keeps what it is handed, as the packet path takes it.
+    #[derive(Default)]
+    struct Handed<'a> {
+        packets: Vec<L4<'a>>,
+        skips: Vec<Skip>,
+    }
+
+    impl<'a> Out<'a> for Handed<'a> {
+        fn push(&mut self, p: L4<'a>) {
+            self.packets.push(p);
+        }
+        fn pushed(&self) -> usize {
+            self.packets.len()
+        }
+        fn skip(&mut self, why: Skip) {
+            self.skips.push(why);
+        }
+    }
+
+    #[test]
+    fn handed_packets_are_the_gathered_ones_in_order() {
+        // VXLAN inside GRE inside IPv4: three packets, outermost first, by either API; an
+        // ARP frame gives none and says why.
+        let inner = tcp_frame(b"in");
+        let mut vx = vec![0x08, 0, 0, 0, 0x00, 0x10, 0x92, 0];
+        vx.extend_from_slice(&inner);
+        let mut udp = Vec::new();
+        PacketBuilder::ipv4([198, 51, 100, 1], [198, 51, 100, 2], 64)
+            .udp(40000, 4789)
+            .write(&mut udp, &vx)
+            .unwrap();
+        // GRE (RFC 2784): no flags, version 0, protocol IPv4.
+        let mut gre = vec![0, 0, 0x08, 0x00];
+        gre.extend_from_slice(&udp);
+        let mut frame = Vec::new();
+        PacketBuilder::ipv4([192, 0, 2, 1], [192, 0, 2, 2], 64)
+            .write(&mut frame, etherparse::IpNumber(ipproto::GRE), &gre)
+            .unwrap();
+        let gathered: Vec<L4<'_>> = Decoder::new()
+            .decode(LinkType::RAW, &frame)
+            .iter()
+            .copied()
+            .collect();
+        let mut handed = Handed::default();
+        Decoder::new().decode_to(LinkType::RAW, &frame, &mut handed);
+        let view = |p: &L4<'_>| {
+            (
+                p.proto,
+                p.sport,
+                p.dport,
+                p.depth,
+                p.zone,
+                p.payload.to_vec(),
+            )
+        };
+        assert_eq!(gathered.len(), 3);
+        assert_eq!(
+            handed.packets.iter().map(view).collect::<Vec<_>>(),
+            gathered.iter().map(view).collect::<Vec<_>>()
+        );
+        assert_eq!(
+            handed.packets.iter().map(|p| p.proto).collect::<Vec<_>>(),
+            [ipproto::GRE, ipproto::UDP, ipproto::TCP]
+        );
+        assert!(handed.skips.is_empty());
+
+        let mut arp = vec![0xff; 12];
+        arp.extend_from_slice(&[0x08, 0x06]);
+        arp.extend_from_slice(&[0; 28]);
+        let mut handed = Handed::default();
+        Decoder::new().decode_to(LinkType::ETHERNET, &arp, &mut handed);
+        assert!(handed.packets.is_empty());
+        assert_eq!(handed.skips, [Skip::NotIp]);
     }
 
     #[test]
