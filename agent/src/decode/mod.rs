@@ -250,13 +250,8 @@ impl Decoder {
     /// Decodes one frame of the given link type.
     pub fn decode<'a>(&mut self, link: LinkType, data: &'a [u8]) -> Decoded<'a> {
         let mut out = Decoded::default();
-        self.decode_into(link, data, &mut out);
+        self.decode_to(link, data, &mut out);
         out
-    }
-
-    /// Decodes one frame into `out` (which must be empty), without moving the result.
-    pub fn decode_into<'a>(&mut self, link: LinkType, data: &'a [u8], out: &mut impl Out<'a>) {
-        self.decode_to(link, data, out);
     }
 
     /// Decodes one frame, handing each transport packet to `out` as it is found
