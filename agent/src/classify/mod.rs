@@ -515,128 +515,78 @@ pub struct Detector {
     pub on: On,
     /// The check.
     pub detect: fn(&Cx<'_>) -> Verdict,
+    /// For a detector made of several checks (`common`): the same, but the checks whose
+    /// bit is set in the mask are skipped, and each check that says `No` gets its bit
+    /// set: no check is asked again after its `No` (the contract of [`Verdict::No`], kept
+    /// per check, not only for the detector as a whole).
+    pub detect_rest: Option<fn(&Cx<'_>, &mut u64) -> Verdict>,
+}
+
+impl Detector {
+    /// A detector that is one check.
+    const fn one(name: &'static str, on: On, detect: fn(&Cx<'_>) -> Verdict) -> Detector {
+        Detector {
+            name,
+            on,
+            detect,
+            detect_rest: None,
+        }
+    }
+
+    /// A detector made of several checks, each remembered apart (see
+    /// [`Detector::detect_rest`]).
+    const fn checks(
+        name: &'static str,
+        on: On,
+        detect: fn(&Cx<'_>) -> Verdict,
+        detect_rest: fn(&Cx<'_>, &mut u64) -> Verdict,
+    ) -> Detector {
+        Detector {
+            name,
+            on,
+            detect,
+            detect_rest: Some(detect_rest),
+        }
+    }
 }
 
 /// All detectors, in the order they are asked. Exact magic and full handshakes first;
 /// structurally weak checks (which need a port or several packets to agree) last.
 pub static DETECTORS: &[Detector] = &[
-    Detector {
-        name: "tls",
-        on: On::Tcp,
-        detect: tls::detect,
-    },
-    Detector {
-        name: "rdp",
-        on: On::Both,
-        detect: rdp::detect,
-    },
-    Detector {
-        name: "ssh",
-        on: On::Tcp,
-        detect: ssh::detect,
-    },
-    Detector {
-        name: "vnc",
-        on: On::Tcp,
-        detect: vnc::detect,
-    },
-    Detector {
-        name: "http",
-        on: On::Tcp,
-        detect: http::detect,
-    },
-    Detector {
-        name: "pptp",
-        on: On::Tcp,
-        detect: pptp::detect,
-    },
-    Detector {
-        name: "ipsec",
-        on: On::Udp,
-        detect: ipsec::detect,
-    },
-    Detector {
-        name: "l2tp",
-        on: On::Udp,
-        detect: l2tp::detect,
-    },
-    Detector {
-        name: "citrix",
-        on: On::Tcp,
-        detect: citrix::detect,
-    },
-    Detector {
-        name: "teamviewer",
-        on: On::Both,
-        detect: teamviewer::detect,
-    },
-    Detector {
-        name: "anydesk",
-        on: On::Both,
-        detect: anydesk::detect,
-    },
-    Detector {
-        name: "radmin",
-        on: On::Tcp,
-        detect: radmin::detect,
-    },
-    Detector {
-        name: "nomachine",
-        on: On::Both,
-        detect: nomachine::detect,
-    },
-    Detector {
-        name: "tinc",
-        on: On::Tcp,
-        detect: tinc::detect,
-    },
-    Detector {
-        name: "tailscale",
-        on: On::Udp,
-        detect: tailscale::detect,
-    },
-    Detector {
-        name: "softether",
-        on: On::Both,
-        detect: softether::detect,
-    },
-    Detector {
-        name: "openvpn",
-        on: On::Both,
-        detect: openvpn::detect,
-    },
-    Detector {
-        name: "wireguard",
-        on: On::Udp,
-        detect: wireguard::detect,
-    },
-    Detector {
-        name: "xdmcp",
-        on: On::Udp,
-        detect: xdmcp::detect,
-    },
-    Detector {
-        name: "telnet",
-        on: On::Tcp,
-        detect: telnet::detect,
-    },
-    Detector {
-        name: "rsh",
-        on: On::Tcp,
-        detect: rsh::detect,
-    },
-    Detector {
-        name: "common",
-        on: On::Both,
-        detect: common::detect,
-    },
+    Detector::one("tls", On::Tcp, tls::detect),
+    Detector::one("rdp", On::Both, rdp::detect),
+    Detector::one("ssh", On::Tcp, ssh::detect),
+    Detector::one("vnc", On::Tcp, vnc::detect),
+    Detector::one("http", On::Tcp, http::detect),
+    Detector::one("pptp", On::Tcp, pptp::detect),
+    Detector::one("ipsec", On::Udp, ipsec::detect),
+    Detector::one("l2tp", On::Udp, l2tp::detect),
+    Detector::one("citrix", On::Tcp, citrix::detect),
+    Detector::one("teamviewer", On::Both, teamviewer::detect),
+    Detector::one("anydesk", On::Both, anydesk::detect),
+    Detector::one("radmin", On::Tcp, radmin::detect),
+    Detector::one("nomachine", On::Both, nomachine::detect),
+    Detector::one("tinc", On::Tcp, tinc::detect),
+    Detector::one("tailscale", On::Udp, tailscale::detect),
+    Detector::one("softether", On::Both, softether::detect),
+    Detector::one("openvpn", On::Both, openvpn::detect),
+    Detector::one("wireguard", On::Udp, wireguard::detect),
+    Detector::one("xdmcp", On::Udp, xdmcp::detect),
+    Detector::one("telnet", On::Tcp, telnet::detect),
+    Detector::one("rsh", On::Tcp, rsh::detect),
+    Detector::checks("common", On::Both, common::detect, common::detect_rest),
 ];
+
+// One bit per detector in [`Inspect::excluded`].
+const _: () = assert!(DETECTORS.len() <= u32::BITS as usize);
 
 /// Per-flow classifier progress.
 #[derive(Debug, Default, Clone, Copy)]
 pub struct Inspect {
     /// Bit i set: detector i said `No`.
-    excluded: u64,
+    excluded: u32,
+    /// The same for the checks of a detector made of several (`common`).
+    excluded_checks: u64,
     /// Payload-carrying packets inspected.
     packets: u16,
     /// Classification is over (decided or given up).
@@ -734,7 +684,7 @@ impl Classifier {
         let mut decided = None;
         let mut waiting = false;
         for (i, d) in DETECTORS.iter().enumerate() {
-            let bit = 1u64 << i;
+            let bit = 1u32 << i;
             if o.inspect.excluded & bit != 0 {
                 continue;
             }
@@ -747,7 +697,11 @@ impl Classifier {
                 o.inspect.excluded |= bit;
                 continue;
             }
-            match (d.detect)(&cx) {
+            let verdict = match d.detect_rest {
+                Some(rest) => rest(&cx, &mut o.inspect.excluded_checks),
+                None => (d.detect)(&cx),
+            };
+            match verdict {
                 Verdict::No => o.inspect.excluded |= bit,
                 Verdict::Wait => {
                     waiting = true;

@@ -401,23 +401,40 @@ static CHECKS: &[Check] = &[
     },
 ];
 
+// One bit per check in the mask of [`detect_rest`].
+const _: () = assert!(CHECKS.len() <= u64::BITS as usize);
+
 /// Names a common protocol: `Yes` from the first check that is sure, `Wait` while any
 /// may still decide, `No` when all say the bytes are none of them.
 pub fn detect(cx: &Cx<'_>) -> Verdict {
+    detect_rest(cx, &mut 0)
+}
+
+/// [`detect`] for a flow asked again as its bytes grow: the checks whose bit is set in
+/// `no` (bit i for `CHECKS[i]`) said `No` before and are skipped; each that says `No`
+/// now gets its bit. Most flows that come here are asked several times while one
+/// check waits for the other side (a server banner, a reply), and the other thirty-odd
+/// checks need not read the same bytes again.
+pub fn detect_rest(cx: &Cx<'_>, no: &mut u64) -> Verdict {
     let mut waiting = false;
-    for c in CHECKS {
+    for (i, c) in CHECKS.iter().enumerate() {
+        let bit = 1u64 << i;
+        if *no & bit != 0 {
+            continue;
+        }
         let applies = match c.on {
             On::Tcp => cx.is_tcp(),
             On::Udp => cx.is_udp(),
             On::Both => cx.is_tcp() || cx.is_udp(),
         };
         if !applies {
+            *no |= bit;
             continue;
         }
         match (c.check)(cx) {
             Verdict::Yes(cl) => return Verdict::Yes(cl),
             Verdict::Wait => waiting = true,
-            Verdict::No => {}
+            Verdict::No => *no |= bit,
         }
     }
     if waiting {
