@@ -21,6 +21,12 @@ pub const MSG_KEXINIT: u8 = 20;
 
 /// An identification string and where the bytes after it start.
 fn banner(b: &[u8], server: bool) -> Option<Result<(String, usize), ()>> {
+    // A client's first line is its banner: bytes that cannot begin one settle it
+    // before any line end is looked for (most flows asked here are not SSH).
+    let probe = b.get(..b.len().min(4)).unwrap_or(b);
+    if !server && !b"SSH-".starts_with(probe) {
+        return Some(Err(()));
+    }
     let mut off = 0usize;
     for _ in 0..=MAX_PRE_LINES {
         let rest = b.get(off..)?;
@@ -106,9 +112,11 @@ fn hassh(lists: &[Vec<String>; 10], server: bool) -> String {
 /// Detects SSH.
 pub fn detect(cx: &Cx<'_>) -> Verdict {
     let c = banner(cx.c2s.bytes(), false);
+    if matches!(c, Some(Err(()))) {
+        return Verdict::No;
+    }
     let s = banner(cx.s2c.bytes(), true);
     let (client, server) = match (c, s) {
-        (Some(Err(())), _) => return Verdict::No,
         (_, Some(Err(()))) if cx.c2s.bytes().is_empty() => return Verdict::No,
         (c, s) => (c.and_then(Result::ok), s.and_then(Result::ok)),
     };
