@@ -24,7 +24,7 @@ use crate::capture::CaptureFile;
 use crate::classify::{
     Classification, Classifier, Deferred, Inspect, Opening, MAX_INSPECT_PACKETS,
 };
-use crate::decode::{tcpflag, TcpMeta, L4};
+use crate::decode::{ipproto, tcpflag, TcpMeta, L4};
 use crate::flow::reassembly::Stream;
 use crate::flow::{self, Flow};
 use std::path::PathBuf;
@@ -55,6 +55,9 @@ struct Pkt {
     proto: u8,
     /// Direction (0: client to server).
     dir: u8,
+    /// The packet carried a payload (which may have been left out: see
+    /// [`flow::reassembly::Reach`]).
+    had_payload: bool,
 }
 
 /// Packets and ended flows, in order: `ends[i].0` is the number of packets before it.
@@ -165,16 +168,39 @@ impl Stage for Sender<'_> {
         {
             return;
         }
-        if !l4.payload.is_empty() {
+        let had_payload = !l4.payload.is_empty();
+        if had_payload {
             flow.handed += 1;
         }
-        // A UDP datagram is kept to `MAX_DATAGRAM` bytes at most.
-        let payload = if flow.key.proto == crate::decode::ipproto::UDP {
-            l4.payload
-                .get(..crate::flow::reassembly::MAX_DATAGRAM)
-                .unwrap_or(l4.payload)
-        } else {
-            l4.payload
+        // Only the bytes the opening can still take are copied: a UDP datagram to
+        // `MAX_DATAGRAM` bytes, none past the window. A payload left out is still
+        // counted there as a payload packet.
+        let reach = flow.reach.get_mut(dir);
+        let payload = match (flow.key.proto, l4.tcp, reach) {
+            (ipproto::UDP, _, Some(r)) => {
+                if r.datagram(l4.payload.len()) {
+                    l4.payload
+                        .get(..crate::flow::reassembly::MAX_DATAGRAM)
+                        .unwrap_or(l4.payload)
+                } else {
+                    &[]
+                }
+            }
+            (ipproto::TCP, Some(t), Some(r)) => {
+                // As `add_to_opening` gives them to the stream.
+                let seq = if syn {
+                    r.syn(t.seq);
+                    t.seq.wrapping_add(1)
+                } else {
+                    t.seq
+                };
+                if r.segment(seq, l4.payload.len()) {
+                    l4.payload
+                } else {
+                    &[]
+                }
+            }
+            _ => l4.payload,
         };
         let b = &mut self.batch;
         let off = b.bytes.len();
@@ -189,6 +215,7 @@ impl Stage for Sender<'_> {
             server_port: flow.server().port,
             proto: flow.key.proto,
             dir: dir as u8,
+            had_payload,
         });
         self.added();
     }
@@ -301,7 +328,7 @@ fn classify(
                     deferred: &mut s.deferred,
                 },
                 grew,
-                !payload.is_empty(),
+                p.had_payload,
             );
             if s.inspect.done {
                 over.mark(p.id);
@@ -511,5 +538,75 @@ mod tests {
         // The one id that cannot be marked is never taken for over.
         over.mark(u64::MAX);
         assert!(!over.is_over(u64::MAX));
+    }
+
+    /// A long download and a long datagram exchange: the classifier gets every payload
+    /// packet (it counts them), but only the bytes its opening can still take are copied
+    /// to it: TCP segments up to the 8 KiB window, the first eight datagrams.
+    #[test]
+    fn only_bytes_the_opening_can_take_are_copied() {
+        use crate::decode::Addr;
+        use crate::flow::reassembly::{MAX_DATAGRAMS, MAX_STREAM_BYTES};
+        let classifier = Classifier::new(Arc::new(Rules::defaults().unwrap()));
+        let over = Over::new();
+        let (_keep, spare) = sync_channel(1);
+        let mut sender = Sender {
+            classifier: &classifier,
+            over: &over,
+            batch: Batch::new(),
+            tx: None,
+            spare,
+        };
+        let mut table = flow::FlowTable::new(flow::Config::default());
+        let body = vec![0x42u8; 1000];
+        let packet = |proto, seq, flags, payload| L4 {
+            src: Addr::v4([10, 0, 0, 1]),
+            dst: Addr::v4([192, 0, 2, 7]),
+            proto,
+            sport: 50000,
+            dport: 8443,
+            tcp: (proto == ipproto::TCP).then_some(TcpMeta { seq, flags }),
+            payload,
+            ip_len: 40,
+            zone: 0,
+            vlan: 0,
+            depth: 0,
+            fragment: false,
+            fp: seq,
+        };
+        let isn = u32::MAX - 5000; // across the sequence wrap too
+        let mut feed = |sender: &mut Sender<'_>, l4: L4<'_>, t: u64| {
+            let (r, dir) = table.update(&l4, t, &mut |_| {});
+            let f = table.get_mut(r).unwrap();
+            sender.inspect(f, dir as usize, &l4);
+        };
+        feed(&mut sender, packet(ipproto::TCP, isn, tcpflag::SYN, &[]), 1);
+        for i in 0..20u32 {
+            let seq = isn.wrapping_add(1 + i * 1000);
+            let t = 2 + u64::from(i);
+            feed(
+                &mut sender,
+                packet(ipproto::TCP, seq, tcpflag::ACK, &body),
+                t,
+            );
+        }
+        // The SYN and all twenty segments; of the bytes, the nine segments that start
+        // inside the window (the ninth runs past its end and is kept whole).
+        assert_eq!(sender.batch.pkts.len(), 21);
+        assert_eq!(
+            sender.batch.pkts.iter().filter(|p| p.had_payload).count(),
+            20
+        );
+        assert_eq!(
+            sender.batch.bytes.len(),
+            MAX_STREAM_BYTES.div_ceil(1000) * 1000
+        );
+        sender.batch = Batch::new();
+        for i in 0..12u32 {
+            let t = 100 + u64::from(i);
+            feed(&mut sender, packet(ipproto::UDP, i, 0, &body), t);
+        }
+        assert_eq!(sender.batch.pkts.len(), 12);
+        assert_eq!(sender.batch.bytes.len(), MAX_DATAGRAMS * 1000);
     }
 }

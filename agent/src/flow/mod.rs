@@ -201,6 +201,9 @@ pub struct Flow {
     pub inspect: Inspect,
     /// Payload packets handed to a classifier on another thread (`analyze::staged`).
     pub(crate) handed: u16,
+    /// How far each direction's opening bytes on that thread have got, so that bytes
+    /// they would drop are not copied there.
+    pub(crate) reach: [reassembly::Reach; 2],
     /// Its place in the table while it is there (places are reused after it ends).
     slot: u32,
     /// The classification once decided (or at the end), unless it waits in `deferred`.
@@ -590,6 +593,7 @@ impl FlowTable {
             inspectable,
             inspect: Inspect::default(),
             handed: 0,
+            reach: Default::default(),
             slot: 0,
             class: None,
             deferred: None,

@@ -19,6 +19,61 @@ pub const MAX_DATAGRAMS: usize = 8;
 /// Bytes kept of each datagram.
 pub const MAX_DATAGRAM: usize = 2048;
 
+/// How far a [`Stream`] fed from another thread has got, kept by the side that feeds it
+/// (`analyze::staged`): where its TCP bytes start, and how many datagrams and bytes it
+/// holds. The feeder asks before copying a payload and copies none that the stream would
+/// drop unread: a segment at or beyond the window, a datagram past the cap. It follows
+/// [`Stream::syn`], [`Stream::add_segment`] and [`Stream::add_datagram`] rule for rule.
+#[derive(Clone, Copy, Debug, Default)]
+pub struct Reach {
+    /// TCP: the sequence number of the first byte, once known; UDP: bytes held.
+    at: u32,
+    /// TCP: 1 once `at` is known; UDP: datagrams held. (A flow is one or the other.)
+    n: u8,
+}
+
+impl Reach {
+    /// A SYN with initial sequence number `isn`: as [`Stream::syn`], the bytes start at
+    /// `isn + 1` unless they have started already.
+    pub fn syn(&mut self, isn: u32) {
+        if self.n == 0 {
+            (self.at, self.n) = (isn.wrapping_add(1), 1);
+        }
+    }
+
+    /// Whether a TCP segment of `len` bytes at `seq` may add to the stream. `false` only
+    /// when [`Stream::add_segment`] would certainly drop it: empty, or starting at or
+    /// beyond [`MAX_STREAM_BYTES`] from the first byte.
+    pub fn segment(&mut self, seq: u32, len: usize) -> bool {
+        if len == 0 {
+            return false;
+        }
+        if self.n == 0 {
+            (self.at, self.n) = (seq, 1);
+        }
+        // As in `Stream::add_segment`: an offset before the first byte is negative.
+        let rel = seq.wrapping_sub(self.at) as i32;
+        rel < MAX_STREAM_BYTES as i32
+    }
+
+    /// Whether a datagram of `len` bytes will be kept, counting it if so: as
+    /// [`Stream::add_datagram`], at most [`MAX_DATAGRAMS`], each cut to [`MAX_DATAGRAM`],
+    /// while fewer than [`MAX_STREAM_BYTES`] are held.
+    pub fn datagram(&mut self, len: usize) -> bool {
+        let have = self.at as usize;
+        let take = len
+            .min(MAX_DATAGRAM)
+            .min(MAX_STREAM_BYTES.saturating_sub(have));
+        if take == 0 || usize::from(self.n) >= MAX_DATAGRAMS {
+            return false;
+        }
+        self.n += 1;
+        // At most MAX_STREAM_BYTES: fits.
+        self.at = u32::try_from(have + take).unwrap_or(u32::MAX);
+        true
+    }
+}
+
 /// One direction's opening bytes.
 #[derive(Debug, Default, Clone)]
 pub struct Stream {
@@ -215,5 +270,53 @@ mod tests {
         s.add_datagram(b"three");
         assert_eq!(s.ends(), &[3, 8]);
         assert_eq!(s.bytes(), b"onethree");
+    }
+
+    /// What a stream keeps and what its feeder's [`Reach`] lets through, over segments
+    /// and datagrams of every kind (before and after the window, overlapping, out of
+    /// order, across the sequence wrap): whenever the reach says "drop", the stream
+    /// would have kept nothing of it; and the datagrams the reach counts are the ones
+    /// the stream keeps.
+    mod reach {
+        use super::*;
+        use proptest::prelude::*;
+
+        proptest! {
+            #[test]
+            fn a_segment_it_drops_would_add_nothing(
+                isn in any::<u32>(),
+                syn_first in any::<bool>(),
+                segs in proptest::collection::vec((0u32..20_000, 0usize..3000), 1..40),
+            ) {
+                let (mut s, mut r) = (Stream::default(), Reach::default());
+                if syn_first {
+                    s.syn(isn);
+                    r.syn(isn);
+                }
+                for (off, len) in segs {
+                    // Offsets from a little before the first byte to well past the window.
+                    let seq = isn.wrapping_add(off).wrapping_sub(1000);
+                    let payload = vec![0x5a; len];
+                    let before = (s.bytes().len(), s.pending.len(), s.gap);
+                    let pass = r.segment(seq, len);
+                    let grew = s.add_segment(seq, &payload);
+                    if !pass {
+                        prop_assert!(!grew);
+                        prop_assert_eq!(before, (s.bytes().len(), s.pending.len(), s.gap));
+                    }
+                }
+            }
+
+            #[test]
+            fn it_counts_the_datagrams_the_stream_keeps(
+                lens in proptest::collection::vec(0usize..5000, 1..20),
+            ) {
+                let (mut s, mut r) = (Stream::default(), Reach::default());
+                for len in lens {
+                    let kept = s.add_datagram(&vec![1; len]);
+                    prop_assert_eq!(r.datagram(len), kept);
+                }
+            }
+        }
     }
 }
