@@ -440,6 +440,10 @@ pub enum Verdict {
     No,
     /// Not decidable yet.
     Wait,
+    /// Not decided yet, but the bytes so far are certainly this protocol's (a whole TLS
+    /// ClientHello, the server still to answer): as `Wait`, except that the checks that
+    /// only name what nothing else claims (`common`) are not asked while it stands.
+    Claim,
     /// Identified.
     Yes(Classification),
 }
@@ -678,11 +682,18 @@ impl Classifier {
             last,
             rules: &self.rules,
         };
-        if cx.c2s.bytes().is_empty() && cx.s2c.bytes().is_empty() && !last {
+        if cx.c2s.bytes().is_empty() && cx.s2c.bytes().is_empty() {
+            // A SYN and no byte yet: nothing to classify, and at the end nothing will be
+            // (no detector decides on ports alone).
+            if last {
+                o.inspect.done = true;
+                *o.streams = None;
+            }
             return;
         }
         let mut decided = None;
         let mut waiting = false;
+        let mut claimed = false;
         for (i, d) in DETECTORS.iter().enumerate() {
             let bit = 1u32 << i;
             if o.inspect.excluded & bit != 0 {
@@ -698,13 +709,16 @@ impl Classifier {
                 continue;
             }
             let verdict = match d.detect_rest {
+                // Claimed by an earlier detector: left for a later pass.
+                Some(_) if claimed => continue,
                 Some(rest) => rest(&cx, &mut o.inspect.excluded_checks),
                 None => (d.detect)(&cx),
             };
             match verdict {
                 Verdict::No => o.inspect.excluded |= bit,
-                Verdict::Wait => {
+                v @ (Verdict::Wait | Verdict::Claim) => {
                     waiting = true;
+                    claimed |= matches!(v, Verdict::Claim);
                     if last {
                         o.inspect.excluded |= bit;
                     }
@@ -941,5 +955,60 @@ pub mod util {
     pub fn le32(b: &[u8], off: usize) -> Option<u32> {
         let s = b.get(off..off.checked_add(4)?)?;
         Some(u32::from_le_bytes([s[0], s[1], s[2], s[3]]))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Runs the driver over a flow whose client sent `c2s` after a SYN (and the server
+    /// nothing), as the packet path would after its last packet when `last`.
+    fn drive(c2s: &[u8], last: bool) -> (Inspect, Option<Box<Classification>>, bool) {
+        let classifier = Classifier::new(std::sync::Arc::new(Rules::defaults().unwrap()));
+        let mut streams: Option<Box<[Stream; 2]>> = Some(Box::default());
+        if let Some(s) = streams.as_deref_mut() {
+            s[0].syn(0);
+            s[0].add_segment(1, c2s);
+        }
+        let (mut inspect, mut class, mut deferred) = (Inspect::default(), None, None);
+        let mut o = Opening {
+            proto: ipproto::TCP,
+            client_port: 50000,
+            server_port: 443,
+            streams: &mut streams,
+            inspect: &mut inspect,
+            class: &mut class,
+            deferred: &mut deferred,
+        };
+        if last {
+            classifier.end(&mut o);
+        } else {
+            classifier.step(&mut o, true, !c2s.is_empty());
+        }
+        (inspect, class, streams.is_some())
+    }
+
+    /// A SYN and nothing after it: nothing to decide yet, and at the end the flow is
+    /// left unnamed (no detector names a flow from its ports) with its buffers freed.
+    #[test]
+    fn a_flow_without_bytes_ends_unnamed() {
+        let (inspect, class, kept) = drive(b"", false);
+        assert!(!inspect.done && class.is_none() && kept);
+        let (inspect, class, kept) = drive(b"", true);
+        assert!(inspect.done && class.is_none() && !kept);
+    }
+
+    /// A whole ClientHello, the server still silent: the flow waits for the server, and
+    /// the common-protocol checks were not asked to name the bytes TLS claims.
+    #[test]
+    fn a_claimed_flow_is_not_offered_to_the_common_checks() {
+        let hello = tls::tests::client_hello("portal.example.jp", &["h2"]);
+        let (inspect, class, kept) = drive(&hello, false);
+        assert!(!inspect.done && class.is_none() && kept);
+        assert_eq!(inspect.excluded_checks, 0, "common checks were asked");
+        // Bytes nobody claims are offered to them (and most say No at once).
+        let (inspect, _, _) = drive(b"\x00\x01 not a protocol anyone knows", false);
+        assert_ne!(inspect.excluded_checks, 0);
     }
 }

@@ -672,7 +672,8 @@ pub fn detect(cx: &Cx<'_>) -> Verdict {
         server_done = true;
     }
     if !server_done && !cx.last && !cx.s2c.is_done() {
-        return Verdict::Wait;
+        // A whole ClientHello: the flow is TLS whatever the server says.
+        return Verdict::Claim;
     }
     // The flow is TLS. Turning the handshake into metadata (ClientHello fields, JA4,
     // certificate, catalogue matches) is left to `resolve`, which the output thread runs,
@@ -856,14 +857,14 @@ fn finish(
 }
 
 #[cfg(test)]
-mod tests {
+pub(crate) mod tests {
     use super::*;
     use crate::flow::reassembly::Stream;
     use crate::rules::Rules;
 
     /// A ClientHello built per RFC 8446 4.1.2 with SNI, ALPN h2/http1.1, supported
     /// versions and signature algorithms, plus GREASE entries.
-    fn client_hello(sni: &str, alpn: &[&str]) -> Vec<u8> {
+    pub(crate) fn client_hello(sni: &str, alpn: &[&str]) -> Vec<u8> {
         let mut exts = Vec::new();
         let mut push = |t: u16, d: &[u8]| {
             exts.extend_from_slice(&t.to_be_bytes());
@@ -1132,6 +1133,8 @@ mod tests {
         let rules = Rules::defaults().unwrap();
         let ch = client_hello("api.polargrizzly.com", &["h2"]);
         assert!(matches!(run(&ch[..20], b"", false, &rules), Verdict::Wait));
+        // The whole hello, the server still to answer: TLS claims the flow.
+        assert!(matches!(run(&ch, b"", false, &rules), Verdict::Claim));
         // Split over two records of 30 and rest bytes (RFC 8446 5.1 allows fragmentation).
         let hsm = &ch[5..];
         let mut two = vec![content::HANDSHAKE, 3, 1, 0, 30];

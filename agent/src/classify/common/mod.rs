@@ -433,7 +433,7 @@ pub fn detect_rest(cx: &Cx<'_>, no: &mut u64) -> Verdict {
         }
         match (c.check)(cx) {
             Verdict::Yes(cl) => return Verdict::Yes(cl),
-            Verdict::Wait => waiting = true,
+            Verdict::Wait | Verdict::Claim => waiting = true,
             Verdict::No => *no |= bit,
         }
     }
