@@ -381,6 +381,20 @@ fn best_summary(packets: &[&[u8]]) -> Option<Summary> {
         .find_map(|w| summarize(packets, w))
 }
 
+/// Whether one direction's first packet can be OpenVPN's by its first byte: an opcode
+/// of a control or data packet (true while the byte has not come).
+fn opens_with_opcode(cx: &Cx<'_>, s: &Stream) -> bool {
+    let first = if cx.is_udp() {
+        cx.datagrams(s).next().and_then(|d| d.first())
+    } else {
+        s.bytes().get(TCP_LEN_PREFIX)
+    };
+    first.is_none_or(|&b| {
+        let op = b >> OPCODE_SHIFT;
+        is_control(op) || op == P_DATA_V1 || op == P_DATA_V2
+    })
+}
+
 /// Splits one direction into packets: datagrams for UDP, length-prefixed frames for TCP
 /// (a trailing partial frame is left out). `None` when TCP framing is impossible.
 fn packets<'a>(cx: &Cx<'a>, s: &'a Stream) -> Option<Vec<&'a [u8]>> {
@@ -584,6 +598,11 @@ fn decide_one_way(cx: &Cx<'_>, s: &Summary) -> Verdict {
 
 /// Detects OpenVPN.
 pub fn detect(cx: &Cx<'_>) -> Verdict {
+    // Every packet opens with an opcode (under any wrap): a first packet whose opcode
+    // is none settles it before the packets are split and tried under each wrap.
+    if !opens_with_opcode(cx, cx.c2s) || !opens_with_opcode(cx, cx.s2c) {
+        return Verdict::No;
+    }
     let (Some(pa), Some(pb)) = (packets(cx, cx.c2s), packets(cx, cx.s2c)) else {
         return Verdict::No;
     };
@@ -777,6 +796,20 @@ mod tests {
         ));
         // A zero length prefix.
         assert!(matches!(run_tcp(&[0, 0, 0x38], b"", false), Verdict::No));
+        // A first frame still coming whose first byte is no opcode (0), either side.
+        assert!(matches!(
+            run_tcp(&[0, 40, 0x00, 1], b"", false),
+            Verdict::No
+        ));
+        assert!(matches!(
+            run_tcp(&[], &[0, 40, 0x07, 1], false),
+            Verdict::No
+        ));
+        // The same frame with a client hard reset's opcode (7 << 3) waits for the rest.
+        assert!(matches!(
+            run_tcp(&[0, 40, 0x38, 1], b"", false),
+            Verdict::Wait
+        ));
     }
 
     #[test]

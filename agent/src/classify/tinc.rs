@@ -33,6 +33,12 @@ struct IdLine {
 /// Parses the first line of a direction: `Ok(Some)` for an ID line, `Ok(None)` for a
 /// valid prefix of one, `Err` when it cannot be one.
 fn parse_id(b: &[u8]) -> Result<Option<IdLine>, ()> {
+    // The line starts with the request number: bytes that cannot settle it before any
+    // line end is looked for (most flows asked here are not tinc).
+    let n = b.len().min(REQUEST_ID.len());
+    if b.get(..n) != REQUEST_ID.get(..n) {
+        return Err(());
+    }
     let Some(nl) = b.iter().take(MAX_LINE).position(|&c| c == b'\n') else {
         // No newline yet: the bytes so far must be a prefix of the grammar.
         return if b.len() < MAX_LINE && prefix_ok(b) {
@@ -94,9 +100,10 @@ pub fn detect(cx: &Cx<'_>) -> Verdict {
     if c.is_empty() && s.is_empty() {
         return if cx.last { Verdict::No } else { Verdict::Wait };
     }
-    let pc = if c.is_empty() { Ok(None) } else { parse_id(c) };
-    let ps = if s.is_empty() { Ok(None) } else { parse_id(s) };
-    let (Ok(pc), Ok(ps)) = (pc, ps) else {
+    let Ok(pc) = (if c.is_empty() { Ok(None) } else { parse_id(c) }) else {
+        return Verdict::No;
+    };
+    let Ok(ps) = (if s.is_empty() { Ok(None) } else { parse_id(s) }) else {
         return Verdict::No;
     };
     let classify = |rule: &'static str, line: &IdLine, other: Option<&IdLine>| {
