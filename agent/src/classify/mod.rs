@@ -538,7 +538,9 @@ impl Detector {
     }
 
     /// A detector made of several checks, each remembered apart (see
-    /// [`Detector::detect_rest`]).
+    /// [`Detector::detect_rest`]). Such a group is the weakest kind, whose checks only
+    /// name bytes that nothing else claims: it is not asked while an earlier detector
+    /// says [`Verdict::Claim`].
     const fn checks(
         name: &'static str,
         on: On,

@@ -265,7 +265,7 @@ impl Decoder {
                 (Some(p), Some(rest)) => {
                     self.ether_type(u16::from_be_bytes([p[0], p[1]]), rest, 0, 0, 0, out)
                 }
-                _ => skip_into(out, Skip::Malformed),
+                _ => out.skip(Skip::Malformed),
             },
             LinkType::LINUX_SLL2 => match (data.get(0..2), data.get(20..)) {
                 // Linux cooked v2: protocol first, then reserved, ifindex, ARPHRD, type,
@@ -273,7 +273,7 @@ impl Decoder {
                 (Some(p), Some(rest)) => {
                     self.ether_type(u16::from_be_bytes([p[0], p[1]]), rest, 0, 0, 0, out)
                 }
-                _ => skip_into(out, Skip::Malformed),
+                _ => out.skip(Skip::Malformed),
             },
             LinkType::NULL | LinkType::LOOP => match (data.get(0..4), data.get(4..)) {
                 // The family is in the capturing host's byte order for NULL, network order
@@ -284,24 +284,24 @@ impl Decoder {
                     let fam = if le < 256 { le } else { be };
                     match fam {
                         2 | 24 | 28 | 30 => self.ip(rest, 0, 0, 0, out),
-                        _ => skip_into(out, Skip::NotIp),
+                        _ => out.skip(Skip::NotIp),
                     }
                 }
-                _ => skip_into(out, Skip::Malformed),
+                _ => out.skip(Skip::Malformed),
             },
             LinkType::RAW
             | LinkType::IPV4
             | LinkType::IPV6
             | LinkType::RAW_BSD12
             | LinkType::RAW_BSD14 => self.ip(data, 0, 0, 0, out),
-            _ => skip_into(out, Skip::UnsupportedLink),
+            _ => out.skip(Skip::UnsupportedLink),
         }
     }
 
     /// Ethernet II (IEEE 802.3 with EtherType), then VLAN tags.
     fn ether<'a>(&mut self, b: &'a [u8], zone: u32, depth: usize, out: &mut impl Out<'a>) {
         let (Some(t), Some(rest)) = (util_be16(b, 12), b.get(14..)) else {
-            return skip_into(out, Skip::Malformed);
+            return out.skip(Skip::Malformed);
         };
         self.ether_type(t, rest, 0, zone, depth, out);
     }
@@ -324,7 +324,7 @@ impl Decoder {
             let (Some(tci), Some(inner), Some(rest)) =
                 (util_be16(b, 0), util_be16(b, 2), b.get(4..))
             else {
-                return skip_into(out, Skip::Malformed);
+                return out.skip(Skip::Malformed);
             };
             if vlan == 0 {
                 vlan = tci & 0x0fff;
@@ -351,7 +351,7 @@ impl Decoder {
     /// shorter than the packet), then its transport.
     fn ip<'a>(&mut self, b: &'a [u8], vlan: u16, zone: u32, depth: usize, out: &mut impl Out<'a>) {
         let Ok((ip, _)) = LaxIpSlice::from_slice(b) else {
-            return skip_into(out, Skip::Malformed);
+            return out.skip(Skip::Malformed);
         };
         let (src, dst, ip_len, frag, ident) = match &ip {
             LaxIpSlice::Ipv4(v4) => {
@@ -441,7 +441,7 @@ impl Decoder {
             } else if matches!(proto, ipproto::TCP | ipproto::UDP) {
                 match self.frags.get(&key) {
                     Some(&(sport, dport)) => out.push(l4(sport, dport, None, &[])),
-                    None => skip_into(out, Skip::OrphanFragment),
+                    None => out.skip(Skip::OrphanFragment),
                 }
             } else {
                 out.push(l4(0, 0, None, &[]));
@@ -466,7 +466,7 @@ impl Decoder {
                 // A TCP header cut by the snap length: keep the ports if present.
                 Err(_) => match transport_by_hand(proto, payload) {
                     Some((sport, dport, tcp, _)) => out.push(l4(sport, dport, tcp, &[])),
-                    None => skip_into(out, Skip::Malformed),
+                    None => out.skip(Skip::Malformed),
                 },
             },
             ipproto::UDP => match UdpSlice::from_slice_lax(payload) {
@@ -489,7 +489,7 @@ impl Decoder {
                         }
                     }
                 }
-                Err(_) => skip_into(out, Skip::Malformed),
+                Err(_) => out.skip(Skip::Malformed),
             },
             _ => {
                 let p = l4(0, 0, None, payload);
@@ -639,10 +639,6 @@ fn tunnel_zone(outer: &L4<'_>, extra: u32) -> u32 {
         h = h.wrapping_mul(0x0100_0193);
     }
     h.wrapping_add(outer.zone).max(1)
-}
-
-fn skip_into<'a>(out: &mut impl Out<'a>, why: Skip) {
-    out.skip(why);
 }
 
 type ByHand<'a> = (u16, u16, Option<TcpMeta>, &'a [u8]);
