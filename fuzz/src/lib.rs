@@ -13,7 +13,9 @@ use setten_agent::capture::{CaptureError, CaptureFile, LinkType};
 use setten_agent::classify::{classify_streams, Classifier};
 use setten_agent::decode::{ipproto, Decoder};
 use setten_agent::flow;
-use setten_agent::flow::reassembly::{Stream, MAX_DATAGRAM, MAX_DATAGRAMS, MAX_STREAM_BYTES};
+use setten_agent::flow::reassembly::{
+    Reach, Stream, MAX_DATAGRAM, MAX_DATAGRAMS, MAX_STREAM_BYTES,
+};
 use setten_agent::inventory::{ledger::Ledger, window};
 use setten_agent::names::book::{NameBook, MAX_NAMES_PER_ADDR, MAX_STORED_NAMES_PER_ADDR};
 use setten_agent::names::{harvest, is_host_addr, port, printable, Obs, MAX_OBS_PER_DATAGRAM};
@@ -247,11 +249,14 @@ pub fn reassembly(data: &[u8]) {
     let Some(flags) = inp.u8() else { return };
     let udp = flags & 1 != 0;
     let mut s = Stream::default();
+    // What the packet path keeps of the same stream when it feeds it from another thread.
+    let mut reach = Reach::default();
     // Model of the sequence base, for the "byte came from a segment" check.
     let mut base: Option<u32> = None;
     if !udp && flags & 2 != 0 {
         let Some(isn) = inp.u32() else { return };
         s.syn(isn);
+        reach.syn(isn);
         base = Some(isn.wrapping_add(1));
     }
     let mut segs: Vec<(u32, &[u8])> = Vec::new();
@@ -269,21 +274,34 @@ pub fn reassembly(data: &[u8]) {
                 base = Some(seq.wrapping_add(1));
             }
             s.syn(seq);
+            reach.syn(seq);
         }
         let payload = inp.take(usize::from(len));
         let grew = if udp {
+            let counted = reach.datagram(payload.len());
             let kept = s.add_datagram(payload);
             if kept {
                 dgrams.push(payload);
             }
             assert_eq!(kept, s.bytes().len() > prev.len(), "add_datagram's answer");
+            assert_eq!(
+                counted, kept,
+                "the reach counts other datagrams than the stream keeps"
+            );
             kept
         } else {
             if !payload.is_empty() && s.bytes().len() < MAX_STREAM_BYTES && base.is_none() {
                 base = Some(seq);
             }
             segs.push((seq, payload));
-            s.add_segment(seq, payload)
+            let passes = reach.segment(seq, payload.len());
+            let done = s.is_done();
+            let grew = s.add_segment(seq, payload);
+            assert!(
+                passes || (!grew && s.is_done() == done),
+                "the reach dropped a segment the stream took"
+            );
+            grew
         };
         let now = s.bytes();
         assert!(
