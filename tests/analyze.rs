@@ -431,3 +431,62 @@ fn several_flow_tables_keep_the_errors_and_the_flows_before_them() {
     assert!(trunc < gone, "errors in the order of the files: {err}");
     assert!(err.contains("byte offset"), "{err}");
 }
+
+/// Real OpenVPN 2.6 sessions (tests/fixtures/make-openvpn.sh), one per control-channel
+/// wrapping and transport: each is one flow, named openvpn, with its wrapping as
+/// evidence and the non-standard ports flagged.
+#[test]
+fn openvpn_sessions_in_every_wrapping_are_named_with_their_wrapping() {
+    let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("../tests/fixtures/openvpn");
+    // (capture, transport, server port, wrapping, non-standard port)
+    let want = [
+        ("udp-plain", "udp", 1194, "no tls-auth/tls-crypt", false),
+        ("udp-tls-auth", "udp", 1194, "tls-auth, 20-byte HMAC", false),
+        (
+            "udp-tls-auth-sha512",
+            "udp",
+            1194,
+            "tls-auth, 64-byte HMAC",
+            false,
+        ),
+        ("udp-tls-crypt", "udp", 443, "tls-crypt", true),
+        // The client sends from 1194, OpenVPN's default local port, so the port rule
+        // takes it for the server (no handshake to say otherwise over UDP).
+        ("udp-tls-crypt-v2", "udp", 1194, "tls-crypt-v2", false),
+        ("tcp-plain", "tcp", 443, "no tls-auth/tls-crypt", false),
+        (
+            "tcp-tls-auth-sha256",
+            "tcp",
+            993,
+            "tls-auth, 32-byte HMAC",
+            true,
+        ),
+        ("tcp-tls-crypt", "tcp", 8443, "tls-crypt", true),
+        ("tcp-tls-crypt-v2", "tcp", 1194, "tls-crypt-v2", false),
+    ];
+    for (name, transport, port, wrap, non_standard) in want {
+        let cap = dir.join(format!("{name}.pcap"));
+        let out = analyze(&["--format", "jsonl"], &[&cap]);
+        assert!(
+            out.status.success(),
+            "{name}: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        let flows = jsonl(&out);
+        assert_eq!(flows.len(), 1, "{name}: {flows:?}");
+        let f = &flows[0];
+        assert_eq!(f["service"], "openvpn", "{name}: {f}");
+        assert_eq!(f["family"], "vpn", "{name}");
+        assert_eq!(f["transport"], transport, "{name}");
+        assert_eq!(f["server"]["port"], port, "{name}");
+        assert_eq!(f["non_standard_port"], non_standard, "{name}");
+        let wraps: Vec<&serde_json::Value> = f["evidence"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .filter(|e| e["rule"] == "setten.openvpn.wrap")
+            .map(|e| &e["value"])
+            .collect();
+        assert_eq!(wraps, [wrap], "{name}: {f}");
+    }
+}

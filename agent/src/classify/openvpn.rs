@@ -72,6 +72,13 @@ const MAX_ACKS: usize = 8;
 const MAX_MESSAGE_ID: u32 = 1024;
 /// Replay packet ids start at 1; a window may begin after a few retransmissions.
 const MAX_FIRST_REPLAY_ID: u32 = 16;
+/// With tls-crypt-v2, OpenVPN 2.6 and OpenVPN 3 start both sides' replay ids at
+/// `EARLY_NEG_START` instead of 0, so that the id's top byte announces early protocol
+/// negotiation (OpenVPN `ssl_pkt.h`: `EARLY_NEG_MASK` 0xff000000, `EARLY_NEG_START`
+/// 0x0f000000; set in `tls_session_init` of `ssl.c`). Seen from OpenVPN 2.6.14 as ids
+/// 0x0f000001, 0x0f000002, … in both directions.
+const EARLY_NEG_MASK: u32 = 0xff00_0000;
+const EARLY_NEG_START: u32 = 0x0f00_0000;
 /// Replay ids grow by one per packet sent; allow losses between captured packets.
 const MAX_REPLAY_GAP: u32 = 64;
 /// The replay time is the sender's clock (2000-01-01 or later).
@@ -351,6 +358,11 @@ fn summarize(packets: &[&[u8]], wrap: Wrap) -> Option<Summary> {
                     }
                     match last_replay {
                         None => {
+                            let pid = if pid & EARLY_NEG_MASK == EARLY_NEG_START {
+                                pid & !EARLY_NEG_MASK
+                            } else {
+                                pid
+                            };
                             if pid == 0 || pid > MAX_FIRST_REPLAY_ID {
                                 return None;
                             }
@@ -499,15 +511,24 @@ fn decide_two_way(cx: &Cx<'_>, a: &Summary, b: &Summary) -> Verdict {
             && client.replay_run >= 1
             && server.replay_run >= 1
         {
-            return yes(
+            // A V3 client reset carries a tls-crypt-v2 wrapped client key.
+            let v2 = client.first_opcode == P_CONTROL_HARD_RESET_CLIENT_V3;
+            let mut v = yes(
                 "setten.openvpn.tls-crypt-resets",
                 format!(
-                    "client reset session {}, server reset session {}, replay counters from 1",
+                    "client reset{} session {}, server reset session {}, replay counters from 1",
+                    if v2 { " (V3, wrapped client key)" } else { "" },
                     hex8(client.session),
                     hex8(server.session)
                 ),
                 Wrap::TlsCrypt,
             );
+            if let (true, Verdict::Yes(c)) = (v2, &mut v) {
+                if let Some(e) = c.evidence.last_mut() {
+                    e.value = "tls-crypt-v2".into();
+                }
+            }
+            return v;
         }
         return if cx.last { Verdict::No } else { Verdict::Wait };
     }
@@ -837,5 +858,83 @@ mod tests {
                 let _ = parse_packet(&p[..cut], w);
             }
         }
+    }
+    /// OpenVPN 2.6.14, `--tls-crypt-v2`, UDP: the client's HARD_RESET_CLIENT_V3 (wrapped
+    /// client key appended), captured between two network namespaces.
+    const V2_UDP_CLIENT: &[&str] = &[
+        "501b083f7c2c99dfeb0f0000016b02f33e6d47e3b9b8fbd25c140d161aa57eca3a4766cee0f136863adaccae",
+        "a5aa2af8a32a43baf754e86b3bdfa8e339165e11daefcc4b176e643d3bd758be82f7bfa12d5f86fce9fc74fd",
+        "3f3c8fcde28043c17b228dbc0392eed1e450199faefa958fe73a723eec61456b6a564e8996c640d3d1dff0e7",
+        "78823d74a424f028699385dc6883eb8f7c20a7d00abe9c50964494720182a0ef47afeb28db30acb58596c866",
+        "213a6dde408acecfd629393b3afb6692b8ded1b565c620d3fcb0fcf3103fe5db19094ff119a170546ab45ff7",
+        "3d12f7dd7466215aa00daa2f379d6e04152e0a92428ad8a550c040e1d558b90a8be0b8646bab3d9d69229cf2",
+        "f9e0ee81c85aea87ea6d1f0cb1e40f0c3e543440eab9851e04a019712fb6b498b323187ae45d88f3a15314f6",
+        "e59e6d5e67b6c9be8f3cd9b7bd9f607defa11cd87b346b11e1220cd06d3baec48fc6a4a271edc110015d0b01",
+        "2b",
+    ];
+    /// The server's HARD_RESET_SERVER_V2 answering it.
+    const V2_UDP_SERVER: &[&str] = &[
+        "40fce483b3d57cf0ec0f0000016b02f33eca976d8f9bebaef0c9755d11697975292df1b15ae3290764f4b36c",
+        "293b0f32935f1f58a6d753209d4cb25b982658c018a8",
+    ];
+    /// The same over TCP: the client's first frame (length prefix included).
+    const V2_TCP_CLIENT: &[&str] = &[
+        "016150d9ed8e5a143647300f0000016b02f34b243a09c18cd62e23c33e9e22af052ec8b9d007c025e5cc0a2c",
+        "e1e48b7351ff8cac0f298caae86b3bdfa8e339165e11daefcc4b176e643d3bd758be82f7bfa12d5f86fce9fc",
+        "74fd3f3c8fcde28043c17b228dbc0392eed1e450199faefa958fe73a723eec61456b6a564e8996c640d3d1df",
+        "f0e778823d74a424f028699385dc6883eb8f7c20a7d00abe9c50964494720182a0ef47afeb28db30acb58596",
+        "c866213a6dde408acecfd629393b3afb6692b8ded1b565c620d3fcb0fcf3103fe5db19094ff119a170546ab4",
+        "5ff73d12f7dd7466215aa00daa2f379d6e04152e0a92428ad8a550c040e1d558b90a8be0b8646bab3d9d6922",
+        "9cf2f9e0ee81c85aea87ea6d1f0cb1e40f0c3e543440eab9851e04a019712fb6b498b323187ae45d88f3a153",
+        "14f6e59e6d5e67b6c9be8f3cd9b7bd9f607defa11cd87b346b11e1220cd06d3baec48fc6a4a271edc110015d",
+        "0b012b",
+    ];
+    /// The server's first frame.
+    const V2_TCP_SERVER: &[&str] = &[
+        "00424045feb1cbd8d9f7370f0000016b02f34b4b652d8aca1f9d66e3a9985d1d1207bb525c6495f286b1a5c2",
+        "14eb1ae5870478bf71d6ee363be8cf93847a18ede18e0872",
+    ];
+
+    fn joined(parts: &[&str]) -> Vec<u8> {
+        hex(&parts.concat())
+    }
+
+    /// tls-crypt-v2 starts both replay counters at OpenVPN's early-negotiation mark
+    /// (0x0f000000): the resets of a real session are OpenVPN, over UDP and TCP.
+    #[test]
+    fn tls_crypt_v2_resets_of_openvpn_2_6_are_yes() {
+        let udp = run_udp(
+            &[joined(V2_UDP_CLIENT)],
+            &[joined(V2_UDP_SERVER)],
+            (40000, 1194),
+            false,
+        );
+        let tcp = run_tcp(&joined(V2_TCP_CLIENT), &joined(V2_TCP_SERVER), false);
+        for v in [udp, tcp] {
+            match v {
+                Verdict::Yes(cl) => {
+                    assert_eq!(cl.service, Some(Service::Openvpn));
+                    assert_eq!(cl.evidence[0].rule, "setten.openvpn.tls-crypt-resets");
+                    assert!(
+                        cl.evidence[0].value.contains("V3"),
+                        "{}",
+                        cl.evidence[0].value
+                    );
+                    assert_eq!(cl.evidence[1].value, "tls-crypt-v2");
+                }
+                v => panic!("{v:?}"),
+            }
+        }
+    }
+
+    /// Only that mark is taken off: another top byte is a replay id far from its start.
+    #[test]
+    fn a_replay_id_with_another_top_byte_is_not_a_start() {
+        let mut client = joined(V2_UDP_CLIENT);
+        // Opcode, session id, then the replay id's top byte.
+        assert_eq!(client[9], 0x0f);
+        client[9] = 0x0e;
+        let v = run_udp(&[client], &[joined(V2_UDP_SERVER)], (40000, 1194), true);
+        assert!(!matches!(v, Verdict::Yes(_)), "{v:?}");
     }
 }
