@@ -490,3 +490,35 @@ fn openvpn_sessions_in_every_wrapping_are_named_with_their_wrapping() {
         assert_eq!(wraps, [wrap], "{name}: {f}");
     }
 }
+
+/// Two real tinc 1.0 nodes (tests/fixtures/make-tinc.sh) on a port that is not tinc's:
+/// the meta connection is named from its ID lines, and the nodes' UDP flow, encrypted
+/// from its first byte, after the meta connection between the same hosts.
+#[test]
+fn tinc_udp_flow_is_named_after_the_meta_connection_of_its_nodes() {
+    let cap = Path::new(env!("CARGO_MANIFEST_DIR")).join("../tests/fixtures/tinc.pcap");
+    for threads in ["1", "2"] {
+        let out = analyze(&["--format", "jsonl", "--threads", threads], &[&cap]);
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        let flows = jsonl(&out);
+        assert_eq!(flows.len(), 2, "{flows:?}");
+        let meta = find(&flows, 55656, "tcp");
+        let udp = find(&flows, 55656, "udp");
+        assert_eq!((meta.len(), udp.len()), (1, 1), "{flows:?}");
+        for f in [meta[0], udp[0]] {
+            assert_eq!(f["service"], "tinc", "{f}");
+            assert_eq!(f["non_standard_port"], true, "{f}");
+        }
+        assert_eq!(meta[0]["evidence"][0]["rule"], "setten.tinc.id-exchange");
+        assert_eq!(udp[0]["evidence"][0]["rule"], "setten.tinc.udp-of-meta");
+        let named_after = format!(
+            "tcp 10.99.0.1:{} -> 10.99.0.2:55656 (tinc ID exchange)",
+            meta[0]["client"]["port"]
+        );
+        assert_eq!(udp[0]["evidence"][0]["value"], named_after.as_str());
+    }
+}

@@ -27,6 +27,7 @@ use crate::classify::{
 use crate::decode::{ipproto, tcpflag, TcpMeta, L4};
 use crate::flow::reassembly::Stream;
 use crate::flow::{self, Flow};
+use std::collections::HashMap;
 use std::path::PathBuf;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::mpsc::{sync_channel, Receiver, SyncSender};
@@ -60,12 +61,24 @@ struct Pkt {
     had_payload: bool,
 }
 
+/// The endpoints of a TCP flow, sent with its first payload: the classifying side
+/// tells the classifier who talked when the flow is named (see
+/// [`Classifier::decided`]).
+struct Open {
+    /// The packet it came with (its index in the batch).
+    at: usize,
+    key: flow::FlowKey,
+    client: flow::Endpoint,
+    server: flow::Endpoint,
+}
+
 /// Packets and ended flows, in order: `ends[i].0` is the number of packets before it.
 #[derive(Default)]
 struct Batch {
     pkts: Vec<Pkt>,
     bytes: Vec<u8>,
     ends: Vec<(usize, Flow)>,
+    opens: Vec<Open>,
 }
 
 impl Batch {
@@ -74,6 +87,7 @@ impl Batch {
             pkts: Vec::with_capacity(BATCH_ITEMS),
             bytes: Vec::with_capacity(BATCH_BYTES + (64 << 10)),
             ends: Vec::with_capacity(BATCH_ITEMS / 4),
+            opens: Vec::new(),
         }
     }
 
@@ -203,6 +217,14 @@ impl Stage for Sender<'_> {
             _ => l4.payload,
         };
         let b = &mut self.batch;
+        if had_payload && flow.handed == 1 && flow.key.proto == ipproto::TCP {
+            b.opens.push(Open {
+                at: b.pkts.len(),
+                key: flow.key,
+                client: flow.client(),
+                server: flow.server(),
+            });
+        }
         let off = b.bytes.len();
         b.bytes.extend_from_slice(payload);
         b.pkts.push(Pkt {
@@ -287,19 +309,30 @@ fn classify(
     ended: &mut impl FnMut(Flow),
 ) {
     let mut shadows = Shadows::default();
-    let mut end = |mut f: Flow, shadows: &mut Shadows| {
+    // TCP flows with a payload and no name yet, by place: their id and endpoints.
+    let mut open: HashMap<u32, (u64, Open)> = HashMap::new();
+    let mut end = |mut f: Flow, shadows: &mut Shadows, open: &mut HashMap<u32, (u64, Open)>| {
+        if open.get(&f.slot()).is_some_and(|(id, _)| *id == f.id) {
+            open.remove(&f.slot());
+        }
         shadows.restore(&mut f);
         classifier.on_end(&mut f);
         ended(f);
     };
     for mut batch in rx {
         let mut ends = batch.ends.drain(..);
+        let mut opens = batch.opens.drain(..).peekable();
         // The packets before the next ended flow.
         let mut next_end = ends.next();
         for (i, p) in batch.pkts.iter().enumerate() {
             while let Some((_, f)) = next_end.take_if(|(at, _)| *at <= i) {
-                end(f, &mut shadows);
+                end(f, &mut shadows, &mut open);
                 next_end = ends.next();
+            }
+            while let Some(o) = opens.next_if(|o| o.at <= i) {
+                if o.at == i {
+                    open.insert(p.slot, (p.id, o));
+                }
             }
             if over.is_over(p.id) {
                 // Sent before the mark was seen.
@@ -332,10 +365,21 @@ fn classify(
             );
             if s.inspect.done {
                 over.mark(p.id);
+                if let Some((id, o)) = open.remove(&p.slot) {
+                    if id == p.id {
+                        classifier.decided(
+                            &o.key,
+                            (o.client.addr, o.client.port),
+                            (o.server.addr, o.server.port),
+                            s.class.as_deref(),
+                        );
+                    }
+                }
             }
         }
+        drop(opens);
         for (_, f) in next_end.into_iter().chain(ends) {
-            end(f, &mut shadows);
+            end(f, &mut shadows, &mut open);
         }
         batch.pkts.clear();
         batch.bytes.clear();

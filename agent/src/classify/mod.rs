@@ -602,12 +602,47 @@ pub struct Inspect {
 /// Classifies flows; holds the catalogue.
 pub struct Classifier {
     rules: std::sync::Arc<Rules>,
+    /// tinc meta connections, for the UDP flows of the same nodes.
+    tinc: tinc::MetaConnections,
 }
 
 impl Classifier {
     /// A classifier over a catalogue.
     pub fn new(rules: std::sync::Arc<Rules>) -> Classifier {
-        Classifier { rules }
+        Classifier {
+            rules,
+            tinc: tinc::MetaConnections::default(),
+        }
+    }
+
+    /// A TCP flow between `client` and `server` has been classified as `class`: a tinc
+    /// meta connection is remembered for the UDP flows of the same nodes.
+    pub fn decided(
+        &self,
+        key: &crate::flow::FlowKey,
+        client: (crate::decode::Addr, u16),
+        server: (crate::decode::Addr, u16),
+        class: Option<&Classification>,
+    ) {
+        if class.is_some_and(|c| c.service == Some(Service::Tinc)) {
+            self.tinc.note(key, client, server);
+        }
+    }
+
+    /// Names an ended flow that nothing else named from what other flows showed (the
+    /// UDP flows of tinc nodes).
+    fn by_other_flows(&self, flow: &mut Flow) {
+        let unnamed = flow.deferred.is_none()
+            && flow
+                .class
+                .as_deref()
+                .is_none_or(|c| c.service.is_none() && c.protocol == "unknown");
+        if flow.key.proto != ipproto::UDP || !unnamed || self.tinc.is_empty() {
+            return;
+        }
+        if let Some(c) = self.tinc.name_udp(&flow.key) {
+            flow.class = Some(Box::new(c));
+        }
     }
 
     /// The catalogue in use.
@@ -627,6 +662,14 @@ impl Classifier {
             return;
         }
         self.step(&mut Opening::of(flow), grew, had_payload);
+        if flow.inspect.done && flow.key.proto == ipproto::TCP {
+            self.decided(
+                &flow.key,
+                (flow.client().addr, flow.client().port),
+                (flow.server().addr, flow.server().port),
+                flow.class.as_deref(),
+            );
+        }
     }
 
     /// The flow ended: decide with what there is.
@@ -634,11 +677,20 @@ impl Classifier {
         if !flow.inspect.done {
             if flow.inspectable {
                 self.run(&mut Opening::of(flow), true);
+                if flow.key.proto == ipproto::TCP {
+                    self.decided(
+                        &flow.key,
+                        (flow.client().addr, flow.client().port),
+                        (flow.server().addr, flow.server().port),
+                        flow.class.as_deref(),
+                    );
+                }
             } else {
                 flow.class = by_transport(flow.key.proto, flow);
                 flow.inspect.done = true;
             }
         }
+        self.by_other_flows(flow);
     }
 
     /// A packet of an inspectable (TCP or UDP) flow whose classification is not over:

@@ -6,8 +6,19 @@
 //! underscores (tinc's `check_id`; an invitation uses `?` + cookie), protocol major
 //! version 17 and optionally the minor version. One side's ID line alone counts only on
 //! TCP 655 and only once the flow is over. Anything else in the first bytes is `No`.
+//!
+//! tinc carries the VPN's packets over UDP, from and to the port its meta connection
+//! listens on, encrypted from the first byte: nothing in a datagram says tinc. So a UDP
+//! flow is named after a meta connection between the same two hosts, when the meta
+//! connection's server takes part on its listening port ([`MetaConnections`]; tinc
+//! manual, "How connections work": "the UDP port is the same as the TCP port"). nDPI
+//! does the same from a cache of meta connections (`src/lib/protocols/tinc.c`).
 
 use super::{Classification, Cx, Evidence, Service, Verdict};
+use crate::decode::{ipproto, Addr};
+use crate::flow::FlowKey;
+use std::collections::VecDeque;
+use std::sync::Mutex;
 
 /// Request number of ID (tinc `protocol.h`, `ID = 0`).
 const REQUEST_ID: &[u8] = b"0 ";
@@ -21,6 +32,99 @@ const MAX_MINOR_DIGITS: usize = 3;
 const MAX_LINE: usize = 2 + 1 + MAX_NAME_LEN + 1 + 2 + 1 + MAX_MINOR_DIGITS + 1;
 /// tinc's IANA port (tie-breaker only).
 const PORT_TINC: u16 = 655;
+
+/// Meta connections remembered, newest last (a small bound: a tinc node has few).
+const MAX_META_CONNECTIONS: usize = 256;
+
+/// One tinc meta connection.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+struct Meta {
+    zone: u32,
+    client: Addr,
+    client_port: u16,
+    server: Addr,
+    port: u16,
+}
+
+/// tinc meta connections seen so far, to name the UDP flows of the same nodes.
+///
+/// A flow is named when it ends, after the meta connection that opens a tinc session
+/// was named from its first lines; flows between the same two hosts meet in one flow
+/// table (and one thread), so what is found does not depend on timing.
+#[derive(Debug, Default)]
+pub struct MetaConnections {
+    seen: Mutex<VecDeque<Meta>>,
+}
+
+impl MetaConnections {
+    /// Remembers a TCP flow named tinc (client, server and the server's port).
+    pub fn note(&self, key: &FlowKey, client: (Addr, u16), server: (Addr, u16)) {
+        if key.proto != ipproto::TCP {
+            return;
+        }
+        let m = Meta {
+            zone: key.zone,
+            client: client.0,
+            client_port: client.1,
+            server: server.0,
+            port: server.1,
+        };
+        let Ok(mut seen) = self.seen.lock() else {
+            return;
+        };
+        if seen.contains(&m) {
+            return;
+        }
+        if seen.len() >= MAX_META_CONNECTIONS {
+            seen.pop_front();
+        }
+        seen.push_back(m);
+    }
+
+    /// Names a UDP flow between the two hosts of a meta connection, with the meta
+    /// connection's server on its listening port.
+    pub fn name_udp(&self, key: &FlowKey) -> Option<Classification> {
+        if key.proto != ipproto::UDP {
+            return None;
+        }
+        let seen = self.seen.lock().ok()?;
+        let m = seen.iter().rev().find(|m| {
+            let pair = (m.client == key.lo && m.server == key.hi)
+                || (m.client == key.hi && m.server == key.lo);
+            let server_port = if m.server == key.lo {
+                key.lo_port
+            } else {
+                key.hi_port
+            };
+            m.zone == key.zone && pair && server_port == m.port
+        })?;
+        let mut c = Classification::new(
+            "tinc",
+            Some(Service::Tinc),
+            "setten.tinc.udp-of-meta",
+            "tinc.meta_connection",
+            format!(
+                "tcp {}:{} -> {}:{} (tinc ID exchange)",
+                m.client.to_ip(),
+                m.client_port,
+                m.server.to_ip(),
+                m.port
+            ),
+        );
+        c.evidence.push(Evidence::new(
+            "setten.tinc.udp-of-meta",
+            "udp.port",
+            m.port.to_string(),
+        ));
+        Some(c)
+    }
+
+    /// Whether any meta connection is remembered (a lock-free hint is not needed: the
+    /// lock is uncontended and taken once per ending UDP flow with no name).
+    pub fn is_empty(&self) -> bool {
+        self.seen.lock().map(|s| s.is_empty()).unwrap_or(true)
+    }
+}
 
 /// A parsed ID line.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -235,5 +339,82 @@ mod tests {
         ));
         // A line that is long and never ends.
         assert!(matches!(run(&[b'0'; 200], b"", 655, false), Verdict::No));
+    }
+
+    /// A key as the flow table makes it: endpoints in address order.
+    fn key(proto: u8, a: (Addr, u16), b: (Addr, u16), zone: u32) -> FlowKey {
+        let ((lo, lo_port), (hi, hi_port)) = if a <= b { (a, b) } else { (b, a) };
+        FlowKey {
+            zone,
+            proto,
+            lo_port,
+            hi_port,
+            lo,
+            hi,
+        }
+    }
+
+    /// The UDP flows of two tinc nodes are named after their meta connection: both
+    /// hosts, the meta connection's server on its port, the same tunnel zone.
+    #[test]
+    fn udp_flows_of_a_meta_connection_are_named_and_no_others() {
+        let (a, b, c) = (
+            Addr::v4([131, 114, 168, 27]),
+            Addr::v4([185, 83, 218, 112]),
+            Addr::v4([185, 83, 218, 113]),
+        );
+        let udp = |x, y, z| key(ipproto::UDP, x, y, z);
+        let m = MetaConnections::default();
+        assert!(m.is_empty());
+        assert!(m.name_udp(&udp((a, 55656), (b, 55656), 0)).is_none());
+        let meta = key(ipproto::TCP, (a, 49290), (b, 55656), 0);
+        m.note(&meta, (a, 49290), (b, 55656));
+        m.note(&meta, (a, 49290), (b, 55656));
+        assert_eq!(
+            m.seen.lock().unwrap().len(),
+            1,
+            "a meta connection is kept once"
+        );
+        let named = m.name_udp(&udp((b, 55656), (a, 55656), 0)).unwrap();
+        assert_eq!(named.service, Some(Service::Tinc));
+        assert_eq!(named.evidence[0].rule, "setten.tinc.udp-of-meta");
+        assert_eq!(
+            named.evidence[0].value,
+            "tcp 131.114.168.27:49290 -> 185.83.218.112:55656 (tinc ID exchange)"
+        );
+        // The client's side may use any port; the server's must be the meta port.
+        assert!(m.name_udp(&udp((a, 40000), (b, 55656), 0)).is_some());
+        assert!(m.name_udp(&udp((a, 55656), (b, 40000), 0)).is_none());
+        // Another host, another tunnel zone, or TCP: not this meta connection's.
+        assert!(m.name_udp(&udp((a, 55656), (c, 55656), 0)).is_none());
+        assert!(m.name_udp(&udp((a, 55656), (b, 55656), 7)).is_none());
+        assert!(m
+            .name_udp(&key(ipproto::TCP, (a, 1), (b, 55656), 0))
+            .is_none());
+        // Only TCP flows are meta connections.
+        let n = MetaConnections::default();
+        n.note(&udp((a, 655), (b, 655), 0), (a, 655), (b, 655));
+        assert!(n.is_empty());
+    }
+
+    /// The memory of meta connections is bounded; the oldest go first.
+    #[test]
+    fn meta_connections_are_bounded() {
+        let m = MetaConnections::default();
+        let server = Addr::v4([10, 0, 0, 1]);
+        for i in 0..(MAX_META_CONNECTIONS as u16 + 10) {
+            let client = Addr::v4([10, 1, (i >> 8) as u8, i as u8]);
+            let k = key(ipproto::TCP, (client, 40000), (server, 655), 0);
+            m.note(&k, (client, 40000), (server, 655));
+        }
+        assert_eq!(m.seen.lock().unwrap().len(), MAX_META_CONNECTIONS);
+        let first = Addr::v4([10, 1, 0, 0]);
+        let last = Addr::v4([10, 1, 1, 9]);
+        assert!(m
+            .name_udp(&key(ipproto::UDP, (first, 655), (server, 655), 0))
+            .is_none());
+        assert!(m
+            .name_udp(&key(ipproto::UDP, (last, 655), (server, 655), 0))
+            .is_some());
     }
 }
