@@ -522,3 +522,41 @@ fn tinc_udp_flow_is_named_after_the_meta_connection_of_its_nodes() {
         assert_eq!(udp[0]["evidence"][0]["value"], named_after.as_str());
     }
 }
+
+/// Real WireGuard (wireguard-go) and L2TP (xl2tpd) sessions made by the fixture scripts:
+/// one flow each, named from the handshake or control message, the port flagged where
+/// it is not the protocol's.
+#[test]
+fn wireguard_and_l2tp_sessions_of_real_programs_are_named() {
+    let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("../tests/fixtures");
+    // (capture, service, server port, first evidence rule, non-standard port)
+    let want = [
+        (
+            "wireguard.pcap",
+            "wireguard",
+            33333,
+            "setten.wireguard.handshake",
+            true,
+        ),
+        ("l2tp.pcap", "l2tp", 1701, "setten.l2tp.control", false),
+    ];
+    for (name, service, port, rule, non_standard) in want {
+        let out = analyze(&["--format", "jsonl"], &[&dir.join(name)]);
+        assert!(
+            out.status.success(),
+            "{name}: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        let flows = jsonl(&out);
+        assert_eq!(flows.len(), 1, "{name}: {flows:?}");
+        let f = &flows[0];
+        assert_eq!(f["service"], service, "{name}: {f}");
+        assert_eq!(f["family"], "vpn", "{name}");
+        assert_eq!(f["transport"], "udp", "{name}");
+        assert_eq!(f["server"]["port"], port, "{name}");
+        assert_eq!(f["non_standard_port"], non_standard, "{name}");
+        assert_eq!(f["evidence"][0]["rule"], rule, "{name}: {f}");
+        assert!(f["packets"]["c2s"].as_u64().unwrap() >= 2, "{name}: {f}");
+        assert!(f["packets"]["s2c"].as_u64().unwrap() >= 2, "{name}: {f}");
+    }
+}
