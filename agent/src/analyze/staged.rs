@@ -61,8 +61,8 @@ struct Pkt {
     had_payload: bool,
 }
 
-/// The endpoints of a TCP flow, sent with its first payload: the classifying side
-/// tells the classifier who talked when the flow is named (see
+/// The endpoints of a TCP flow, sent with a first payload that may be a tinc ID line:
+/// the classifying side tells the classifier who talked when the flow is named (see
 /// [`Classifier::decided`]).
 struct Open {
     /// The packet it came with (its index in the batch).
@@ -217,7 +217,13 @@ impl Stage for Sender<'_> {
             _ => l4.payload,
         };
         let b = &mut self.batch;
-        if had_payload && flow.handed == 1 && flow.key.proto == ipproto::TCP {
+        // Only a flow that may open with a tinc ID line can be named tinc, the one name
+        // that needs them: the classifying side keeps no endpoints for the others.
+        if had_payload
+            && flow.handed <= 2
+            && flow.key.proto == ipproto::TCP
+            && crate::classify::tinc::may_open(l4.payload)
+        {
             b.opens.push(Open {
                 at: b.pkts.len(),
                 key: flow.key,

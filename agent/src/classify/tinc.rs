@@ -126,6 +126,14 @@ impl MetaConnections {
     }
 }
 
+/// Whether a direction's first payload may open with an ID line (what the packet path
+/// checks before it keeps a TCP flow's endpoints for [`MetaConnections`]).
+pub fn may_open(payload: &[u8]) -> bool {
+    // A segment may hold the start of the request number alone.
+    let n = payload.len().min(REQUEST_ID.len());
+    n > 0 && payload.get(..n) == REQUEST_ID.get(..n)
+}
+
 /// A parsed ID line.
 #[derive(Debug, Clone, PartialEq, Eq)]
 struct IdLine {
@@ -395,6 +403,15 @@ mod tests {
         let n = MetaConnections::default();
         n.note(&udp((a, 655), (b, 655), 0), (a, 655), (b, 655));
         assert!(n.is_empty());
+    }
+
+    #[test]
+    fn only_a_request_number_may_open() {
+        assert!(may_open(b"0 alpha 17\n"));
+        assert!(may_open(b"0"));
+        assert!(!may_open(b""));
+        assert!(!may_open(b"GET / HTTP/1.1\r\n"));
+        assert!(!may_open(b"01 alpha"));
     }
 
     /// The memory of meta connections is bounded; the oldest go first.
