@@ -432,6 +432,20 @@ fn several_flow_tables_keep_the_errors_and_the_flows_before_them() {
     assert!(err.contains("byte offset"), "{err}");
 }
 
+/// The one flow `analyze --format jsonl` reports for a capture (it must run cleanly).
+fn only_flow(cap: &Path) -> serde_json::Value {
+    let out = analyze(&["--format", "jsonl"], &[cap]);
+    assert!(
+        out.status.success(),
+        "{}: {}",
+        cap.display(),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let mut flows = jsonl(&out);
+    assert_eq!(flows.len(), 1, "{}: {flows:?}", cap.display());
+    flows.remove(0)
+}
+
 /// Real OpenVPN 2.6 sessions (tests/fixtures/make-openvpn.sh), one per control-channel
 /// wrapping and transport: each is one flow, named openvpn, with its wrapping as
 /// evidence and the non-standard ports flagged.
@@ -466,15 +480,7 @@ fn openvpn_sessions_in_every_wrapping_are_named_with_their_wrapping() {
     ];
     for (name, transport, port, wrap, non_standard) in want {
         let cap = dir.join(format!("{name}.pcap"));
-        let out = analyze(&["--format", "jsonl"], &[&cap]);
-        assert!(
-            out.status.success(),
-            "{name}: {}",
-            String::from_utf8_lossy(&out.stderr)
-        );
-        let flows = jsonl(&out);
-        assert_eq!(flows.len(), 1, "{name}: {flows:?}");
-        let f = &flows[0];
+        let f = &only_flow(&cap);
         assert_eq!(f["service"], "openvpn", "{name}: {f}");
         assert_eq!(f["family"], "vpn", "{name}");
         assert_eq!(f["transport"], transport, "{name}");
@@ -541,15 +547,7 @@ fn wireguard_and_l2tp_sessions_of_real_programs_are_named() {
         ("l2tp.pcap", "l2tp", 1701, "setten.l2tp.control", false),
     ];
     for (name, service, port, rule, non_standard) in want {
-        let out = analyze(&["--format", "jsonl"], &[&dir.join(name)]);
-        assert!(
-            out.status.success(),
-            "{name}: {}",
-            String::from_utf8_lossy(&out.stderr)
-        );
-        let flows = jsonl(&out);
-        assert_eq!(flows.len(), 1, "{name}: {flows:?}");
-        let f = &flows[0];
+        let f = &only_flow(&dir.join(name));
         assert_eq!(f["service"], service, "{name}: {f}");
         assert_eq!(f["family"], "vpn", "{name}");
         assert_eq!(f["transport"], "udp", "{name}");

@@ -27,7 +27,7 @@ use crate::classify::{
 use crate::decode::{ipproto, tcpflag, TcpMeta, L4};
 use crate::flow::reassembly::Stream;
 use crate::flow::{self, Flow};
-use std::collections::HashMap;
+use std::collections::hash_map::{Entry, HashMap};
 use std::path::PathBuf;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::mpsc::{sync_channel, Receiver, SyncSender};
@@ -67,7 +67,8 @@ struct Pkt {
 struct Open {
     /// The packet it came with (its index in the batch).
     at: usize,
-    key: flow::FlowKey,
+    /// Tunnel zone.
+    zone: u32,
     client: flow::Endpoint,
     server: flow::Endpoint,
 }
@@ -226,7 +227,7 @@ impl Stage for Sender<'_> {
         {
             b.opens.push(Open {
                 at: b.pkts.len(),
-                key: flow.key,
+                zone: flow.key.zone,
                 client: flow.client(),
                 server: flow.server(),
             });
@@ -318,8 +319,10 @@ fn classify(
     // TCP flows with a payload and no name yet, by place: their id and endpoints.
     let mut open: HashMap<u32, (u64, Open)> = HashMap::new();
     let mut end = |mut f: Flow, shadows: &mut Shadows, open: &mut HashMap<u32, (u64, Open)>| {
-        if open.get(&f.slot()).is_some_and(|(id, _)| *id == f.id) {
-            open.remove(&f.slot());
+        if let Entry::Occupied(e) = open.entry(f.slot()) {
+            if e.get().0 == f.id {
+                e.remove();
+            }
         }
         shadows.restore(&mut f);
         classifier.on_end(&mut f);
@@ -373,12 +376,7 @@ fn classify(
                 over.mark(p.id);
                 if let Some((id, o)) = open.remove(&p.slot) {
                     if id == p.id {
-                        classifier.decided(
-                            &o.key,
-                            (o.client.addr, o.client.port),
-                            (o.server.addr, o.server.port),
-                            s.class.as_deref(),
-                        );
+                        classifier.decided(o.zone, o.client, o.server, s.class.as_deref());
                     }
                 }
             }

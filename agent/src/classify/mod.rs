@@ -615,29 +615,37 @@ impl Classifier {
         }
     }
 
-    /// A TCP flow between `client` and `server` has been classified as `class`: a tinc
-    /// meta connection is remembered for the UDP flows of the same nodes.
+    /// A TCP flow between `client` and `server` (in tunnel zone `zone`) has been
+    /// classified as `class`: a tinc meta connection is remembered for the UDP flows of
+    /// the same nodes.
     pub fn decided(
         &self,
-        key: &crate::flow::FlowKey,
-        client: (crate::decode::Addr, u16),
-        server: (crate::decode::Addr, u16),
+        zone: u32,
+        client: crate::flow::Endpoint,
+        server: crate::flow::Endpoint,
         class: Option<&Classification>,
     ) {
         if class.is_some_and(|c| c.service == Some(Service::Tinc)) {
-            self.tinc.note(key, client, server);
+            self.tinc.note(zone, client, server);
         }
     }
 
-    /// Names an ended flow that nothing else named from what other flows showed (the
-    /// UDP flows of tinc nodes).
+    /// [`Classifier::decided`] for a TCP flow whose classification is over.
+    fn decided_flow(&self, flow: &Flow) {
+        if flow.key.proto == ipproto::TCP {
+            self.decided(
+                flow.key.zone,
+                flow.client(),
+                flow.server(),
+                flow.class.as_deref(),
+            );
+        }
+    }
+
+    /// Names an ended UDP flow that nothing named from its own bytes, from what other
+    /// flows showed (the UDP flows of tinc nodes).
     fn by_other_flows(&self, flow: &mut Flow) {
-        let unnamed = flow.deferred.is_none()
-            && flow
-                .class
-                .as_deref()
-                .is_none_or(|c| c.service.is_none() && c.protocol == "unknown");
-        if flow.key.proto != ipproto::UDP || !unnamed || self.tinc.is_empty() {
+        if flow.key.proto != ipproto::UDP || flow.class.is_some() || flow.deferred.is_some() {
             return;
         }
         if let Some(c) = self.tinc.name_udp(&flow.key) {
@@ -662,13 +670,8 @@ impl Classifier {
             return;
         }
         self.step(&mut Opening::of(flow), grew, had_payload);
-        if flow.inspect.done && flow.key.proto == ipproto::TCP {
-            self.decided(
-                &flow.key,
-                (flow.client().addr, flow.client().port),
-                (flow.server().addr, flow.server().port),
-                flow.class.as_deref(),
-            );
+        if flow.inspect.done {
+            self.decided_flow(flow);
         }
     }
 
@@ -677,14 +680,7 @@ impl Classifier {
         if !flow.inspect.done {
             if flow.inspectable {
                 self.run(&mut Opening::of(flow), true);
-                if flow.key.proto == ipproto::TCP {
-                    self.decided(
-                        &flow.key,
-                        (flow.client().addr, flow.client().port),
-                        (flow.server().addr, flow.server().port),
-                        flow.class.as_deref(),
-                    );
-                }
+                self.decided_flow(flow);
             } else {
                 flow.class = by_transport(flow.key.proto, flow);
                 flow.inspect.done = true;

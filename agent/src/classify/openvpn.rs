@@ -448,6 +448,12 @@ fn hex8(s: Option<[u8; SESSION_ID_LEN]>) -> String {
 }
 
 fn yes(rule: &'static str, value: String, wrap: Wrap) -> Verdict {
+    yes_wrapped(rule, value, wrap.describe())
+}
+
+/// As [`yes`], with the wrapping described by the caller (tls-crypt-v2, which parses as
+/// tls-crypt).
+fn yes_wrapped(rule: &'static str, value: String, wrap: String) -> Verdict {
     let mut c = Classification::new(
         "openvpn",
         Some(Service::Openvpn),
@@ -458,7 +464,7 @@ fn yes(rule: &'static str, value: String, wrap: Wrap) -> Verdict {
     c.evidence.push(Evidence::new(
         "setten.openvpn.wrap",
         "openvpn.control_wrap",
-        wrap.describe(),
+        wrap,
     ));
     Verdict::Yes(c)
 }
@@ -513,7 +519,7 @@ fn decide_two_way(cx: &Cx<'_>, a: &Summary, b: &Summary) -> Verdict {
         {
             // A V3 client reset carries a tls-crypt-v2 wrapped client key.
             let v2 = client.first_opcode == P_CONTROL_HARD_RESET_CLIENT_V3;
-            let mut v = yes(
+            return yes_wrapped(
                 "setten.openvpn.tls-crypt-resets",
                 format!(
                     "client reset{} session {}, server reset session {}, replay counters from 1",
@@ -521,14 +527,12 @@ fn decide_two_way(cx: &Cx<'_>, a: &Summary, b: &Summary) -> Verdict {
                     hex8(client.session),
                     hex8(server.session)
                 ),
-                Wrap::TlsCrypt,
+                if v2 {
+                    "tls-crypt-v2".into()
+                } else {
+                    Wrap::TlsCrypt.describe()
+                },
             );
-            if let (true, Verdict::Yes(c)) = (v2, &mut v) {
-                if let Some(e) = c.evidence.last_mut() {
-                    e.value = "tls-crypt-v2".into();
-                }
-            }
-            return v;
         }
         return if cx.last { Verdict::No } else { Verdict::Wait };
     }

@@ -16,7 +16,7 @@
 
 use super::{Classification, Cx, Evidence, Service, Verdict};
 use crate::decode::{ipproto, Addr};
-use crate::flow::FlowKey;
+use crate::flow::{Endpoint, FlowKey};
 use std::collections::VecDeque;
 use std::sync::Mutex;
 
@@ -57,17 +57,15 @@ pub struct MetaConnections {
 }
 
 impl MetaConnections {
-    /// Remembers a TCP flow named tinc (client, server and the server's port).
-    pub fn note(&self, key: &FlowKey, client: (Addr, u16), server: (Addr, u16)) {
-        if key.proto != ipproto::TCP {
-            return;
-        }
+    /// Remembers a TCP flow named tinc: its tunnel zone, client, and server with the
+    /// port it listens on.
+    pub fn note(&self, zone: u32, client: Endpoint, server: Endpoint) {
         let m = Meta {
-            zone: key.zone,
-            client: client.0,
-            client_port: client.1,
-            server: server.0,
-            port: server.1,
+            zone,
+            client: client.addr,
+            client_port: client.port,
+            server: server.addr,
+            port: server.port,
         };
         let Ok(mut seen) = self.seen.lock() else {
             return;
@@ -117,12 +115,6 @@ impl MetaConnections {
             m.port.to_string(),
         ));
         Some(c)
-    }
-
-    /// Whether any meta connection is remembered (a lock-free hint is not needed: the
-    /// lock is uncontended and taken once per ending UDP flow with no name).
-    pub fn is_empty(&self) -> bool {
-        self.seen.lock().map(|s| s.is_empty()).unwrap_or(true)
     }
 }
 
@@ -372,12 +364,11 @@ mod tests {
             Addr::v4([185, 83, 218, 113]),
         );
         let udp = |x, y, z| key(ipproto::UDP, x, y, z);
+        let end = |addr, port| Endpoint { addr, port };
         let m = MetaConnections::default();
-        assert!(m.is_empty());
         assert!(m.name_udp(&udp((a, 55656), (b, 55656), 0)).is_none());
-        let meta = key(ipproto::TCP, (a, 49290), (b, 55656), 0);
-        m.note(&meta, (a, 49290), (b, 55656));
-        m.note(&meta, (a, 49290), (b, 55656));
+        m.note(0, end(a, 49290), end(b, 55656));
+        m.note(0, end(a, 49290), end(b, 55656));
         assert_eq!(
             m.seen.lock().unwrap().len(),
             1,
@@ -399,10 +390,30 @@ mod tests {
         assert!(m
             .name_udp(&key(ipproto::TCP, (a, 1), (b, 55656), 0))
             .is_none());
-        // Only TCP flows are meta connections.
-        let n = MetaConnections::default();
-        n.note(&udp((a, 655), (b, 655), 0), (a, 655), (b, 655));
-        assert!(n.is_empty());
+    }
+
+    /// The classifier remembers a flow named tinc, and no flow named otherwise.
+    #[test]
+    fn the_classifier_remembers_only_flows_named_tinc() {
+        let (a, b) = (Addr::v4([10, 0, 0, 1]), Addr::v4([10, 0, 0, 2]));
+        let (client, server) = (
+            Endpoint {
+                addr: a,
+                port: 40000,
+            },
+            Endpoint { addr: b, port: 655 },
+        );
+        let c = super::super::Classifier::new(std::sync::Arc::new(
+            crate::rules::Rules::defaults().unwrap(),
+        ));
+        let udp = key(ipproto::UDP, (a, 655), (b, 655), 0);
+        let ssh = Classification::new("ssh", Some(Service::Ssh), "r", "f", "v");
+        c.decided(0, client, server, Some(&ssh));
+        c.decided(0, client, server, None);
+        assert!(c.tinc.name_udp(&udp).is_none());
+        let tinc = Classification::new("tinc", Some(Service::Tinc), "r", "f", "v");
+        c.decided(0, client, server, Some(&tinc));
+        assert!(c.tinc.name_udp(&udp).is_some());
     }
 
     #[test]
@@ -421,8 +432,17 @@ mod tests {
         let server = Addr::v4([10, 0, 0, 1]);
         for i in 0..(MAX_META_CONNECTIONS as u16 + 10) {
             let client = Addr::v4([10, 1, (i >> 8) as u8, i as u8]);
-            let k = key(ipproto::TCP, (client, 40000), (server, 655), 0);
-            m.note(&k, (client, 40000), (server, 655));
+            m.note(
+                0,
+                Endpoint {
+                    addr: client,
+                    port: 40000,
+                },
+                Endpoint {
+                    addr: server,
+                    port: 655,
+                },
+            );
         }
         assert_eq!(m.seen.lock().unwrap().len(), MAX_META_CONNECTIONS);
         let first = Addr::v4([10, 1, 0, 0]);
