@@ -558,3 +558,40 @@ fn wireguard_and_l2tp_sessions_of_real_programs_are_named() {
         assert!(f["packets"]["s2c"].as_u64().unwrap() >= 2, "{name}: {f}");
     }
 }
+
+/// A real PPTP call (tests/fixtures/make-pptp.sh: pptp-linux to pptpd): the control
+/// connection on tcp 1723 and the call's enhanced GRE are both named pptp, each from its
+/// own bytes.
+#[test]
+fn pptp_control_connection_and_its_gre_are_both_named() {
+    let cap = Path::new(env!("CARGO_MANIFEST_DIR")).join("../tests/fixtures/pptp.pcap");
+    let out = analyze(&["--format", "jsonl"], &[&cap]);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let flows = jsonl(&out);
+    assert_eq!(flows.len(), 2, "{flows:?}");
+    let by = |t: &str| {
+        flows
+            .iter()
+            .find(|f| f["transport"] == t)
+            .unwrap_or_else(|| panic!("no {t} flow: {flows:?}"))
+    };
+    let (tcp, gre) = (by("tcp"), by("gre"));
+    for f in [tcp, gre] {
+        assert_eq!(f["service"], "pptp", "{f}");
+        assert_eq!(f["family"], "vpn", "{f}");
+        assert_eq!(f["weak"], "pptp", "{f}");
+        assert_eq!(f["non_standard_port"], false, "{f}");
+        assert_eq!(f["client"]["ip"], "10.99.0.1", "{f}");
+        assert_eq!(f["server"]["ip"], "10.99.0.2", "{f}");
+    }
+    assert_eq!(tcp["server"]["port"], 1723);
+    assert_eq!(tcp["evidence"][0]["rule"], "setten.pptp.sccrq");
+    assert_eq!(gre["protocol"], "gre");
+    assert_eq!(gre["evidence"][0]["rule"], "setten.pptp.enhanced-gre");
+    assert!(gre["packets"]["c2s"].as_u64().unwrap() >= 2, "{gre}");
+    assert!(gre["packets"]["s2c"].as_u64().unwrap() >= 2, "{gre}");
+}

@@ -345,8 +345,7 @@ impl<F: FnMut(Flow)> Stage for Here<'_, F> {
     fn inspect(&mut self, flow: &mut Flow, dir: usize, l4: &L4<'_>) {
         let grew = flow.inspectable
             && add_to_opening(&mut flow.streams, dir, l4.proto, l4.tcp, l4.payload);
-        self.classifier
-            .on_packet(flow, grew, !l4.payload.is_empty());
+        self.classifier.on_packet(flow, grew, l4.payload);
     }
 }
 

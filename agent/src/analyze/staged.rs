@@ -170,8 +170,7 @@ impl Stage for Sender<'_> {
     fn inspect(&mut self, flow: &mut Flow, dir: usize, l4: &L4<'_>) {
         if !flow.inspectable {
             // Decided from the header alone, here.
-            self.classifier
-                .on_packet(flow, false, !l4.payload.is_empty());
+            self.classifier.on_packet(flow, false, l4.payload);
             return;
         }
         let syn = l4.tcp.is_some_and(|t| t.flags & tcpflag::SYN != 0);

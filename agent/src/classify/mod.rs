@@ -658,14 +658,18 @@ impl Classifier {
         &self.rules
     }
 
-    /// A flow received a packet; `grew` says whether its opening bytes changed.
-    pub fn on_packet(&self, flow: &mut Flow, grew: bool, had_payload: bool) {
+    /// A flow received a packet; `grew` says whether its opening bytes changed. `payload`
+    /// is the packet's transport payload (for transports other than TCP and UDP, what
+    /// follows the IP header).
+    pub fn on_packet(&self, flow: &mut Flow, grew: bool, payload: &[u8]) {
         if flow.inspect.done {
             return;
         }
+        let had_payload = !payload.is_empty();
         if !flow.inspectable {
-            // Transports without payload inspection are decided from the header alone.
-            flow.class = by_transport(flow.key.proto, flow);
+            // Transports without payload inspection are decided from their first packet's
+            // headers alone.
+            flow.class = by_transport(flow.key.proto, payload);
             flow.inspect.done = true;
             return;
         }
@@ -682,7 +686,7 @@ impl Classifier {
                 self.run(&mut Opening::of(flow), true);
                 self.decided_flow(flow);
             } else {
-                flow.class = by_transport(flow.key.proto, flow);
+                flow.class = by_transport(flow.key.proto, &[]);
                 flow.inspect.done = true;
             }
         }
@@ -866,9 +870,11 @@ pub fn classify_streams(
     })
 }
 
-/// Transports that are classified from the IP header alone.
-fn by_transport(proto: u8, _flow: &Flow) -> Option<Box<Classification>> {
+/// Transports that are classified from the IP header (and, for GRE, the GRE header) of
+/// their first packet.
+fn by_transport(proto: u8, payload: &[u8]) -> Option<Box<Classification>> {
     match proto {
+        ipproto::GRE => pptp::gre(payload).map(Box::new),
         ipproto::ESP => Some(Box::new(Classification::new(
             "esp",
             Some(Service::Ipsec),

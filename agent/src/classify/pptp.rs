@@ -6,6 +6,9 @@
 //! Start-Control-Connection-Reply from the server, each with its fixed length of 156
 //! bytes. The cookie and the two length checks make a chance match negligible. The host
 //! name and vendor strings of the request/reply are reported as evidence.
+//!
+//! The calls' data travel in enhanced GRE (RFC 2637 section 4.1), which nothing but PPTP
+//! uses: [`gre`] names such an IP protocol 47 flow from its first packet's header.
 
 use super::{util, Classification, Cx, Evidence, Service, Verdict};
 
@@ -163,6 +166,38 @@ pub fn detect(cx: &Cx<'_>) -> Verdict {
     Verdict::Yes(cl)
 }
 
+/// Names a GRE (IP protocol 47) flow from the header of one of its packets: PPTP's
+/// enhanced GRE (RFC 2637 section 4.1) is version 1 with protocol type 0x880B (PPP), the
+/// key present (payload length and call ID), checksum, routing, strict source route,
+/// recursion control and the other flag bits all zero, and a payload length that fits
+/// the packet. Plain GRE (version 0) carrying anything is not PPTP.
+pub fn gre(ip_payload: &[u8]) -> Option<Classification> {
+    let h: [u8; 8] = ip_payload.get(..8)?.try_into().ok()?;
+    let (flags, ver) = (h[0], h[1]);
+    // C R K S s Recur | A flags(4) Ver(3).
+    if flags & 0xef != 0x20 || ver & 0x7f != 0x01 {
+        return None;
+    }
+    if u16::from_be_bytes([h[2], h[3]]) != crate::decode::gre::PPP {
+        return None;
+    }
+    let len = usize::from(u16::from_be_bytes([h[4], h[5]]));
+    let header = 8 + 4 * usize::from(flags & 0x10 != 0) + 4 * usize::from(ver & 0x80 != 0);
+    if header + len > ip_payload.len() {
+        return None;
+    }
+    let call = u16::from_be_bytes([h[6], h[7]]);
+    let mut cl = Classification::new(
+        "gre",
+        Some(Service::Pptp),
+        "setten.pptp.enhanced-gre",
+        "gre.header",
+        format!("version 1, protocol 0x880b (PPP), call id {call}"),
+    );
+    cl.weak = Some("pptp".into());
+    Some(cl)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -248,6 +283,57 @@ mod tests {
         ));
         for cut in 0..sccrq().len() {
             let _ = parse_first(&sccrq()[..cut]);
+        }
+    }
+
+    /// tests/fixtures/pptp.pcap frame 11 (pptp-linux 1.10.0 to pptpd 1.4.0): enhanced GRE,
+    /// key and sequence present, protocol 0x880B, payload length 18, call id 0, sequence
+    /// 1, then an LCP Configure-Request.
+    const GRE_LCP: [u8; 30] = [
+        0x30, 0x01, 0x88, 0x0b, 0x00, 0x12, 0x00, 0x00, 0x00, 0x00, 0x00, 0x01, 0xff, 0x03, 0xc0,
+        0x21, 0x01, 0x01, 0x00, 0x0e, 0x01, 0x04, 0x05, 0xdc, 0x05, 0x06, 0xa1, 0xb2, 0xc3, 0xd4,
+    ];
+
+    #[test]
+    fn enhanced_gre_from_pptp_linux_is_weak_pptp() {
+        let c = gre(&GRE_LCP).expect("enhanced GRE");
+        assert_eq!(c.service, Some(Service::Pptp));
+        assert_eq!(c.protocol, "gre");
+        assert_eq!(c.weak.as_deref(), Some("pptp"));
+        assert_eq!(c.evidence[0].rule, "setten.pptp.enhanced-gre");
+        assert!(
+            c.evidence[0].value.ends_with("call id 0"),
+            "{:?}",
+            c.evidence
+        );
+        // An acknowledgement alone: no sequence number, A set, no payload (RFC 2637
+        // section 4.1).
+        let ack = [0x20, 0x81, 0x88, 0x0b, 0x00, 0x00, 0xe1, 0x1a, 0, 0, 0, 5];
+        assert!(gre(&ack).is_some());
+    }
+
+    #[test]
+    fn other_gre_is_not_pptp() {
+        // Plain GRE (RFC 2784), version 0, carrying IPv4.
+        assert!(gre(&[0x00, 0x00, 0x08, 0x00, 0x45, 0, 0, 20, 0, 0, 0, 0]).is_none());
+        // Version 1 with another protocol type, or a checksum or routing flag set.
+        let mut m = GRE_LCP;
+        m[3] = 0x0c;
+        assert!(gre(&m).is_none());
+        for flag in [0x80, 0x40, 0x08, 0x01] {
+            let mut m = GRE_LCP;
+            m[0] |= flag;
+            assert!(gre(&m).is_none(), "flag {flag:#x}");
+        }
+        // No key (enhanced GRE always has one), or a payload longer than the packet.
+        let mut m = GRE_LCP;
+        m[0] &= !0x20;
+        assert!(gre(&m).is_none());
+        let mut m = GRE_LCP;
+        m[5] = 0x13;
+        assert!(gre(&m).is_none());
+        for cut in 0..GRE_LCP.len() {
+            assert!(gre(&GRE_LCP[..cut]).is_none(), "cut at {cut}");
         }
     }
 }
