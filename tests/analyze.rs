@@ -595,3 +595,71 @@ fn pptp_control_connection_and_its_gre_are_both_named() {
     assert!(gre["packets"]["c2s"].as_u64().unwrap() >= 2, "{gre}");
     assert!(gre["packets"]["s2c"].as_u64().unwrap() >= 2, "{gre}");
 }
+
+/// Real RDP connections (tests/fixtures/make-rdp.sh: xfreerdp to xrdp): each opening is
+/// one flow named rdp with the security protocols asked for and chosen, the routing
+/// token kept apart from the cookie, standard security flagged weak, and the odd port
+/// flagged.
+#[test]
+fn rdp_connections_of_a_real_client_are_named_with_their_security() {
+    let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("../tests/fixtures/rdp");
+    // (capture, port, first evidence rule, cookie, routing token, requested, selected)
+    let token = "tsv://VMResource.1.3f2504e0-4f89-11d3-9a0c-0305e82c3301";
+    let want = [
+        (
+            "cookie-tls",
+            3389,
+            "setten.rdp.x224-cookie",
+            Some("alice"),
+            None,
+            vec!["tls", "credssp"],
+            "tls",
+        ),
+        (
+            "routing-token",
+            3389,
+            "setten.rdp.neg-req",
+            None,
+            Some(token),
+            vec!["tls", "credssp"],
+            "tls",
+        ),
+        (
+            "standard-security",
+            3389,
+            "setten.rdp.x224-cookie",
+            Some("alice"),
+            None,
+            vec![],
+            "standard",
+        ),
+        (
+            "port-13389",
+            13389,
+            "setten.rdp.x224-cookie",
+            Some("alice"),
+            None,
+            vec!["tls", "credssp"],
+            "tls",
+        ),
+    ];
+    for (name, port, rule, cookie, routing, requested, selected) in want {
+        let f = &only_flow(&dir.join(format!("{name}.pcap")));
+        assert_eq!(f["service"], "rdp", "{name}: {f}");
+        assert_eq!(f["server"]["port"], port, "{name}");
+        assert_eq!(f["role_by"], "handshake", "{name}");
+        assert_eq!(f["non_standard_port"], port != 3389, "{name}");
+        assert_eq!(f["evidence"][0]["rule"], rule, "{name}: {f}");
+        let rdp = &f["rdp"];
+        assert_eq!(rdp["cookie"].as_str(), cookie, "{name}: {rdp}");
+        assert_eq!(rdp["routing_token"].as_str(), routing, "{name}: {rdp}");
+        let asked: Vec<&str> = rdp["requested"]
+            .as_array()
+            .map(|a| a.iter().filter_map(|v| v.as_str()).collect())
+            .unwrap_or_default();
+        assert_eq!(asked, requested, "{name}: {rdp}");
+        assert_eq!(rdp["selected"], selected, "{name}: {rdp}");
+        let weak = selected == "standard";
+        assert_eq!(f["weak"].is_string(), weak, "{name}: {f}");
+    }
+}

@@ -267,6 +267,9 @@ pub struct RdpMeta {
     /// `mstshash` cookie (user name hint), when sent.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub cookie: Option<String>,
+    /// Routing token sent instead of the cookie (RD Connection Broker load balancing).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub routing_token: Option<String>,
     /// Security protocols the client asked for.
     #[serde(skip_serializing_if = "Vec::is_empty")]
     pub requested: Vec<String>,

@@ -74,17 +74,42 @@ fn tpkt_x224(b: &[u8]) -> Option<(u8, &[u8])> {
 }
 
 struct Request {
+    /// The `Cookie: ` line without its prefix.
     cookie: Option<String>,
+    /// A routing token line (load balancing, e.g. `tsv://MS Terminal Services
+    /// Plugin.1.<collection>`), sent instead of the cookie.
+    routing_token: Option<String>,
     requested: Option<u32>,
 }
 
+/// Longest routing token line taken (the whole X.224 TPDU is at most 512 bytes here).
+const MAX_TOKEN_LINE: usize = 256;
+
+/// The variable part of a Connection Request ([MS-RDPBCGR] 2.2.1.1): an optional cookie
+/// (`Cookie: mstshash=IDENTIFIER\r\n`) or routing token (any CR LF terminated line; FreeRDP
+/// `nego_send_negotiation_request` writes it verbatim and ends it with CR LF), then an
+/// optional RDP_NEG_REQ.
 fn parse_request(var: &[u8]) -> Option<Request> {
     let mut rest = var;
     let mut cookie = None;
+    let mut routing_token = None;
     if rest.starts_with(b"Cookie: ") {
         let end = rest.windows(2).position(|w| w == b"\r\n")?;
         let line = rest.get(8..end)?;
         cookie = Some(printable(line));
+        rest = rest.get(end + 2..)?;
+    } else if rest.first().is_some_and(|&b| b != NEG_REQ) {
+        // A routing token: printable text up to CR LF. ISO-on-TCP parameters (TSAPs) are
+        // binary codes and lengths, never a text line.
+        let end = rest
+            .get(..rest.len().min(MAX_TOKEN_LINE + 2))?
+            .windows(2)
+            .position(|w| w == b"\r\n")?;
+        let line = rest.get(..end)?;
+        if line.is_empty() || !line.iter().all(|&b| (0x20..0x7f).contains(&b)) {
+            return None;
+        }
+        routing_token = Some(printable(line));
         rest = rest.get(end + 2..)?;
     }
     let mut requested = None;
@@ -101,10 +126,14 @@ fn parse_request(var: &[u8]) -> Option<Request> {
     if !leftover_ok {
         return None;
     }
-    if cookie.is_none() && requested.is_none() && !var.is_empty() {
+    if cookie.is_none() && routing_token.is_none() && requested.is_none() && !var.is_empty() {
         return None;
     }
-    Some(Request { cookie, requested })
+    Some(Request {
+        cookie,
+        routing_token,
+        requested,
+    })
 }
 
 fn le16(b: &[u8], off: usize) -> Option<u16> {
@@ -204,15 +233,26 @@ pub fn detect(cx: &Cx<'_>) -> Verdict {
             .cookie
             .as_ref()
             .and_then(|c| c.strip_prefix("mstshash=").map(str::to_owned)),
+        routing_token: req.routing_token.clone(),
         requested: req.requested.map(protocol_names).unwrap_or_default(),
         ..RdpMeta::default()
     };
-    let (rule, value) = match (&req.cookie, req.requested) {
-        (Some(c), _) => ("setten.rdp.x224-cookie", format!("Cookie: {c}")),
-        (None, Some(r)) => ("setten.rdp.neg-req", format!("requestedProtocols=0x{r:x}")),
-        (None, None) => ("setten.rdp.x224-port", "X.224 CR on 3389".to_owned()),
+    let (rule, value) = match (&req.cookie, &req.routing_token, req.requested) {
+        (Some(c), _, _) => ("setten.rdp.x224-cookie", format!("Cookie: {c}")),
+        (None, Some(_), Some(r)) | (None, None, Some(r)) => {
+            ("setten.rdp.neg-req", format!("requestedProtocols=0x{r:x}"))
+        }
+        (None, Some(t), None) => ("setten.rdp.routing-token", t.clone()),
+        (None, None, None) => ("setten.rdp.x224-port", "X.224 CR on 3389".to_owned()),
     };
     let mut c = Classification::new("rdp", Some(Service::Rdp), rule, "rdp.x224", value);
+    if let (Some(t), Some(_)) = (&req.routing_token, req.requested) {
+        c.evidence.push(super::Evidence::new(
+            "setten.rdp.routing-token",
+            "rdp.routing_token",
+            t,
+        ));
+    }
     match confirm {
         Some(Confirm::Selected(p)) => {
             let names = protocol_names(p);
@@ -305,5 +345,48 @@ mod tests {
             rules: &rules,
         });
         assert!(matches!(v, Verdict::Yes(_)));
+    }
+
+    /// tests/fixtures/rdp/routing-token.pcap (xfreerdp 2.11.7 with
+    /// `/load-balance-info:` to xrdp 0.9.21): a Connection Request with a routing token
+    /// instead of the cookie, then RDP_NEG_REQ for TLS and CredSSP; the Confirm selects TLS.
+    const CR_TOKEN: &[u8] = b"\x03\x00\x00\x4c\x47\xe0\x00\x00\x00\x00\x00tsv://VMResource.1.3f2504e0-4f89-11d3-9a0c-0305e82c3301\r\n\x01\x00\x08\x00\x03\x00\x00\x00";
+    const CC_TLS: &[u8] =
+        b"\x03\x00\x00\x13\x0e\xd0\x00\x00\x12\x34\x00\x02\x01\x08\x00\x01\x00\x00\x00";
+
+    #[test]
+    fn routing_token_instead_of_cookie() {
+        for port in [3389, 13389] {
+            match run(CR_TOKEN, CC_TLS, port, false) {
+                Verdict::Yes(c) => {
+                    assert_eq!(c.evidence[0].rule, "setten.rdp.neg-req");
+                    assert_eq!(c.evidence[1].rule, "setten.rdp.routing-token");
+                    let m = c.meta.rdp.unwrap();
+                    assert_eq!(
+                        m.routing_token.as_deref(),
+                        Some("tsv://VMResource.1.3f2504e0-4f89-11d3-9a0c-0305e82c3301")
+                    );
+                    assert_eq!(m.cookie, None);
+                    assert_eq!(m.requested, vec!["tls", "credssp"]);
+                    assert_eq!(m.selected.as_deref(), Some("tls"));
+                }
+                v => panic!("{port}: {v:?}"),
+            }
+        }
+    }
+
+    #[test]
+    fn a_token_line_must_be_text_ended_by_crlf() {
+        // The same request with a control byte in the token, or without its CR LF.
+        let mut bad = CR_TOKEN.to_vec();
+        bad[20] = 0x01;
+        assert!(matches!(run(&bad, CC_TLS, 3389, false), Verdict::No));
+        let no_crlf: Vec<u8> = CR_TOKEN.iter().copied().filter(|&b| b != b'\r').collect();
+        assert!(matches!(run(&no_crlf, CC_TLS, 3389, false), Verdict::No));
+        // A token alone, with a legacy Confirm, is RDP on 3389 only.
+        let cr = b"\x03\x00\x00\x1a\x15\xe0\x00\x00\x00\x00\x00tsv://abc.1.x\r\n";
+        let cc = b"\x03\x00\x00\x0b\x06\xd0\x00\x00\x12\x34\x00";
+        assert!(matches!(run(cr, cc, 3389, false), Verdict::Yes(_)));
+        assert!(matches!(run(cr, cc, 102, false), Verdict::No));
     }
 }
