@@ -175,7 +175,7 @@ fn parse_message(b: &[u8], cut: bool) -> Option<IkeMessage<'_>> {
     let mut current = header.next_payload;
     for _ in 0..MAX_PAYLOADS {
         if current == 0 {
-            return (off == msg_len).then_some(msg);
+            return (off == msg_len || padded_v1(&header, b, off, msg_len)).then_some(msg);
         }
         if off >= b.len() {
             // Ran into the flow table's cut before the chain ended.
@@ -202,6 +202,19 @@ fn parse_message(b: &[u8], cut: bool) -> Option<IkeMessage<'_>> {
         current = next;
     }
     None
+}
+
+/// Whether an IKEv1 message ends in zero padding to a multiple of four bytes after its
+/// last payload: Libreswan pads by default (its `ikepad=` setting, "pads messages to a
+/// minimum of 4-bytes"), so a message with an odd-sized Vendor ID is up to three bytes
+/// longer than its payloads. The header length still counts the padding.
+fn padded_v1(header: &IkeHeader, b: &[u8], off: usize, msg_len: usize) -> bool {
+    header.version == 1
+        && msg_len % 4 == 0
+        && msg_len > off
+        && msg_len - off <= 3
+        && b.get(off..msg_len)
+            .is_some_and(|p| p.iter().all(|&x| x == 0))
 }
 
 /// Classifies one datagram of a flow.
@@ -606,5 +619,52 @@ mod tests {
         for cut in 0..rnd.len() {
             let _ = classify_datagram(&rnd[..cut], true);
         }
+    }
+
+    /// Libreswan 4.10 pluto, IKEv1 Main Mode first message (228 bytes on udp 500): SA,
+    /// seven Vendor IDs ("OE-Libreswan-4.10", 21 bytes with its header, then XAUTH, DPD,
+    /// RFC 3947 and NAT-T drafts); the payloads end at 225 and three zero bytes pad the
+    /// message to the 228 its header says (Libreswan's default `ikepad`).
+    const LIBRESWAN_MM1: &str = "e2f684e809b95e800000000000000000\
+        0110020000000000000000e40d000038 00000001000000010000002c00010001\
+        0000002400010000800b0001800c7080 8001000780020004800300018004000e\
+        800e00800d0000154f452d4c69627265 7377616e2d342e31300d0000144048b7\
+        d56ebce88525e7de7f00d6c2d30d0000 14afcad71368a1f1c96b8696fc775701\
+        000d0000144a131c81070358455c5728 f20e95452f0d0000147d9419a65310ca\
+        6f2c179d9215529d560d00001490cb80 913ebb696e086381b5ec427b1f000000\
+        14cd60464335df21f87cfdb2fc68b6a4 48000000";
+
+    #[test]
+    fn libreswan_main_mode_padded_to_four_bytes_is_ike_with_its_vendor() {
+        let d = hex(LIBRESWAN_MM1);
+        assert_eq!(d.len(), 228);
+        let m = parse_message(&d, false).expect("padded IKEv1 message");
+        assert_eq!(m.vendor_ids.len(), 7);
+        assert_eq!(m.vendor_ids[0], b"OE-Libreswan-4.10");
+        let resp = hex(SA_INIT_COOKIE);
+        match run(&[&d], &[&resp], (500, 500), false) {
+            Verdict::Yes(c) => {
+                assert_eq!(c.service, Some(Service::Ipsec));
+                assert_eq!(c.vendor.as_deref(), Some("Libreswan project"));
+                assert_eq!(c.product.as_deref(), Some("Libreswan"));
+            }
+            v => panic!("{v:?}"),
+        }
+        // Padding that is not zero, longer than three bytes, to a length that is no
+        // multiple of four, or in IKEv2 is not accepted.
+        let mut nonzero = d.clone();
+        nonzero[227] = 1;
+        assert!(parse_message(&nonzero, false).is_none());
+        let mut long = d.clone();
+        long.extend([0; 4]);
+        long[24..28].copy_from_slice(&232u32.to_be_bytes());
+        assert!(parse_message(&long, false).is_none());
+        let mut odd = d.clone();
+        odd.pop();
+        odd[24..28].copy_from_slice(&227u32.to_be_bytes());
+        assert!(parse_message(&odd, false).is_none());
+        let mut v2 = d;
+        v2[17] = 0x20;
+        assert!(parse_message(&v2, false).is_none());
     }
 }

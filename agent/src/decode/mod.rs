@@ -420,6 +420,24 @@ impl Decoder {
             fp,
         };
 
+        // AH (RFC 4302) authenticates without encrypting; etherparse steps over it as an
+        // extension header, so `proto` is what it protects. The AH conversation is a flow
+        // of its own, and what it protects is decoded too: a tunnel-mode packet's inner
+        // IP as a tunnel, a transport-mode packet's transport as usual.
+        if frag.is_none() && behind_ah(&ip) {
+            let ah = L4 {
+                proto: ipproto::AH,
+                ..l4(0, 0, None, payload)
+            };
+            out.push(ah);
+            if matches!(proto, ipproto::IPIP | ipproto::IPV6) {
+                if depth < MAX_TUNNEL_DEPTH {
+                    self.decapsulate(&L4 { proto, ..ah }, vlan, depth, out);
+                }
+                return;
+            }
+        }
+
         if let Some((ident, first)) = frag {
             let key = FragKey {
                 src,
@@ -524,6 +542,19 @@ impl Decoder {
             }
             _ => {}
         }
+    }
+}
+
+/// Whether an authentication header (IP protocol 51) came between the IP header and
+/// the payload etherparse reports.
+fn behind_ah(ip: &LaxIpSlice<'_>) -> bool {
+    match ip {
+        LaxIpSlice::Ipv4(v4) => v4.header().protocol().0 == ipproto::AH,
+        LaxIpSlice::Ipv6(v6) => v6
+            .extensions()
+            .clone()
+            .into_iter()
+            .any(|e| matches!(e, etherparse::Ipv6ExtensionSlice::Authentication(_))),
     }
 }
 
@@ -807,6 +838,58 @@ mod tests {
         assert_eq!(ps[1].dport, 3389);
         assert_eq!(ps[1].payload, b"abc");
         assert_ne!(ps[1].zone, 0);
+    }
+
+    /// An authentication header (RFC 4302 section 2): next header, payload length in
+    /// 32-bit words minus 2, reserved, SPI, sequence number, then a 12-byte ICV
+    /// (HMAC-SHA1-96).
+    fn ah(next: u8, inner: &[u8]) -> Vec<u8> {
+        let mut h = vec![next, 4, 0, 0, 0xc1, 0xa0, 0xb0, 0x01, 0, 0, 0, 1];
+        h.extend_from_slice(&[0xab; 12]);
+        h.extend_from_slice(inner);
+        h
+    }
+
+    #[test]
+    fn ah_is_a_flow_of_its_own_and_what_it_protects_is_decoded() {
+        let inner = tcp_frame(b"abc");
+        let b = || PacketBuilder::ipv4([198, 51, 100, 1], [203, 0, 113, 1], 64);
+        let mut d = Decoder::new();
+        // Tunnel mode: AH, then a whole IPv4 packet.
+        let mut v = Vec::new();
+        b().write(&mut v, etherparse::IpNumber(51), &ah(4, &inner[14..]))
+            .unwrap();
+        let out = d.decode(LinkType::RAW, &v);
+        let ps: Vec<_> = out.iter().collect();
+        assert_eq!(ps.len(), 2, "{ps:?}");
+        assert_eq!((ps[0].proto, ps[0].depth, ps[0].zone), (ipproto::AH, 0, 0));
+        assert_eq!(
+            (ps[1].proto, ps[1].dport, ps[1].payload),
+            (ipproto::TCP, 3389, &b"abc"[..])
+        );
+        assert_ne!(ps[1].zone, 0);
+        // Transport mode: AH, then the TCP segment between the same hosts.
+        let tcp = &inner[14 + 20..];
+        let mut v = Vec::new();
+        b().write(&mut v, etherparse::IpNumber(51), &ah(6, tcp))
+            .unwrap();
+        let mut d = Decoder::new();
+        let out = d.decode(LinkType::RAW, &v);
+        let ps: Vec<_> = out.iter().collect();
+        assert_eq!(ps.len(), 2, "{ps:?}");
+        assert_eq!(ps[0].proto, ipproto::AH);
+        assert_eq!((ps[1].proto, ps[1].zone), (ipproto::TCP, 0));
+        assert_eq!(ps[1].payload, b"abc");
+        // IPv6 with AH in its extension chain.
+        let mut v = Vec::new();
+        PacketBuilder::ipv6([0x20; 16], [0x30; 16], 64)
+            .write(&mut v, etherparse::IpNumber(51), &ah(6, tcp))
+            .unwrap();
+        let mut d = Decoder::new();
+        let out = d.decode(LinkType::RAW, &v);
+        let ps: Vec<_> = out.iter().collect();
+        assert_eq!(ps[0].proto, ipproto::AH, "{ps:?}");
+        assert_eq!(ps[1].proto, ipproto::TCP);
     }
 
     #[test]
