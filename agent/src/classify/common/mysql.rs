@@ -66,11 +66,16 @@ pub fn parse_greeting(b: &[u8]) -> Parse<Greeting> {
     let after = 1 + nul + 1;
     need!(require(need!(byte(p, after + 12)) == 0));
     // Capabilities (2), charset (1), status (2), upper capabilities (2), scramble
-    // length (1), reserved (10): zero, when the packet carries them.
+    // length (1), reserved (10): zero, when the packet carries them. MariaDB (10.2 on)
+    // keeps six of them as filler and puts its extended capabilities in the last four
+    // when it clears capability bit 0, CLIENT_MYSQL (MariaDB knowledge base, "Connection:
+    // Initial handshake packet").
     let reserved_at = after + 13 + 2 + 1 + 2 + 2 + 1;
     if len >= reserved_at + 10 {
+        let mariadb = need!(byte(p, after + 13)) & 1 == 0;
+        let zero = if mariadb { 6 } else { 10 };
         need!(require(
-            need!(take(p, reserved_at, 10)).iter().all(|&x| x == 0)
+            need!(take(p, reserved_at, zero)).iter().all(|&x| x == 0)
         ));
     }
     Parse::Ok(Greeting::Handshake(super::super::util::printable(version)))
@@ -141,6 +146,35 @@ mod tests {
         assert_eq!(c.meta.version.as_deref(), Some("8.0.36"));
         // Cut in the version: wait.
         assert!(Flow::tcp(50000, 3306).s2c(&greeting()[..8]).is_wait(check));
+    }
+
+    /// MariaDB 10.11.19 (Debian 12) greeting: version "5.5.5-10.11.19-MariaDB-0+deb12u1",
+    /// capabilities 0xfffe (CLIENT_MYSQL clear), then six zero filler bytes and the
+    /// extended capabilities 0x1d.
+    const MARIADB: &str = "640000000a352e352e352d31302e31312e31392d4d6172696144422d302b6465\
+        62313275310004000000376c3e2e6b52375d00feff080200ff81150000000000001d0000004c475f29\
+        4c2572303761665b006d7973716c5f6e61746976655f70617373776f726400";
+
+    #[test]
+    fn mariadb_handshake_with_extended_capabilities() {
+        let b = hex(MARIADB);
+        let c = Flow::tcp(50000, 3306).s2c(&b).yes(check);
+        assert_eq!(c.protocol, "mysql");
+        assert_eq!(
+            c.meta.version.as_deref(),
+            Some("5.5.5-10.11.19-MariaDB-0+deb12u1")
+        );
+        // The same bytes with CLIENT_MYSQL set are a MySQL greeting with nonzero reserved
+        // bytes: not MySQL.
+        let mut m = b.clone();
+        let caps = 51; // the capabilities' low byte
+        assert_eq!(m[caps], 0xfe);
+        m[caps] = 0xff;
+        assert_eq!(parse_greeting(&m), Parse::Bad);
+        // Nonzero filler is not MariaDB either.
+        let mut m = b;
+        m[caps + 9] = 1;
+        assert_eq!(parse_greeting(&m), Parse::Bad);
     }
 
     #[test]

@@ -55,6 +55,9 @@ pub struct Packet {
 /// Parses a header and checks what every packet obeys: length, version 2..=4, mode
 /// 1..=5 (control and private modes are not this), stratum 0..=16, poll 0..=17,
 /// precision -32..=0, root delay and dispersion at most 16 s, a nonzero transmit time.
+/// A client request's precision is not checked: chrony's client requests say 32 on
+/// purpose, so as not to reveal the clock's state (chrony `ntp_core.c`
+/// `transmit_packet`, since 3.2).
 pub fn parse_packet(d: &[u8]) -> Parse<Packet> {
     need!(require(
         d.len() >= HEADER_LEN && d.len() <= MAX_PACKET_LEN && d.len() % 4 == 0
@@ -74,7 +77,7 @@ pub fn parse_packet(d: &[u8]) -> Parse<Packet> {
             && (1..=5).contains(&mode)
             && stratum <= 16
             && (0..=MAX_POLL).contains(&poll)
-            && (-32..=0).contains(&precision)
+            && (mode == 3 || (-32..=0).contains(&precision))
             && word(4) <= MAX_ROOT
             && word(8) <= MAX_ROOT
     ));
@@ -206,6 +209,23 @@ mod tests {
         let mut r = reply();
         r[31] ^= 1;
         assert!(Flow::udp(123, 123).c2s(&hex(REQUEST)).s2c(&r).is_no(check));
+    }
+
+    #[test]
+    fn chrony_client_request_with_precision_32() {
+        // chronyd 4.3 as a client (Debian 12): v4 client, precision 32, every field but
+        // the transmit time zero; chronyd 4.3 as the server answers with the transmit
+        // time echoed as origin.
+        let req = hex("23000620 00000000 00000000 00000000 0000000000000000 \
+            0000000000000000 0000000000000000 f523aa005d7e3169");
+        let resp = hex("240806e7 00000000 00000000 7f7f0101 eead9b7b3fcd1321 \
+            f523aa005d7e3169 eead9b7ce4d6055f eead9b7ce638834c");
+        let c = Flow::udp(49427, 123).c2s(&req).s2c(&resp).yes(check);
+        assert_eq!(c.protocol, "ntp");
+        // A server's precision is still checked.
+        let mut r = resp;
+        r[3] = 0x20;
+        assert_eq!(parse_packet(&r), Parse::Bad);
     }
 
     #[test]
