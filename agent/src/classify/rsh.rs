@@ -1,7 +1,9 @@
 //! The BSD r-commands: rexec (TCP 512), rlogin (TCP 513) and rsh (TCP 514).
 //!
-//! Promise: `Yes` only when the TCP server port is the command's standard port AND the
-//! client's opening bytes are exactly the NUL-separated fields that command sends:
+//! Promise: `Yes` only when the TCP server port is the command's standard port (or, for
+//! rsh and rlogin, the client's port is a reserved one and the server has answered; see
+//! below) AND the client's opening bytes are exactly the NUL-separated fields that
+//! command sends:
 //!
 //! - rlogin (RFC 1282 section "Connection Establishment"): `\0`, client user name `\0`,
 //!   server user name `\0`, `terminal-type/speed` `\0`;
@@ -15,7 +17,9 @@
 //!
 //! Short NUL-separated strings are common in binary protocols, so the content alone would
 //! not be enough; the standard port is the tie-breaker, as the project's rules allow for
-//! structurally weak protocols. User names must be printable without spaces and at most
+//! structurally weak protocols. Off the standard ports, rsh and rlogin are still named
+//! when the client connects from a reserved port (512-1023: `rresvport` in rcmd(3); the
+//! servers refuse any other) and the server has answered with its status byte. User names must be printable without spaces and at most
 //! [`MAX_USER`] bytes. Everything here crosses the network in the clear (rexec even the
 //! password), so flows are marked `weak = "rsh"`; the password never goes into evidence.
 
@@ -230,13 +234,35 @@ fn server_status_ok(kind: Command, s2c: &[u8]) -> bool {
     )
 }
 
+/// Lowest and highest port `rresvport` binds (rcmd(3)); in.rshd and in.rlogind refuse a
+/// client from any other port.
+const RESERVED_PORTS: std::ops::RangeInclusive<u16> = 512..=1023;
+
+/// Off the standard ports: rsh or rlogin from a reserved client port, the opening
+/// complete and the server's status byte in. rexec clients bind no reserved port.
+fn off_port_kind(cx: &Cx<'_>) -> Option<Command> {
+    if !RESERVED_PORTS.contains(&cx.client_port) || cx.s2c.bytes().is_empty() {
+        return None;
+    }
+    let kind = match cx.c2s.bytes().first()? {
+        0 => Command::Rlogin,
+        _ => Command::Rsh,
+    };
+    Some(kind)
+}
+
 /// Detects rexec, rlogin and rsh.
 pub fn detect(cx: &Cx<'_>) -> Verdict {
     if !cx.is_tcp() {
         return Verdict::No;
     }
-    let Some(kind) = Command::from_port(cx.server_port) else {
-        return Verdict::No;
+    let standard = Command::from_port(cx.server_port);
+    let Some(kind) = standard.or_else(|| off_port_kind(cx)) else {
+        // Off the standard ports, wait for the client's opening and the server's answer.
+        let waiting = RESERVED_PORTS.contains(&cx.client_port)
+            && !cx.last
+            && (cx.s2c.bytes().is_empty() || cx.c2s.bytes().is_empty());
+        return if waiting { Verdict::Wait } else { Verdict::No };
     };
     let s2c = cx.s2c.bytes();
     if !server_status_ok(kind, s2c) {
@@ -259,11 +285,19 @@ pub fn detect(cx: &Cx<'_>) -> Verdict {
                     String::from_utf8_lossy(t),
                 ));
             }
-            c.evidence.push(Evidence::new(
-                "setten.rsh.port",
-                "tcp.server_port",
-                cx.server_port.to_string(),
-            ));
+            if standard.is_some() {
+                c.evidence.push(Evidence::new(
+                    "setten.rsh.port",
+                    "tcp.server_port",
+                    cx.server_port.to_string(),
+                ));
+            } else {
+                c.evidence.push(Evidence::new(
+                    "setten.rsh.reserved-client-port",
+                    "tcp.client_port",
+                    format!("{} (rresvport, rcmd(3))", cx.client_port),
+                ));
+            }
             c.weak = Some("rsh".to_owned());
             Verdict::Yes(c)
         }
@@ -348,8 +382,52 @@ mod tests {
     }
 
     #[test]
+    fn off_the_standard_ports_a_reserved_client_port_and_the_answer_are_required() {
+        let from = |client: u16, c2s: &[u8], s2c: &[u8], last: bool| {
+            crate::classify::testing::run(
+                detect,
+                ipproto::TCP,
+                &[c2s],
+                &[s2c],
+                (client, 2513),
+                last,
+            )
+        };
+        // rsh-redone rlogin 85 and rsh 85 to in.rlogind/in.rshd on ports 1513 and 1514 (Debian
+        // 12): client port 1023, status byte 0.
+        for (opening, rule) in [
+            (RLOGIN, "setten.rsh.rlogin-opening"),
+            (RSH, "setten.rsh.rsh-opening"),
+        ] {
+            let c = yes(from(1023, opening, b"\0", false));
+            assert_eq!(c.evidence[0].rule, rule);
+            let last = c.evidence.last().unwrap();
+            assert_eq!(last.rule, "setten.rsh.reserved-client-port");
+            assert_eq!(last.value, "1023 (rresvport, rcmd(3))");
+            // Not from an ordinary client port; not before the server has answered.
+            assert!(matches!(from(40000, opening, b"\0", false), Verdict::No));
+            assert!(matches!(from(1023, opening, b"", false), Verdict::Wait));
+            assert!(matches!(from(1023, opening, b"", true), Verdict::No));
+        }
+        // Not an r-command opening at all (an ONC RPC record marker, as an NFS client
+        // sends from a reserved port).
+        let rpc = b"\x80\x00\x00\x28\x12\x34\x56\x78\0\0\0\0";
+        assert!(matches!(from(1023, rpc, b"\x80", false), Verdict::No));
+    }
+
+    #[test]
     fn port_is_required() {
-        assert!(matches!(run(&[RLOGIN], &[b"\0"], 2513, false), Verdict::No));
+        assert!(matches!(
+            crate::classify::testing::run(
+                detect,
+                ipproto::TCP,
+                &[RLOGIN],
+                &[b"\0"],
+                (40000, 2513),
+                false
+            ),
+            Verdict::No
+        ));
         // Each command's shape only on its own port. (An rlogin opening also fits rexec's
         // shape with an empty port field, which is why the port decides between them.)
         assert!(matches!(run(&[RSH], &[], RLOGIN_PORT, false), Verdict::No));
