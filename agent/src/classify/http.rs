@@ -264,6 +264,9 @@ pub fn resolve(c: &mut Classification, p: Pending, rules: &crate::rules::Rules) 
     };
 }
 
+/// The HTTP/2 client connection preface (RFC 9113 section 3.4).
+const H2_PREFACE: &[u8] = b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n";
+
 /// Detects HTTP.
 pub fn detect(cx: &Cx<'_>) -> Verdict {
     let c2s = cx.c2s.bytes();
@@ -283,6 +286,22 @@ pub fn detect(cx: &Cx<'_>) -> Verdict {
             ));
         }
         return Verdict::No;
+    }
+    // HTTP/2 over cleartext TCP with prior knowledge (h2c): the client's fixed connection
+    // preface (RFC 9113 section 3.4).
+    if c2s.starts_with(H2_PREFACE) {
+        let mut c = Classification::new(
+            "http",
+            None,
+            "setten.http.h2-preface",
+            "http2.preface",
+            "PRI * HTTP/2.0 (cleartext HTTP/2, prior knowledge)",
+        );
+        c.meta.version = Some("HTTP/2".into());
+        return Verdict::Yes(c);
+    }
+    if H2_PREFACE.starts_with(c2s) && !cx.last {
+        return Verdict::Wait;
     }
     let head = match parse_head(c2s) {
         None => return Verdict::No,
@@ -319,6 +338,26 @@ mod tests {
 
     fn run(c2s: &[u8], last: bool) -> Verdict {
         crate::classify::testing::run(detect, 6, &[c2s], &[], (50000, 80), last)
+    }
+
+    #[test]
+    fn cleartext_http2_with_prior_knowledge() {
+        // curl 7.88.1 --http2-prior-knowledge to nginx 1.22.1: the preface, then SETTINGS.
+        let mut c2s = H2_PREFACE.to_vec();
+        c2s.extend_from_slice(b"\x00\x00\x12\x04\x00\x00\x00\x00\x00");
+        match run(&c2s, false) {
+            Verdict::Yes(c) => {
+                assert_eq!((c.protocol, c.service), ("http", None));
+                assert_eq!(c.evidence[0].rule, "setten.http.h2-preface");
+                assert_eq!(c.meta.version.as_deref(), Some("HTTP/2"));
+            }
+            v => panic!("{v:?}"),
+        }
+        assert!(matches!(run(&H2_PREFACE[..10], false), Verdict::Wait));
+        assert!(matches!(
+            run(b"PRI * HTTP/2.1\r\n\r\nSM", true),
+            Verdict::No
+        ));
     }
 
     #[test]

@@ -41,6 +41,7 @@ pub mod dhcpv6;
 pub mod dicom;
 pub mod dns;
 pub mod dropbox;
+pub mod dtls;
 pub mod ftp;
 pub mod hl7;
 pub mod imap;
@@ -298,6 +299,10 @@ static CHECKS: &[Check] = &[
     Check {
         on: On::Udp,
         check: quic::check,
+    },
+    Check {
+        on: On::Udp,
+        check: dtls::check,
     },
     Check {
         on: On::Both,
