@@ -550,12 +550,34 @@ impl Decoder {
 fn behind_ah(ip: &LaxIpSlice<'_>) -> bool {
     match ip {
         LaxIpSlice::Ipv4(v4) => v4.header().protocol().0 == ipproto::AH,
-        LaxIpSlice::Ipv6(v6) => v6
-            .extensions()
-            .clone()
-            .into_iter()
-            .any(|e| matches!(e, etherparse::Ipv6ExtensionSlice::Authentication(_))),
+        // Walked by hand over the extension bytes etherparse kept: its iterator over a
+        // lax slice can read past the end (found by fuzzing, etherparse 0.21).
+        LaxIpSlice::Ipv6(v6) => ipv6_has_ah(v6.header().next_header().0, v6.extensions().slice()),
     }
+}
+
+/// Whether an IPv6 extension chain (first next-header value, then the extension bytes)
+/// holds an authentication header before the upper layer.
+fn ipv6_has_ah(first: u8, exts: &[u8]) -> bool {
+    let mut next = first;
+    let mut off = 0usize;
+    for _ in 0..8 {
+        let len = match next {
+            ipproto::AH => return true,
+            44 => 8,
+            0 | 43 | 60 => match exts.get(off + 1) {
+                Some(&l) => (usize::from(l) + 1) * 8,
+                None => return false,
+            },
+            _ => return false,
+        };
+        match exts.get(off) {
+            Some(&n) => next = n,
+            None => return false,
+        }
+        off += len;
+    }
+    false
 }
 
 fn util_be16(b: &[u8], off: usize) -> Option<u16> {
