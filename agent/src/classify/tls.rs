@@ -41,6 +41,8 @@ pub mod hs {
 pub mod ext {
     /// server_name (RFC 6066).
     pub const SERVER_NAME: u16 = 0;
+    /// supported_groups (RFC 8446 4.2.7; RFC 4492's elliptic_curves).
+    pub const SUPPORTED_GROUPS: u16 = 10;
     /// signature_algorithms (RFC 8446).
     pub const SIGNATURE_ALGORITHMS: u16 = 13;
     /// application_layer_protocol_negotiation (RFC 7301).
@@ -185,6 +187,11 @@ pub struct ClientHello {
     pub versions: Vec<u16>,
     /// signature_algorithms values in order.
     pub sig_algs: Vec<u16>,
+    /// supported_groups is Tor's list: P-256, X25519, P-224 in that order, post-quantum
+    /// hybrids aside (tor sets it itself and logs "Set list of supported TLS groups to:
+    /// P-256:X25519:P-224"; no browser or common library default offers P-224 with
+    /// X25519, and OpenSSL 1.0, which offered P-224, had no X25519).
+    pub tor_groups: bool,
 }
 
 /// Parses a ClientHello body (after the 4-byte handshake header).
@@ -212,11 +219,34 @@ pub fn parse_client_hello(body: &[u8]) -> Option<ClientHello> {
                         out.sig_algs = u16s(list);
                     }
                 }
+                ext::SUPPORTED_GROUPS => {
+                    // 2-byte length, then u16 named groups (RFC 8446 4.2.7).
+                    out.tor_groups = data.get(2..).is_some_and(is_tor_groups);
+                }
                 _ => {}
             }
         });
     }
     Some(out)
+}
+
+/// Whether a supported_groups list is exactly secp256r1 (0x0017), x25519 (0x001d),
+/// secp224r1 (0x0015), leaving out post-quantum hybrids (0x11eb-0x11ed, the draft Kyber
+/// code points 0x6399/0x639a) and GREASE (RFC 8701: 0x?a?a).
+fn is_tor_groups(list: &[u8]) -> bool {
+    let mut want = [0x0017u16, 0x001d, 0x0015].into_iter();
+    for g in list.chunks_exact(2).take(64) {
+        let g = u16::from_be_bytes([g[0], g[1]]);
+        let hybrid = (0x11eb..=0x11ed).contains(&g) || g == 0x6399 || g == 0x639a;
+        let grease = g & 0x0f0f == 0x0a0a && g >> 8 == g & 0xff;
+        if hybrid || grease {
+            continue;
+        }
+        if want.next() != Some(g) {
+            return false;
+        }
+    }
+    want.next().is_none()
 }
 
 fn u16s(b: &[u8]) -> Vec<u16> {
@@ -549,7 +579,12 @@ fn read_certificate(der: &[u8]) -> Option<CertMeta> {
 /// `www.<8..20>.net` issued by CN `www.<8..20>.com` (tor `src/lib/tls/tortls.c`,
 /// `crypto_random_hostname()` in `src/lib/crypt_ops/crypto_rand.c`, base32 alphabet
 /// a-z and 2-7).
-pub fn tor_like(sni: Option<&str>, alpn: &[String], cert: Option<&CertMeta>) -> Option<Evidence> {
+pub fn tor_like(
+    sni: Option<&str>,
+    alpn: &[String],
+    tor_groups: bool,
+    cert: Option<&CertMeta>,
+) -> Option<Evidence> {
     fn random_host(s: &str, min: usize, max: usize, tld: &str) -> bool {
         let Some(mid) = s.strip_prefix("www.").and_then(|r| r.strip_suffix(tld)) else {
             return false;
@@ -581,15 +616,26 @@ pub fn tor_like(sni: Option<&str>, alpn: &[String], cert: Option<&CertMeta>) -> 
         }
         return None;
     }
-    // Without a visible certificate (TLS 1.3): the generated SNI, no ALPN (browsers and
-    // common clients always offer one), and a digit in the name (random base32 of that
-    // length almost always has one; real names like www.example.com do not).
+    // Without a visible certificate (TLS 1.3): the generated SNI and no ALPN (browsers
+    // and common clients always offer one), and either a digit in a name of eight or
+    // more (random base32 of that length almost always has one; real names like
+    // www.example.com do not) or Tor's own group list (see [`ClientHello::tor_groups`]):
+    // its shorter and digit-free names (about a quarter of them) are told apart from
+    // real ones that way.
     let s = sni?;
-    if alpn.is_empty()
-        && random_host(s, 8, 25, ".com")
-        && s.bytes().skip(4).any(|c| (b'2'..=b'7').contains(&c))
-    {
+    if !alpn.is_empty() || !random_host(s, 4, 25, ".com") {
+        return None;
+    }
+    let digit = s.bytes().skip(4).any(|c| (b'2'..=b'7').contains(&c));
+    if digit && random_host(s, 8, 25, ".com") {
         return Some(Evidence::new("setten.tor.sni-shape", "tls.sni", s));
+    }
+    if tor_groups {
+        return Some(Evidence::new(
+            "setten.tor.sni-shape",
+            "tls.sni",
+            format!("{s} (no ALPN, Tor's groups P-256, X25519, P-224)"),
+        ));
     }
     None
 }
@@ -693,7 +739,7 @@ pub fn detect(cx: &Cx<'_>) -> Verdict {
 
 /// A ClientHello body reduced to what [`parse_client_hello`] reads: the session id is
 /// dropped and extensions keep their type but not their data, except server_name,
-/// signature_algorithms, ALPN and supported_versions. Key shares (over a kilobyte with
+/// supported_groups, signature_algorithms, ALPN and supported_versions. Key shares (over a kilobyte with
 /// a post-quantum group), padding and tickets are the bulk of a modern hello and are
 /// never read. A body whose layout does not add up (RFC 8446 section 4.1.2) is kept
 /// as it is.
@@ -731,7 +777,11 @@ fn compact_hello(body: &[u8]) -> Vec<u8> {
             out.extend_from_slice(&t.to_be_bytes());
             if matches!(
                 t,
-                ext::SERVER_NAME | ext::SIGNATURE_ALGORITHMS | ext::ALPN | ext::SUPPORTED_VERSIONS
+                ext::SERVER_NAME
+                    | ext::SUPPORTED_GROUPS
+                    | ext::SIGNATURE_ALGORITHMS
+                    | ext::ALPN
+                    | ext::SUPPORTED_VERSIONS
             ) {
                 out.extend_from_slice(&head[2..4]);
                 out.extend_from_slice(data);
@@ -846,7 +896,8 @@ fn finish(
         c.apply_rules(rules, Field::TlsAlpn, a);
     }
     if c.service.is_none() {
-        if let Some(e) = tor_like(meta.sni.as_deref(), &meta.alpn, meta.cert.as_ref()) {
+        let groups = hello.as_ref().is_some_and(|h| h.tor_groups);
+        if let Some(e) = tor_like(meta.sni.as_deref(), &meta.alpn, groups, meta.cert.as_ref()) {
             c.service = Some(Service::Tor);
             c.product = Some("Tor".into());
             c.evidence.push(e);
@@ -941,6 +992,7 @@ pub(crate) mod tests {
             alpn: vec!["h2".into()],
             versions: vec![0x0304, 0x0303],
             sig_algs: vec![0x0403, 0x0804],
+            tor_groups: false,
         };
         let variants = [
             base.clone(),
@@ -1172,6 +1224,54 @@ pub(crate) mod tests {
         ));
     }
 
+    /// tor 0.4.9.11 (Debian 12, OpenSSL 3.0) connecting to a bridge: the TLS record with
+    /// its ClientHello, SNI www.wjzpxf.com (six base32 characters, no digit), no ALPN,
+    /// supported groups P-256, X25519, P-224.
+    const TOR_HELLO: &str =
+        "1603010200010001fc030324814470a4a6445b07ac7c8587dcb3376201823394e4f2015d3a615d157e010d20\
+        9345b8524debc796cf5b24e46178fc31f10f249ba796ddaf1fca146d2fb115490024130113031302c02bc02f\
+        cca9cca8c02cc030c00ac009c013c014009c009d002f003500ff0100018f00000013001100000e7777772e77\
+        6a7a7078662e636f6d000b000403000102000a000800060017001d0015002300000016000000170000000d00\
+        2a0028040305030603080708080809080a080b08040805080604010501060103030301030204020502060200\
+        2b00050403040303002d00020101003300470045001700410429a790426def3a148a7a2151d0e17ce2fa4100\
+        ba67f3f8ec2a16eb90f8728579088b52c87675b5fd931338680c3fb54ea7f05e6de179f0bdf0e57f25e1f3d0\
+        87001500cc000000000000000000000000000000000000000000000000000000000000000000000000000000\
+        0000000000000000000000000000000000000000000000000000000000000000000000000000000000000000\
+        0000000000000000000000000000000000000000000000000000000000000000000000000000000000000000\
+        0000000000000000000000000000000000000000000000000000000000000000000000000000000000000000\
+        000000000000000000000000000000000000000000000000000000000000000000";
+
+    #[test]
+    fn tor_hello_with_a_short_name_is_told_by_its_groups() {
+        let rec = crate::classify::common::testing::hex(TOR_HELLO);
+        // As the flow keeps it until it is resolved.
+        let h = parse_client_hello(&compact_hello(&rec[9..])).expect("tor's hello parses");
+        assert_eq!(h.sni.as_deref(), Some("www.wjzpxf.com"));
+        assert!(h.alpn.is_empty());
+        assert!(h.tor_groups);
+        let e = tor_like(h.sni.as_deref(), &h.alpn, h.tor_groups, None).expect("tor");
+        assert_eq!(
+            e.value,
+            "www.wjzpxf.com (no ALPN, Tor's groups P-256, X25519, P-224)"
+        );
+        // The same name without Tor's groups, or with an ALPN, is not Tor; neither is a
+        // common client's hello (no P-224).
+        assert!(tor_like(Some("www.wjzpxf.com"), &[], false, None).is_none());
+        assert!(tor_like(Some("www.wjzpxf.com"), &["h2".into()], true, None).is_none());
+        let common = client_hello("www.example.com", &["h2"]);
+        assert!(!parse_client_hello(&common[9..]).unwrap().tor_groups);
+        // OpenSSL 1.0's long curve list offers P-224 too, but is not Tor's; newer tor
+        // with OpenSSL 3.5 adds post-quantum hybrids first, and GREASE may come anywhere.
+        let list = |g: &[u16]| g.iter().flat_map(|v| v.to_be_bytes()).collect::<Vec<u8>>();
+        assert!(!is_tor_groups(&list(&[
+            0x0017, 0x0019, 0x001c, 0x0015, 0x0018
+        ])));
+        assert!(!is_tor_groups(&list(&[0x0017, 0x001d])));
+        assert!(!is_tor_groups(&list(&[0x0017, 0x001d, 0x0015, 0x0018])));
+        assert!(is_tor_groups(&list(&[0x11ec, 0x0017, 0x001d, 0x0015])));
+        assert!(is_tor_groups(&list(&[0x0a0a, 0x0017, 0x001d, 0x0015])));
+    }
+
     #[test]
     fn tor_name_shapes() {
         let cert = CertMeta {
@@ -1179,16 +1279,16 @@ pub(crate) mod tests {
             issuer: "CN=www.xkgk7fdx362yyyxib.com".into(),
             ..CertMeta::default()
         };
-        assert!(tor_like(Some("www.gfu7hbxpfp.com"), &[], Some(&cert)).is_some());
+        assert!(tor_like(Some("www.gfu7hbxpfp.com"), &[], false, Some(&cert)).is_some());
         let real = CertMeta {
             subject: "CN=www.example.net, O=Example".into(),
             issuer: "CN=R3, O=Let's Encrypt, C=US".into(),
             ..CertMeta::default()
         };
-        assert!(tor_like(Some("www.example.net"), &[], Some(&real)).is_none());
-        assert!(tor_like(Some("www.wikipedia.com"), &[], None).is_none());
-        assert!(tor_like(Some("www.ct7ctrgb6cr7.com"), &["h2".into()], None).is_none());
-        assert!(tor_like(Some("www.ct7ctrgb6cr7.com"), &[], None).is_some());
+        assert!(tor_like(Some("www.example.net"), &[], false, Some(&real)).is_none());
+        assert!(tor_like(Some("www.wikipedia.com"), &[], false, None).is_none());
+        assert!(tor_like(Some("www.ct7ctrgb6cr7.com"), &["h2".into()], false, None).is_none());
+        assert!(tor_like(Some("www.ct7ctrgb6cr7.com"), &[], false, None).is_some());
     }
 
     #[test]
