@@ -13,6 +13,7 @@
 //! weak heuristics last.
 
 pub mod anydesk;
+pub mod cisco_dtls;
 pub mod citrix;
 pub mod common;
 pub mod http;
@@ -581,6 +582,7 @@ pub static DETECTORS: &[Detector] = &[
     Detector::one("openvpn", On::Both, openvpn::detect),
     Detector::one("wireguard", On::Udp, wireguard::detect),
     Detector::one("xdmcp", On::Udp, xdmcp::detect),
+    Detector::one("cisco-dtls", On::Udp, cisco_dtls::detect),
     Detector::one("telnet", On::Tcp, telnet::detect),
     Detector::one("rsh", On::Tcp, rsh::detect),
     Detector::checks("common", On::Both, common::detect, common::detect_rest),
