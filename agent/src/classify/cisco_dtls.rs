@@ -12,45 +12,31 @@
 //! (`forward_udp_to_owner`, which accepts record version 1.0 only this way) agree on the
 //! layout.
 
+use super::common::{self, Parse};
 use super::{util, Classification, Cx, Service, Verdict};
 
 /// Cisco's pre-standard DTLS version.
 const VERSION: u16 = 0x0100;
-/// Record header: type, version, epoch, 48-bit sequence, length (RFC 6347 4.1).
-const RECORD_HEADER: usize = 13;
-/// Handshake header: type, length (3), message sequence, fragment offset (3) and
-/// length (3) (RFC 6347 4.2.2).
-const HANDSHAKE_HEADER: usize = 12;
 /// Session id length AnyConnect uses.
 const SESSION_ID_LEN: usize = 32;
 
-/// The session id of a version-0x0100 hello of the given handshake type in a datagram.
+/// The session id of a version-0x0100 hello of the given handshake type in a datagram,
+/// the message whole in the datagram's first record.
 fn hello_session_id(d: &[u8], msg_type: u8) -> Option<&[u8]> {
-    if *d.first()? != 22 || util::be16(d, 1)? != VERSION || util::be16(d, 3)? != 0 {
+    let Parse::Ok(f) = common::dtls::handshake_fragment(d) else {
         return None;
-    }
-    let len = usize::from(util::be16(d, 11)?);
-    let rec = d.get(RECORD_HEADER..RECORD_HEADER + len)?;
-    if *rec.first()? != msg_type {
-        return None;
-    }
-    let be24 = |o: usize| -> Option<usize> {
-        Some(
-            (usize::from(*rec.get(o)?) << 16)
-                | (usize::from(*rec.get(o + 1)?) << 8)
-                | usize::from(*rec.get(o + 2)?),
-        )
     };
-    let (msg_len, frag_off, frag_len) = (be24(1)?, be24(6)?, be24(9)?);
-    if frag_off != 0 || frag_len != msg_len || HANDSHAKE_HEADER + msg_len > rec.len() {
+    if f.record_version != VERSION || f.msg_type != msg_type || f.offset != 0 {
         return None;
     }
-    let body = rec.get(HANDSHAKE_HEADER..HANDSHAKE_HEADER + msg_len)?;
+    if f.body.len() != f.msg_len {
+        return None;
+    }
     // version (2), random (32), session id length, session id.
-    if util::be16(body, 0)? != VERSION || usize::from(*body.get(34)?) != SESSION_ID_LEN {
+    if util::be16(f.body, 0)? != VERSION || usize::from(*f.body.get(34)?) != SESSION_ID_LEN {
         return None;
     }
-    body.get(35..35 + SESSION_ID_LEN)
+    f.body.get(35..35 + SESSION_ID_LEN)
 }
 
 /// Detects Cisco's pre-standard DTLS.

@@ -172,21 +172,19 @@ pub fn detect(cx: &Cx<'_>) -> Verdict {
 /// recursion control and the other flag bits all zero, and a payload length that fits
 /// the packet. Plain GRE (version 0) carrying anything is not PPTP.
 pub fn gre(ip_payload: &[u8]) -> Option<Classification> {
-    let h: [u8; 8] = ip_payload.get(..8)?.try_into().ok()?;
-    let (flags, ver) = (h[0], h[1]);
-    // C R K S s Recur | A flags(4) Ver(3).
-    if flags & 0xef != 0x20 || ver & 0x7f != 0x01 {
+    // The header as the decoder reads it (version, protocol, key, what follows), then
+    // the flag bits PPTP fixes: C R K S s Recur | A flags(4) Ver(3).
+    let g = crate::decode::gre::parse(ip_payload)?;
+    let (flags, ver) = (*ip_payload.first()?, *ip_payload.get(1)?);
+    if flags & 0xef != 0x20 || ver & 0x7f != 0x01 || g.protocol != crate::decode::gre::PPP {
         return None;
     }
-    if u16::from_be_bytes([h[2], h[3]]) != crate::decode::gre::PPP {
+    // Enhanced GRE's key: payload length, then call id.
+    let key = g.key?;
+    if (key >> 16) as usize > g.payload.len() {
         return None;
     }
-    let len = usize::from(u16::from_be_bytes([h[4], h[5]]));
-    let header = 8 + 4 * usize::from(flags & 0x10 != 0) + 4 * usize::from(ver & 0x80 != 0);
-    if header + len > ip_payload.len() {
-        return None;
-    }
-    let call = u16::from_be_bytes([h[6], h[7]]);
+    let call = key & 0xffff;
     let mut cl = Classification::new(
         "gre",
         Some(Service::Pptp),

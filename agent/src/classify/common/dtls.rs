@@ -30,33 +30,64 @@ fn be24(b: &[u8], off: usize) -> Parse<usize> {
     Parse::Ok(t.iter().fold(0usize, |n, &x| (n << 8) | usize::from(x)))
 }
 
-/// Parses a client's first datagram; returns the ClientHello's version.
-pub fn parse_client_hello(d: &[u8]) -> Parse<&'static str> {
+/// The first handshake message fragment of a datagram's first record.
+#[derive(Debug, PartialEq, Eq)]
+pub struct Fragment<'a> {
+    /// The record's version field.
+    pub record_version: u16,
+    /// Handshake type (1 ClientHello, 2 ServerHello).
+    pub msg_type: u8,
+    /// Length of the whole message.
+    pub msg_len: usize,
+    /// Where this fragment starts in the message.
+    pub offset: usize,
+    /// The fragment's bytes.
+    pub body: &'a [u8],
+}
+
+/// Reads a datagram that opens with a DTLS handshake record of epoch 0 (RFC 6347 4.1:
+/// type 22, version, epoch, 48-bit sequence, length that fits the datagram) holding the
+/// first fragment of a flight's first message (4.2.2: type, length, message sequence 0,
+/// fragment offset and length inside both the message and the record). The record
+/// version is not checked here.
+pub fn handshake_fragment(d: &[u8]) -> Parse<Fragment<'_>> {
     need!(require(need!(byte(d, 0)) == 22));
-    need!(require(version_name(need!(be16(d, 1))).is_some()));
+    let record_version = need!(be16(d, 1));
     need!(require(need!(be16(d, 3)) == 0));
     let len = usize::from(need!(be16(d, 11)));
     need!(require(
         len >= HANDSHAKE_HEADER_LEN && RECORD_HEADER_LEN + len <= d.len()
     ));
     let h = RECORD_HEADER_LEN;
-    need!(require(need!(byte(d, h)) == 1));
+    let msg_type = need!(byte(d, h));
     let msg_len = need!(be24(d, h + 1));
     need!(require(need!(be16(d, h + 4)) == 0));
-    let frag_off = need!(be24(d, h + 6));
+    let offset = need!(be24(d, h + 6));
     let frag_len = need!(be24(d, h + 9));
     need!(require(
-        frag_off + frag_len <= msg_len && HANDSHAKE_HEADER_LEN + frag_len <= len
+        offset + frag_len <= msg_len && HANDSHAKE_HEADER_LEN + frag_len <= len
     ));
-    // The ClientHello body starts with client_version when the fragment holds it.
-    if frag_off == 0 && frag_len >= 2 {
-        let v = need!(be16(d, h + HANDSHAKE_HEADER_LEN));
-        return match version_name(v) {
-            Some(name) => Parse::Ok(name),
-            None => Parse::Bad,
-        };
+    let body = need!(take(d, h + HANDSHAKE_HEADER_LEN, frag_len));
+    Parse::Ok(Fragment {
+        record_version,
+        msg_type,
+        msg_len,
+        offset,
+        body,
+    })
+}
+
+/// Parses a client's first datagram; returns the ClientHello's version.
+pub fn parse_client_hello(d: &[u8]) -> Parse<&'static str> {
+    let f = need!(handshake_fragment(d));
+    need!(require(
+        version_name(f.record_version).is_some() && f.msg_type == 1 && f.offset == 0
+    ));
+    // The ClientHello body starts with client_version.
+    match super::super::util::be16(f.body, 0).and_then(version_name) {
+        Some(name) => Parse::Ok(name),
+        None => Parse::Bad,
     }
-    Parse::Bad
 }
 
 /// Names DTLS.
