@@ -188,6 +188,11 @@ pub fn decode(data: &[u8]) {
             if p.proto != ipproto::TCP {
                 assert!(p.tcp.is_none(), "TCP fields on a non-TCP packet");
             }
+            // Header-only transports are named from their first packet's payload: PPTP's
+            // enhanced GRE.
+            if p.proto == ipproto::GRE {
+                let _ = setten_agent::classify::pptp::gre(p.payload);
+            }
         }
     }
 }
