@@ -63,6 +63,8 @@ pub fn detect(cx: &Cx<'_>) -> Verdict {
     match wireguard::assess(cx, true) {
         Assessment::No => Verdict::No,
         Assessment::Wait => Verdict::Wait,
+        // A consumer VPN's handshake is not Tailscale's.
+        Assessment::Variant(..) => Verdict::No,
         Assessment::Yes(rule, value) => {
             let mut c = classification(
                 "setten.tailscale.wireguard-port",
