@@ -1,7 +1,8 @@
 //! RDP: the X.224 Connection Request and Confirm in TPKT ([MS-RDPBCGR] 2.2.1.1 and
 //! 2.2.1.2), with the optional `mstshash` cookie or routing token and the RDP negotiation
 //! request/response that name the security protocols; and RDP over UDP ([MS-RDPEUDP]
-//! 2.2.2.1, the SYN datagram).
+//! 2.2.2.1, the SYN datagram; or, for a session seen after its SYN, the FEC headers of the
+//! datagrams on the standard port, see [`detect_udp`]).
 //!
 //! A server that answers without a negotiation response, or selects PROTOCOL_RDP, uses
 //! RDP's own "standard security" (RC4, no server authentication): flagged weak.
@@ -160,10 +161,29 @@ fn parse_confirm(var: &[u8]) -> Option<Confirm> {
     }
 }
 
+/// UDP port of RDP's transport ([MS-RDPEUDP] 1.9: the same port as the TCP connection).
+const RDP_PORT: u16 = 3389;
+/// Shortest datagram of a session taken up midway (nDPI `rdp.c`: 10 bytes).
+const UDP_MID_MIN: usize = 10;
+/// Leading bytes that stay the same from one datagram to the next within a direction.
+const UDP_MID_PREFIX: usize = 3;
+
+/// RDP over UDP.
+///
+/// From the SYN: `snSourceAck` -1, the SYN flag and MTUs in range, padded to 1232 bytes.
+/// Taken up after the SYN (a capture started during the session), only on the standard
+/// port: every datagram opens with the RDPUDP_FEC_HEADER ([MS-RDPEUDP] 2.2.2.1), whose
+/// first field `snSourceAck` acknowledges the peer's sequence numbers and so changes only
+/// in its low byte over a few datagrams; so in each direction the first two datagrams
+/// (at least 10 bytes) must share their first three bytes, as nDPI's `rdp.c` checks for
+/// such sessions. Random or encrypted payloads fail that in one direction or the other.
 fn detect_udp(cx: &Cx<'_>) -> Verdict {
     let d = cx.first_c2s_datagram();
     if d.is_empty() {
         return if cx.last { Verdict::No } else { Verdict::Wait };
+    }
+    if be32(d, 0) != Some(0xffff_ffff) && cx.server_port == RDP_PORT {
+        return detect_udp_midway(cx);
     }
     // RDPUDP_FEC_HEADER: snSourceAck = -1 on the SYN, uReceiveWindowSize, uFlags; then
     // RDPUDP_SYNDATA_PAYLOAD with the MTUs, which must be 1132..=1232 (3.1.5.1.1); the
@@ -182,6 +202,50 @@ fn detect_udp(cx: &Cx<'_>) -> Verdict {
         "setten.rdp.udp-syn",
         "rdpudp.syn",
         format!("SYN mtu={}", be16(d, 12).unwrap_or(0)),
+    );
+    c.meta.rdp = Some(Box::new(RdpMeta {
+        udp: true,
+        ..RdpMeta::default()
+    }));
+    Verdict::Yes(c)
+}
+
+/// A session on UDP 3389 taken up after its SYN (see [`detect_udp`]).
+fn detect_udp_midway(cx: &Cx<'_>) -> Verdict {
+    let mut prefixes = [[0u8; UDP_MID_PREFIX]; 2];
+    for (i, dir) in [cx.c2s, cx.s2c].into_iter().enumerate() {
+        let mut first: Option<&[u8]> = None;
+        let mut seen = 0usize;
+        for d in cx.datagrams(dir).take(2) {
+            if d.len() < UDP_MID_MIN {
+                return Verdict::No;
+            }
+            let head = d.get(..UDP_MID_PREFIX).unwrap_or(&[]);
+            match first {
+                None => first = Some(head),
+                Some(f) if f != head => return Verdict::No,
+                Some(_) => {}
+            }
+            seen += 1;
+        }
+        if seen < 2 {
+            return if cx.last { Verdict::No } else { Verdict::Wait };
+        }
+        if let (Some(f), Some(p)) = (first, prefixes.get_mut(i)) {
+            p.copy_from_slice(f);
+        }
+    }
+    let hex = |p: &[u8; UDP_MID_PREFIX]| p.iter().map(|b| format!("{b:02x}")).collect::<String>();
+    let mut c = Classification::new(
+        "rdp",
+        Some(Service::Rdp),
+        "setten.rdp.udp-session",
+        "rdpudp.fec_header",
+        format!(
+            "UDP {RDP_PORT} session after its SYN: snSourceAck prefix c2s {} s2c {}",
+            hex(&prefixes[0]),
+            hex(&prefixes[1])
+        ),
     );
     c.meta.rdp = Some(Box::new(RdpMeta {
         udp: true,
@@ -345,6 +409,66 @@ mod tests {
             rules: &rules,
         });
         assert!(matches!(v, Verdict::Yes(_)));
+    }
+
+    fn run_udp(c2s: &[Vec<u8>], s2c: &[Vec<u8>], sport: u16, last: bool) -> Verdict {
+        let (c, s) = (
+            crate::classify::testing::parts(c2s),
+            crate::classify::testing::parts(s2c),
+        );
+        crate::classify::testing::run(detect, 17, &c, &s, (51652, sport), last)
+    }
+
+    /// A datagram after the SYN: RDPUDP_FEC_HEADER (snSourceAck, uReceiveWindowSize 64,
+    /// uFlags ACK|DATA) and an encrypted-looking body.
+    fn fec(ack: u32, len: usize) -> Vec<u8> {
+        let mut d = ack.to_be_bytes().to_vec();
+        d.extend_from_slice(&[0x00, 0x40, 0x00, 0x0c]);
+        d.extend((0..len.saturating_sub(8)).map(|i| (i * 31 + 7) as u8));
+        d
+    }
+
+    #[test]
+    fn rdp_udp_session_after_its_syn_on_the_standard_port() {
+        let c2s = vec![fec(0x2f41_0a10, 64), fec(0x2f41_0a13, 384)];
+        let s2c = vec![fec(0x77c0_1e02, 120), fec(0x77c0_1e04, 90)];
+        match run_udp(&c2s, &s2c, 3389, false) {
+            Verdict::Yes(c) => {
+                assert_eq!(c.service, Some(Service::Rdp));
+                assert_eq!(c.evidence[0].rule, "setten.rdp.udp-session");
+                assert!(c.evidence[0].value.contains("c2s 2f410a s2c 77c01e"));
+                assert!(c.meta.rdp.unwrap().udp);
+            }
+            v => panic!("{v:?}"),
+        }
+        // One datagram each way: not yet; and not at the end.
+        let one = (vec![c2s[0].clone()], vec![s2c[0].clone()]);
+        assert!(matches!(
+            run_udp(&one.0, &one.1, 3389, false),
+            Verdict::Wait
+        ));
+        assert!(matches!(run_udp(&one.0, &one.1, 3389, true), Verdict::No));
+        // Off the standard port there is no SYN to go by.
+        assert!(matches!(run_udp(&c2s, &s2c, 3390, false), Verdict::No));
+        // Datagrams whose heads differ (random or encrypted payloads) are not RDP.
+        let mut x = 0x1234_5678u32;
+        let mut rnd = |n: usize| -> Vec<u8> {
+            (0..n)
+                .map(|_| {
+                    x ^= x << 13;
+                    x ^= x >> 17;
+                    x ^= x << 5;
+                    x as u8
+                })
+                .collect()
+        };
+        let (a, b) = (vec![rnd(80), rnd(80)], vec![rnd(80), rnd(80)]);
+        assert!(matches!(run_udp(&a, &b, 3389, false), Verdict::No));
+        // So are runts.
+        assert!(matches!(
+            run_udp(&[fec(1, 8), fec(1, 8)], &s2c, 3389, false),
+            Verdict::No
+        ));
     }
 
     /// tests/fixtures/rdp/routing-token.pcap (xfreerdp 2.11.7 with
