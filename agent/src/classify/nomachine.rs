@@ -11,8 +11,11 @@
 //! Promise on TCP: `Yes` only when a direction opens with `NXSH-` or `NXD-`, a dotted
 //! numeric version (two to four parts of one to four digits), and the end of the line
 //! (LF or CR LF) or the start of a TLS record; and the other direction either answers with
-//! the other prefix or, at the end of the flow, has sent nothing. Both prefixes are
-//! accepted in either direction, since nothing public says which side speaks first.
+//! the other prefix, goes straight to TLS (a handshake record header), or, at the end of
+//! the flow, has sent nothing. nDPI names the flow from the one line alone (11 to 14
+//! bytes); the complete line with its dotted version is at least as specific. Both
+//! prefixes are accepted in either direction, since nothing public says which side
+//! speaks first.
 //!
 //! Promise on UDP: the datagram layout is too weak to stand alone (any protocol with a
 //! little-endian version 1 and length header fits it), so it is used only on the standard
@@ -148,6 +151,12 @@ fn line(h: &Hello<'_>) -> String {
     format!("{}{}", util::printable(prefix), util::printable(h.version))
 }
 
+/// Whether `b` opens with a TLS handshake record header: content type 22 and a 3.x
+/// record version (RFC 8446 section 5.1).
+fn tls_record(b: &[u8]) -> bool {
+    matches!(b, [TLS_HANDSHAKE, 3, v, ..] if *v <= 4)
+}
+
 fn detect_tcp(cx: &Cx<'_>) -> Verdict {
     let (cb, sb) = (cx.c2s.bytes(), cx.s2c.bytes());
     let (c, s) = (parse_hello(cb), parse_hello(sb));
@@ -161,6 +170,9 @@ fn detect_tcp(cx: &Cx<'_>) -> Verdict {
         (Err(Error::Incomplete), Ok((sh, _))) if cx.last && cb.is_empty() => {
             Some(format!("s2c {}", line(sh)))
         }
+        // One line, and the other side's TLS record.
+        (Ok((ch, _)), Err(_)) if tls_record(sb) => Some(format!("c2s {}; s2c TLS", line(ch))),
+        (Err(_), Ok((sh, _))) if tls_record(cb) => Some(format!("c2s TLS; s2c {}", line(sh))),
         _ => None,
     };
     if let Some(value) = found {
@@ -279,6 +291,21 @@ mod tests {
         ));
         assert!(matches!(
             run(true, &[b"NXSH-8.1"], &[], PORT, true),
+            Verdict::No
+        ));
+        // One line, the other side straight into TLS (either way round).
+        let v = run(true, &[CLIENT_LINE], &[TLS_START], PORT, false);
+        let Verdict::Yes(c) = v else {
+            panic!("expected Yes, got {v:?}")
+        };
+        assert_eq!(c.evidence[0].value, "c2s NXSH-8.11.3; s2c TLS");
+        assert!(matches!(
+            run(true, &[TLS_START], &[SERVER_LINE], PORT, false),
+            Verdict::Yes(_)
+        ));
+        // Anything else from the other side is not NoMachine's.
+        assert!(matches!(
+            run(true, &[CLIENT_LINE], &[b"HTTP/1.1 400 Bad"], PORT, false),
             Verdict::No
         ));
         // The same prefix from both sides is not a handshake.
