@@ -764,6 +764,58 @@ mod tests {
         );
     }
 
+    /// Consumer VPN clients that connect without SNI are named from the server's
+    /// certificate, and their API hosts from the SNI (the names nDPI's host and
+    /// certificate lists give them, checked against nDPI's test results).
+    #[test]
+    fn consumer_vpns_without_sni_and_their_api_hosts() {
+        let r = Rules::defaults().unwrap();
+        let ids = |f: Field, v: &str| -> Vec<String> {
+            r.matching(f, v).iter().map(|s| s.id.clone()).collect()
+        };
+        assert_eq!(
+            ids(Field::TlsCertSan, "*.psiphon3.net"),
+            vec!["consumervpn.psiphon-cert"]
+        );
+        assert_eq!(
+            ids(
+                Field::TlsCertSubject,
+                "C=CA, O=Windscribe, CN=Windscribe Node"
+            ),
+            vec!["consumervpn.windscribe-cert"]
+        );
+        assert_eq!(
+            ids(Field::TlsCertSubject, "CN=*.tunnelbear.com"),
+            vec!["consumervpn.tunnelbear-cert-cn"]
+        );
+        assert_eq!(
+            ids(
+                Field::TlsCertSubject,
+                "C=US, O=Private Internet Access, CN=pia"
+            ),
+            vec!["consumervpn.pia-cert"]
+        );
+        assert_eq!(
+            ids(Field::TlsSni, "vpn-api.proton.me"),
+            vec!["consumervpn.protonvpn"]
+        );
+        // The rest of proton.me is mail and web.
+        assert!(ids(Field::TlsSni, "mail.proton.me").is_empty());
+        assert_eq!(
+            ids(Field::TlsSni, "api.anchorfree.net"),
+            vec!["consumervpn.hotspotshield"]
+        );
+        assert_eq!(
+            ids(Field::TlsSni, "mask-h2.icloud.com"),
+            vec!["consumervpn.icloud-private-relay"]
+        );
+        assert!(ids(Field::TlsSni, "www.icloud.com").is_empty());
+        assert_eq!(
+            ids(Field::TlsSni, "www.softether.org"),
+            vec!["softether.project"]
+        );
+    }
+
     #[test]
     fn domain_pattern_respects_label_boundaries() {
         let p = Pattern::Domain("teamviewer.com".into());

@@ -16,6 +16,7 @@ pub mod anydesk;
 pub mod cisco_dtls;
 pub mod citrix;
 pub mod common;
+pub mod hamachi;
 pub mod http;
 pub mod ipsec;
 pub mod l2tp;
@@ -32,6 +33,7 @@ pub mod teamviewer;
 pub mod telnet;
 pub mod tinc;
 pub mod tls;
+pub mod ultrasurf;
 pub mod vnc;
 pub mod wireguard;
 pub mod xdmcp;
@@ -577,6 +579,8 @@ pub static DETECTORS: &[Detector] = &[
     Detector::one("radmin", On::Tcp, radmin::detect),
     Detector::one("nomachine", On::Both, nomachine::detect),
     Detector::one("tinc", On::Tcp, tinc::detect),
+    Detector::one("ultrasurf", On::Tcp, ultrasurf::detect),
+    Detector::one("hamachi", On::Tcp, hamachi::detect),
     Detector::one("tailscale", On::Udp, tailscale::detect),
     Detector::one("softether", On::Both, softether::detect),
     Detector::one("openvpn", On::Both, openvpn::detect),
