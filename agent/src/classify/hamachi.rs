@@ -21,17 +21,37 @@ const MAX_MESSAGE: u32 = 64 * 1024;
 /// Bytes before a message's constant can be read.
 const NEEDED: usize = MAGIC_OFFSET + 4;
 
+/// Whether the first bytes of a direction can still open a Hamachi message: the length
+/// (big-endian, below 64 KiB) starts with two zero bytes and, once whole, is in range.
+fn may_open(b: &[u8]) -> bool {
+    match b {
+        [] => true,
+        [0] | [0, 0] | [0, 0, _] => true,
+        [0, 0, _, _, ..] => {
+            let whole = be32(b, 0).unwrap_or(0).saturating_add(4);
+            (MIN_MESSAGE..=MAX_MESSAGE).contains(&whole)
+        }
+        _ => false,
+    }
+}
+
 /// Detects Hamachi.
 pub fn detect(cx: &Cx<'_>) -> Verdict {
     let mut undecided = false;
     for (dir, b) in [("c2s", cx.c2s.bytes()), ("s2c", cx.s2c.bytes())] {
-        if b.len() < NEEDED {
-            undecided |= !cx.last;
+        if !may_open(b) {
+            // Whoever spoke first did not open with a Hamachi message.
+            if !b.is_empty() {
+                return Verdict::No;
+            }
             continue;
         }
-        let length = be32(b, 0).unwrap_or(0);
-        let whole = length.saturating_add(4);
-        if (MIN_MESSAGE..=MAX_MESSAGE).contains(&whole) && be32(b, MAGIC_OFFSET) == Some(MAGIC) {
+        if b.len() < NEEDED {
+            undecided = true;
+            continue;
+        }
+        let whole = be32(b, 0).unwrap_or(0).saturating_add(4);
+        if be32(b, MAGIC_OFFSET) == Some(MAGIC) {
             let mut c = Classification::new(
                 "hamachi",
                 Some(Service::ConsumerVpn),
@@ -43,8 +63,9 @@ pub fn detect(cx: &Cx<'_>) -> Verdict {
             c.product = Some("LogMeIn Hamachi".to_owned());
             return Verdict::Yes(c);
         }
+        return Verdict::No;
     }
-    if undecided {
+    if undecided && !cx.last {
         Verdict::Wait
     } else {
         Verdict::No
@@ -85,6 +106,13 @@ mod tests {
         // The first bytes alone wait.
         assert!(matches!(run(&[&m[..10]], &[], false), Verdict::Wait));
         assert!(matches!(run(&[&m[..10]], &[], true), Verdict::No));
+        assert!(matches!(run(&[], &[&m[..3]], false), Verdict::Wait));
+        // A first byte no Hamachi length starts with decides at once.
+        assert!(matches!(run(&[b"G"], &[], false), Verdict::No));
+        assert!(matches!(
+            run(&[b"\x00\x00\x00\x10"], &[], false),
+            Verdict::No
+        ));
     }
 
     #[test]
