@@ -134,16 +134,22 @@ fn parse(d: &[u8]) -> Option<Message> {
                 && ((d.len() - TRANSPORT_HEADER) % TRANSPORT_ALIGN == 0
                     || d.len() >= DATAGRAM_CUT) =>
         {
-            let c = d.get(8..16)?;
-            let counter = u64::from_le_bytes([c[0], c[1], c[2], c[3], c[4], c[5], c[6], c[7]]);
+            let (receiver, counter) = transport_header(d)?;
             Some(Message::Transport {
-                receiver: idx(4)?,
+                receiver,
                 counter,
                 odd: odd(false),
             })
         }
         _ => None,
     }
+}
+
+/// The receiver index and counter of transport data (section 5.4.6, little-endian), the
+/// same in WARP's data messages.
+fn transport_header(d: &[u8]) -> Option<(u32, u64)> {
+    let counter = u64::from_le_bytes(d.get(8..16)?.try_into().ok()?);
+    Some((util::le32(d, 4)?, counter))
 }
 
 /// Whether a message keeps to the whitepaper's layout.
@@ -323,16 +329,13 @@ pub(crate) fn assess(cx: &Cx<'_>, skip_disco: bool) -> Assessment {
         };
     }
     // An initiator retrying: initiations only, several of them in one direction.
-    for side in [&a, &b] {
-        let n = side
-            .iter()
-            .filter(|m| matches!(m, Message::Initiation { .. }))
-            .count();
-        let only_inits = a
-            .iter()
-            .chain(&b)
-            .all(|m| matches!(m, Message::Initiation { .. }));
-        if only_inits && n >= REPEATED_INITIATIONS {
+    let only_inits = a
+        .iter()
+        .chain(&b)
+        .all(|m| matches!(m, Message::Initiation { .. }));
+    for side in [&a, &b].into_iter().filter(|_| only_inits) {
+        let n = side.len();
+        if n >= REPEATED_INITIATIONS {
             let tunnelbear = side
                 .iter()
                 .all(|m| matches!(m, Message::Initiation { odd, .. } if odd.tunnelbear));
@@ -365,11 +368,7 @@ pub(crate) fn assess(cx: &Cx<'_>, skip_disco: bool) -> Assessment {
         return Assessment::No;
     }
     if cx.last {
-        let only_inits = a
-            .iter()
-            .chain(&b)
-            .all(|m| matches!(m, Message::Initiation { .. }) && plain(m));
-        if only_inits && cx.server_port == PORT_WIREGUARD {
+        if only_inits && a.iter().chain(&b).all(plain) && cx.server_port == PORT_WIREGUARD {
             return Assessment::Yes(
                 "setten.wireguard.initiation-port",
                 "handshake initiation (148 bytes) to UDP 51820, unanswered".into(),
@@ -407,10 +406,9 @@ fn assess_warp(cx: &Cx<'_>) -> Assessment {
                 *k = true;
             }
             if kind == MSG_TRANSPORT {
-                let (Some(receiver), Some(c)) = (util::le32(d, 4), d.get(8..16)) else {
+                let Some((receiver, counter)) = transport_header(d) else {
                     return Assessment::No;
                 };
-                let counter = u64::from_le_bytes([c[0], c[1], c[2], c[3], c[4], c[5], c[6], c[7]]);
                 if let Some(v) = data.get_mut(i) {
                     v.push(Message::Transport {
                         receiver,
