@@ -133,6 +133,107 @@ fn fortigate_ssl_vpn_is_named_from_its_certificate_and_port_flagged() {
     }
 }
 
+/// The records of a classic little-endian Ethernet pcap, in file order (header first).
+fn pcap_records(bytes: &[u8]) -> (Vec<u8>, Vec<Vec<u8>>) {
+    assert_eq!(&bytes[..4], &[0xd4, 0xc3, 0xb2, 0xa1], "little-endian pcap");
+    let mut recs = Vec::new();
+    let mut off = 24;
+    while off + 16 <= bytes.len() {
+        let caplen = u32::from_le_bytes(bytes[off + 8..off + 12].try_into().unwrap()) as usize;
+        recs.push(bytes[off..off + 16 + caplen].to_vec());
+        off += 16 + caplen;
+    }
+    (bytes[..24].to_vec(), recs)
+}
+
+/// An IPv4 address and port.
+type End = [u8; 6];
+
+/// A TCP/IPv4 record's unordered endpoint pair, its sender and whether it carries a
+/// payload (Ethernet, no VLAN tag).
+fn tcp_of(rec: &[u8]) -> Option<((End, End), End, bool)> {
+    let p = rec.get(16..)?;
+    if p.get(12..14)? != [0x08, 0x00] {
+        return None;
+    }
+    let ip = p.get(14..)?;
+    let ihl = usize::from(ip.first()? & 0x0f) * 4;
+    let total = usize::from(u16::from_be_bytes([*ip.get(2)?, *ip.get(3)?]));
+    if *ip.get(9)? != 6 {
+        return None;
+    }
+    let tcp = ip.get(ihl..total)?;
+    let payload = tcp.len() > usize::from(tcp.get(12)? >> 4) * 4;
+    let end = |a: usize, port: usize| -> Option<End> {
+        let mut e: End = [0; 6];
+        e[..4].copy_from_slice(ip.get(a..a + 4)?);
+        e[4..].copy_from_slice(tcp.get(port..port + 2)?);
+        Some(e)
+    };
+    let (src, dst) = (end(12, 0)?, end(16, 2)?);
+    Some(((src.min(dst), src.max(dst)), src, payload))
+}
+
+/// A mirror port (or two taps merged) can put a server's first answer before the request
+/// it answers. The ClientHello of every FortiClient session is moved behind the FortiGate's
+/// ServerHello and certificate: each session is still the SSL-VPN with its certificate.
+#[test]
+fn ssl_vpn_is_named_when_the_server_hello_is_captured_before_the_client_hello() {
+    let original = std::fs::read(corpus().join("ndpi-forticlient.pcap")).unwrap();
+    let (header, mut recs) = pcap_records(&original);
+    // Per session: the record of its first payload and who sent it.
+    let mut first: std::collections::HashMap<(End, End), (usize, End)> = Default::default();
+    let mut swaps = Vec::new();
+    let mut done = std::collections::HashSet::new();
+    for (i, r) in recs.iter().enumerate() {
+        let Some((pair, src, true)) = tcp_of(r) else {
+            continue;
+        };
+        if done.contains(&pair) {
+            continue;
+        }
+        match first.get(&pair) {
+            None => {
+                first.insert(pair, (i, src));
+            }
+            Some(&(j, s)) => {
+                if s != src {
+                    swaps.push((j, i));
+                }
+                done.insert(pair);
+            }
+        }
+    }
+    assert!(swaps.len() >= 5, "sessions reordered: {}", swaps.len());
+    for (j, i) in swaps {
+        // The records trade places; the time stamps stay in file order.
+        let (a, b) = (recs[j].clone(), recs[i].clone());
+        recs[j] = [&a[..8], &b[8..]].concat();
+        recs[i] = [&b[..8], &a[8..]].concat();
+    }
+    let mut tmp = tempfile::Builder::new().suffix(".pcap").tempfile().unwrap();
+    tmp.write_all(&header).unwrap();
+    for r in &recs {
+        tmp.write_all(r).unwrap();
+    }
+    tmp.flush().unwrap();
+    let out = analyze(&["--format", "jsonl"], &[tmp.path()]);
+    assert!(out.status.success());
+    let flows = jsonl(&out);
+    let vpn = find(&flows, 10443, "tcp");
+    assert_eq!(vpn.len(), 5, "the five FortiClient sessions");
+    for f in vpn {
+        assert_eq!(f["service"], "ssl-vpn", "{f}");
+        assert_eq!(f["vendor"], "Fortinet");
+        assert!(f["tls"]["cert"]["subject"]
+            .as_str()
+            .unwrap()
+            .contains("OU=FortiGate"));
+        // The ClientHello, read after its answer, still gives the fingerprint.
+        assert!(f["tls"]["ja4"].as_str().unwrap().starts_with("t1"), "{f}");
+    }
+}
+
 #[test]
 fn ssh_on_a_non_standard_port_is_flagged() {
     let out = analyze(&["--format", "jsonl"], &[&corpus().join("ndpi-ssh.pcap")]);

@@ -185,6 +185,13 @@ fn detect_tcp(cx: &Cx<'_>) -> Verdict {
         return Verdict::Yes(cl);
     }
     match (c, s) {
+        // The server's TLS captured before the client's line (directions reordered by
+        // the mirror): the line may still come.
+        (Err(Error::Incomplete), Err(Error::Invalid))
+            if cb.is_empty() && tls_record(sb) && !cx.last =>
+        {
+            Verdict::Wait
+        }
         (Err(Error::Invalid), _) | (_, Err(Error::Invalid)) => Verdict::No,
         // Both sides sent the same prefix.
         (Ok(_), Ok(_)) => Verdict::No,
@@ -302,6 +309,15 @@ mod tests {
         assert!(matches!(
             run(true, &[TLS_START], &[SERVER_LINE], PORT, false),
             Verdict::Yes(_)
+        ));
+        // The server's TLS seen before the client's line: wait for the line.
+        assert!(matches!(
+            run(true, &[], &[TLS_START], PORT, false),
+            Verdict::Wait
+        ));
+        assert!(matches!(
+            run(true, &[], &[TLS_START], PORT, true),
+            Verdict::No
         ));
         // Anything else from the other side is not NoMachine's.
         assert!(matches!(

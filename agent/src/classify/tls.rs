@@ -640,12 +640,23 @@ pub fn tor_like(
     None
 }
 
+/// Whether `b` opens with a TLS handshake record (RFC 8446 5.1: type 22, legacy version
+/// 3.0 to 3.3, a length of at most 2^14 + 2048) whose first message is a ServerHello
+/// (RFC 8446 4: type 2; a HelloRetryRequest has the same type).
+fn starts_with_server_hello(b: &[u8]) -> bool {
+    matches!(b, [content::HANDSHAKE, 3, 0..=4, hi, lo, hs::SERVER_HELLO, ..]
+        if u16::from_be_bytes([*hi, *lo]) <= (1 << 14) + 2048)
+}
+
 /// Detects TLS and refines it with the catalogue.
 pub fn detect(cx: &Cx<'_>) -> Verdict {
     let c2s = cx.c2s.bytes();
     if c2s.is_empty() {
-        // TLS clients speak first; a server speaking first is not TLS.
-        return if cx.s2c.bytes().is_empty() && !cx.last {
+        // TLS clients speak first; a server speaking first is not TLS, unless what it
+        // says is a ServerHello: then the ClientHello was captured after its answer (a
+        // mirror port or two merged taps reorder the directions) and is still to come.
+        let s2c = cx.s2c.bytes();
+        return if !cx.last && (s2c.is_empty() || starts_with_server_hello(s2c)) {
             Verdict::Wait
         } else {
             Verdict::No
@@ -1202,6 +1213,40 @@ pub(crate) mod tests {
                     .evidence
                     .iter()
                     .any(|e| e.rule == "consumervpn.tunnelbear"));
+            }
+            v => panic!("{v:?}"),
+        }
+    }
+
+    /// A ServerHello captured before its ClientHello (directions reordered by the mirror):
+    /// the flow waits for the client instead of being refused, and is TLS once it speaks.
+    #[test]
+    fn server_hello_before_client_hello_waits() {
+        let rules = Rules::defaults().unwrap();
+        // ServerHello: version 3.3, random, empty session id, TLS_AES_128_GCM_SHA256,
+        // no compression, supported_versions = TLS 1.3.
+        let mut body = vec![3, 3];
+        body.extend_from_slice(&[9u8; 32]);
+        body.extend_from_slice(&[0, 0x13, 0x01, 0, 0, 6, 0, 0x2b, 0, 2, 3, 4]);
+        let mut sh = vec![content::HANDSHAKE, 3, 3, 0, (body.len() + 4) as u8];
+        sh.extend_from_slice(&[hs::SERVER_HELLO, 0, 0, body.len() as u8]);
+        sh.extend(body);
+        assert!(matches!(run(b"", &sh, false, &rules), Verdict::Wait));
+        // The capture ends without the client: not TLS after all.
+        assert!(matches!(run(b"", &sh, true, &rules), Verdict::No));
+        // Another record type or message first from the server is still refused.
+        let mut alert = sh.clone();
+        alert[0] = 21;
+        assert!(matches!(run(b"", &alert, false, &rules), Verdict::No));
+        let mut cert_first = sh.clone();
+        cert_first[5] = hs::CERTIFICATE;
+        assert!(matches!(run(b"", &cert_first, false, &rules), Verdict::No));
+        let ch = client_hello("vpn.example.jp", &[]);
+        match run(&ch, &sh, true, &rules) {
+            Verdict::Yes(c) => {
+                let tls = c.meta.tls.as_ref().expect("TLS metadata");
+                assert_eq!(tls.version.as_deref(), Some("1.3"));
+                assert_eq!(tls.sni.as_deref(), Some("vpn.example.jp"));
             }
             v => panic!("{v:?}"),
         }
