@@ -692,13 +692,24 @@ rules = ["alert.agent.*"]
         m.msg
     );
 
+    // A channel is marked delivered once its receiver has answered (for mail, after the
+    // message is accepted and the session closed), which can come after the receiver
+    // holds the message: wait until no delivery is pending any more.
+    let alerts = wait_for("every delivery to be done", Duration::from_secs(30), || {
+        let alerts = c.alerts(&reader, "");
+        let settled = alerts.iter().all(|a| {
+            a["deliveries"]
+                .as_array()
+                .is_some_and(|ds| ds.iter().all(|d| d["state"] != "pending"))
+        });
+        settled.then_some(alerts)
+    });
     // Each receiver got it once; the channel routed only agent alerts got nothing and
     // nothing is pending for it.
     std::thread::sleep(Duration::from_millis(500));
     assert_eq!(smtp.messages().len(), 1);
     assert_eq!(hook.on_path("/json").len(), 1);
     assert_eq!(udp.lock().unwrap().len(), 1);
-    let alerts = c.alerts(&reader, "");
     assert_eq!(alerts.len(), 1);
     let states: Vec<(&str, &str)> = alerts[0]["deliveries"]
         .as_array()
