@@ -640,12 +640,16 @@ pub fn tor_like(
     None
 }
 
-/// Whether `b` opens with a TLS handshake record (RFC 8446 5.1: type 22, legacy version
-/// 3.0 to 3.3, a length of at most 2^14 + 2048) whose first message is a ServerHello
-/// (RFC 8446 4: type 2; a HelloRetryRequest has the same type).
+/// Whether `b` opens with a TLS handshake record whose first message is a ServerHello
+/// (RFC 8446 4: type 2; a HelloRetryRequest has the same type), read as every other
+/// record is.
 fn starts_with_server_hello(b: &[u8]) -> bool {
-    matches!(b, [content::HANDSHAKE, 3, 0..=4, hi, lo, hs::SERVER_HELLO, ..]
-        if u16::from_be_bytes([*hi, *lo]) <= (1 << 14) + 2048)
+    let r = records(b);
+    !r.not_tls
+        && r.types().first() == Some(&content::HANDSHAKE)
+        && messages(&r.handshake)
+            .next()
+            .is_some_and(|(t, _, _)| t == hs::SERVER_HELLO)
 }
 
 /// Detects TLS and refines it with the catalogue.
