@@ -234,6 +234,204 @@ fn ssl_vpn_is_named_when_the_server_hello_is_captured_before_the_client_hello() 
     }
 }
 
+/// The flows of a capture as a person compares them: endpoints, service and vendor.
+fn named_flows(flows: &[serde_json::Value]) -> std::collections::BTreeSet<String> {
+    flows
+        .iter()
+        .map(|f| {
+            format!(
+                "{} {}:{} > {}:{} {} {}",
+                f["transport"],
+                f["client"]["ip"],
+                f["client"]["port"],
+                f["server"]["ip"],
+                f["server"]["port"],
+                f["service"],
+                f["vendor"]
+            )
+        })
+        .collect()
+}
+
+/// An IPv4 header (RFC 791) with its checksum, for `payload_len` bytes of `proto`.
+fn ipv4_header(src: [u8; 4], dst: [u8; 4], proto: u8, payload_len: usize) -> Vec<u8> {
+    let total = u16::try_from(20 + payload_len).unwrap();
+    let mut h = vec![0x45, 0, 0, 0, 0, 1, 0x40, 0, 64, proto, 0, 0];
+    h[2..4].copy_from_slice(&total.to_be_bytes());
+    h.extend_from_slice(&src);
+    h.extend_from_slice(&dst);
+    let sum = h
+        .chunks(2)
+        .map(|w| u32::from(u16::from_be_bytes([w[0], w[1]])))
+        .sum::<u32>();
+    let sum = (sum & 0xffff) + (sum >> 16);
+    let sum = !(((sum & 0xffff) + (sum >> 16)) as u16);
+    h[10..12].copy_from_slice(&sum.to_be_bytes());
+    h
+}
+
+/// How a mirror port's frames may reach the sensor.
+#[derive(Clone, Copy, Debug)]
+enum Delivery {
+    /// PPPoE session frames (RFC 2516), as on the line to a FLET'S provider.
+    Pppoe,
+    /// Two MPLS labels (RFC 3032).
+    Mpls,
+    /// ERSPAN type II from a remote switch (GRE with a sequence number, 8-byte header).
+    Erspan2,
+    /// ERSPAN type III with its platform subheader (12 + 8 bytes).
+    Erspan3,
+}
+
+/// One record's frame as `how` delivers it; `None` where it does not apply (not IP).
+fn deliver(how: Delivery, frame: &[u8], orig_len: usize) -> Option<(Vec<u8>, usize)> {
+    let t = frame.get(12..14)?;
+    let ip = frame.get(14..)?;
+    let (ip_v4, ip_v6) = (t == [0x08, 0x00], t == [0x86, 0xdd]);
+    let mut v = frame[..12].to_vec();
+    let inner_len = orig_len - 14;
+    match how {
+        Delivery::Pppoe => {
+            let proto: u16 = if ip_v4 {
+                0x0021
+            } else if ip_v6 {
+                0x0057
+            } else {
+                return None;
+            };
+            v.extend_from_slice(&[0x88, 0x64, 0x11, 0x00, 0x2b, 0x67]);
+            v.extend_from_slice(&u16::try_from(inner_len + 2).ok()?.to_be_bytes());
+            v.extend_from_slice(&proto.to_be_bytes());
+            v.extend_from_slice(ip);
+            Some((v, orig_len + 8))
+        }
+        Delivery::Mpls => {
+            if !(ip_v4 || ip_v6) {
+                return None;
+            }
+            // Labels 16 and 1001, the second the bottom of the stack, TTL 64.
+            v.extend_from_slice(&[0x88, 0x47, 0x00, 0x01, 0x00, 0x40, 0x00, 0x3e, 0x91, 0x40]);
+            v.extend_from_slice(ip);
+            Some((v, orig_len + 8))
+        }
+        Delivery::Erspan2 | Delivery::Erspan3 => {
+            let (proto, header): (u16, &[u8]) = match how {
+                Delivery::Erspan2 => (0x88be, &[0x10, 0x00, 0x00, 0x07, 0, 0, 0, 0]),
+                _ => (
+                    0x22eb,
+                    &[
+                        0x20, 0x00, 0x00, 0x07, 0, 0, 1, 2, 0, 0, 0, 0x01, // O set
+                        0x08, 0, 0, 0, 0, 0, 0, 1,
+                    ],
+                ),
+            };
+            let gre_len = 8 + header.len();
+            let mut v = vec![0x02, 0, 0, 0, 0, 0x09, 0x02, 0, 0, 0, 0, 0x01, 0x08, 0x00];
+            let ip_len = gre_len + orig_len;
+            if 20 + ip_len > 65535 {
+                return None;
+            }
+            v.extend_from_slice(&ipv4_header(
+                [198, 51, 100, 1],
+                [198, 51, 100, 9],
+                47,
+                ip_len,
+            ));
+            v.extend_from_slice(&[0x10, 0x00]);
+            v.extend_from_slice(&proto.to_be_bytes());
+            v.extend_from_slice(&[0, 0, 0, 1]);
+            v.extend_from_slice(header);
+            v.extend_from_slice(frame);
+            Some((v, 14 + 20 + ip_len))
+        }
+    }
+}
+
+/// The same traffic seen through a PPPoE line, an MPLS core or a remote SPAN session
+/// (ERSPAN II and III from a switch elsewhere) gives the same flows with the same names
+/// as on a plain mirror port: every corpus capture of Ethernet frames, rewritten.
+#[test]
+fn pppoe_mpls_and_erspan_deliveries_give_the_flows_of_a_plain_mirror_port() {
+    let mut checked = 0;
+    let mut named = 0;
+    for cap in captures() {
+        let bytes = std::fs::read(&cap).unwrap();
+        // Classic little-endian pcap of Ethernet frames.
+        if bytes.get(..4) != Some(&[0xd4, 0xc3, 0xb2, 0xa1])
+            || bytes.get(20..24) != Some(&[1, 0, 0, 0])
+        {
+            continue;
+        }
+        let out = analyze(&["--format", "jsonl"], &[&cap]);
+        assert!(out.status.success(), "{}", cap.display());
+        let want = named_flows(&jsonl(&out));
+        named += jsonl(&out)
+            .iter()
+            .filter(|f| f["family"] == "remote-access" || f["family"] == "vpn")
+            .count();
+        let (header, recs) = pcap_records(&bytes);
+        for how in [
+            Delivery::Pppoe,
+            Delivery::Mpls,
+            Delivery::Erspan2,
+            Delivery::Erspan3,
+        ] {
+            let mut tmp = tempfile::Builder::new().suffix(".pcap").tempfile().unwrap();
+            // A larger snap length: the delivery adds its headers.
+            let mut h = header.clone();
+            h[16..20].copy_from_slice(&262_144u32.to_le_bytes());
+            tmp.write_all(&h).unwrap();
+            let mut wrapped = 0;
+            for r in &recs {
+                let orig_len = u32::from_le_bytes(r[12..16].try_into().unwrap()) as usize;
+                match deliver(how, &r[16..], orig_len) {
+                    Some((frame, len)) => {
+                        tmp.write_all(&r[..8]).unwrap();
+                        tmp.write_all(&u32::try_from(frame.len()).unwrap().to_le_bytes())
+                            .unwrap();
+                        tmp.write_all(&u32::try_from(len).unwrap().to_le_bytes())
+                            .unwrap();
+                        tmp.write_all(&frame).unwrap();
+                        wrapped += 1;
+                    }
+                    None => tmp.write_all(r).unwrap(),
+                }
+            }
+            tmp.flush().unwrap();
+            assert!(wrapped > 0, "{} {how:?}", cap.display());
+            let out = analyze(&["--format", "jsonl"], &[tmp.path()]);
+            assert!(out.status.success(), "{} {how:?}", cap.display());
+            let flows = jsonl(&out);
+            // ERSPAN's own GRE flow, from the switch to the sensor, is the one flow more.
+            let (outer, inner): (Vec<_>, Vec<_>) = flows.into_iter().partition(|f| {
+                f["server"]["ip"] == "198.51.100.9" || f["client"]["ip"] == "198.51.100.9"
+            });
+            // (more than one where the capture is quiet for longer than a GRE flow's
+            // idle timeout).
+            assert_eq!(
+                outer.is_empty(),
+                matches!(how, Delivery::Pppoe | Delivery::Mpls),
+                "{} {how:?}",
+                cap.display()
+            );
+            assert!(outer.iter().all(|f| f["transport"] == "gre"), "{outer:?}");
+            let got = named_flows(&inner);
+            assert_eq!(
+                got.symmetric_difference(&want).collect::<Vec<_>>(),
+                Vec::<&String>::new(),
+                "{} {how:?}",
+                cap.display()
+            );
+            checked += 1;
+        }
+    }
+    assert!(checked >= 60, "captures x deliveries checked: {checked}");
+    assert!(
+        named >= 20,
+        "remote-access and VPN flows among them: {named}"
+    );
+}
+
 #[test]
 fn ssh_on_a_non_standard_port_is_flagged() {
     let out = analyze(&["--format", "jsonl"], &[&corpus().join("ndpi-ssh.pcap")]);

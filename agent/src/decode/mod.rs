@@ -10,6 +10,14 @@
 //! RFC 2637 section 4.1), IP-in-IP (RFC 2003), 6in4 (RFC 4213) and VXLAN (RFC 7348). The
 //! outer packet is always reported as well, so the tunnel itself is a flow.
 //!
+//! What a mirror port may hand over besides plain Ethernet: PPPoE sessions (RFC 2516; the
+//! line to the provider on Japanese FLET'S connections), MPLS label stacks (RFC 3032, with
+//! an Ethernet pseudowire behind a control word, RFC 4385/4448), and mirrored frames sent
+//! on over GRE by a remote SPAN session (ERSPAN types I, II and III,
+//! draft-foschiano-erspan-03). Frames delivered by ERSPAN are the mirrored network's own
+//! traffic: they keep the zone of the packet that carried them, so one conversation
+//! mirrored by two sessions (one per direction) is one flow.
+//!
 //! IPv4 and IPv6 fragments: the first fragment's transport header is parsed by hand
 //! (etherparse stops at a fragmented payload) and its ports are remembered, so later
 //! fragments count into the same flow.
@@ -231,12 +239,23 @@ pub struct Decoder {
 mod ethertype {
     pub const IPV4: u16 = 0x0800;
     pub const IPV6: u16 = 0x86dd;
-    pub const ARP: u16 = 0x0806;
     pub const VLAN: u16 = 0x8100;
     pub const QINQ: u16 = 0x88a8;
     pub const QINQ_OLD: u16 = 0x9100;
     pub const TEB: u16 = 0x6558;
+    /// PPPoE session stage (RFC 2516 section 4); 0x8863 is the discovery stage.
+    pub const PPPOE_SESSION: u16 = 0x8864;
+    /// MPLS unicast and multicast (RFC 3032, RFC 5332).
+    pub const MPLS: u16 = 0x8847;
+    pub const MPLS_MULTICAST: u16 = 0x8848;
+    /// ERSPAN types I and II (GRE protocol type; type II has a GRE sequence number).
+    pub const ERSPAN: u16 = 0x88be;
+    /// ERSPAN type III.
+    pub const ERSPAN3: u16 = 0x22eb;
 }
+
+/// Most MPLS label stack entries read (RFC 3032 sets no limit; real stacks hold a few).
+const MAX_MPLS_LABELS: usize = 8;
 
 /// Most VLAN tags read in front of the IP header.
 const MAX_VLAN_TAGS: usize = 4;
@@ -334,17 +353,63 @@ impl Decoder {
         }
         match t {
             ethertype::IPV4 | ethertype::IPV6 => self.ip(b, vlan, zone, depth, out),
-            ethertype::ARP => {
-                if out.pushed() == 0 {
-                    out.skip(Skip::NotIp);
+            ethertype::PPPOE_SESSION => match pppoe_payload(b).map(gre::ppp_ip) {
+                Some(Some(ip)) => self.ip(ip, vlan, zone, depth, out),
+                // LCP, IPCP and the like carry no conversation.
+                Some(None) => {
+                    if out.pushed() == 0 {
+                        out.skip(Skip::NotIp);
+                    }
                 }
-            }
+                None => out.skip(Skip::Malformed),
+            },
+            ethertype::MPLS | ethertype::MPLS_MULTICAST => self.mpls(b, vlan, zone, depth, out),
             _ => {
                 if out.pushed() == 0 {
                     out.skip(Skip::NotIp);
                 }
             }
         }
+    }
+
+    /// Behind an MPLS label stack (RFC 3032 section 2.1: 20-bit label, traffic class,
+    /// bottom-of-stack bit, TTL; four bytes each). The stack does not say what follows; as
+    /// Wireshark's MPLS dissector does, the first nibble tells: 4 or 6 is IP, 0 is a
+    /// pseudowire control word (RFC 4385 section 3) with an Ethernet frame behind it
+    /// (RFC 4448).
+    fn mpls<'a>(
+        &mut self,
+        b: &'a [u8],
+        vlan: u16,
+        zone: u32,
+        depth: usize,
+        out: &mut impl Out<'a>,
+    ) {
+        let mut rest = b;
+        for _ in 0..MAX_MPLS_LABELS {
+            let Some((entry, after)) = rest.split_first_chunk::<4>() else {
+                return out.skip(Skip::Malformed);
+            };
+            rest = after;
+            if entry[2] & 0x01 == 0 {
+                continue;
+            }
+            return match rest.first().map(|f| f >> 4) {
+                Some(4 | 6) => self.ip(rest, vlan, zone, depth, out),
+                Some(0) if depth < MAX_TUNNEL_DEPTH => match rest.get(4..) {
+                    Some(frame) => self.ether(frame, zone, depth + 1, out),
+                    None => out.skip(Skip::Malformed),
+                },
+                Some(_) => {
+                    if out.pushed() == 0 {
+                        out.skip(Skip::NotIp);
+                    }
+                }
+                None => out.skip(Skip::Malformed),
+            };
+        }
+        // No bottom of stack within the entries read.
+        out.skip(Skip::Malformed);
     }
 
     /// An IP packet, sliced with etherparse's `LaxIpSlice` (tolerates a snap length
@@ -531,6 +596,14 @@ impl Decoder {
                             self.ip(g.payload, vlan, zone, depth + 1, out)
                         }
                         (ethertype::TEB, 0) => self.ether(g.payload, zone, depth + 1, out),
+                        (ethertype::ERSPAN | ethertype::ERSPAN3, 0) => {
+                            if let Some(frame) = erspan_frame(&g) {
+                                self.ether(frame, outer.zone, depth + 1, out);
+                            }
+                        }
+                        (ethertype::MPLS | ethertype::MPLS_MULTICAST, 0) => {
+                            self.mpls(g.payload, vlan, zone, depth + 1, out)
+                        }
                         (gre::PPP, 1) => {
                             if let Some(ip) = gre::ppp_ip(g.payload) {
                                 self.ip(ip, vlan, zone, depth + 1, out);
@@ -542,6 +615,37 @@ impl Decoder {
             }
             _ => {}
         }
+    }
+}
+
+/// The PPP frame of a PPPoE session packet (RFC 2516 section 4: version 1 and type 1 in
+/// the first byte, code 0x00, session id, then the length of the PPP frame). A frame cut
+/// by the snap length keeps what was captured. `None` when it is not a session packet.
+fn pppoe_payload(b: &[u8]) -> Option<&[u8]> {
+    let (&[vt, code, _, _, hi, lo], rest) = b.split_first_chunk::<6>()?;
+    if vt != 0x11 || code != 0 {
+        return None;
+    }
+    let len = usize::from(u16::from_be_bytes([hi, lo]));
+    Some(rest.get(..len).unwrap_or(rest))
+}
+
+/// The mirrored Ethernet frame an ERSPAN packet carries (draft-foschiano-erspan-03;
+/// Linux include/net/erspan.h). Type I (0x88be without a GRE sequence number) has no
+/// header of its own; type II (0x88be with one) an eight-byte header, version 1; type III
+/// (0x22eb) a twelve-byte header, version 2, and eight more bytes of platform-specific
+/// subheader when its last bit (O) is set.
+fn erspan_frame<'a>(g: &gre::Gre<'a>) -> Option<&'a [u8]> {
+    let b = g.payload;
+    let version = b.first().map(|v| v >> 4);
+    match g.protocol {
+        ethertype::ERSPAN if !g.sequenced => Some(b),
+        ethertype::ERSPAN if version == Some(1) => b.get(8..),
+        ethertype::ERSPAN3 if version == Some(2) => {
+            let o = b.get(11)? & 0x01 != 0;
+            b.get(if o { 20 } else { 12 }..)
+        }
+        _ => None,
     }
 }
 
@@ -602,6 +706,8 @@ pub mod gre {
         pub protocol: u16,
         /// Key field (plain GRE) or payload length and call id (enhanced GRE).
         pub key: Option<u32>,
+        /// A sequence number is present (the S bit).
+        pub sequenced: bool,
         /// What follows the header.
         pub payload: &'a [u8],
     }
@@ -650,6 +756,7 @@ pub mod gre {
             version: ver,
             protocol,
             key,
+            sequenced: s,
             payload: b.get(off..)?,
         })
     }
@@ -1102,6 +1209,197 @@ mod tests {
         );
     }
 
+    /// The IP packet (no link header) of [`tcp_frame`].
+    fn tcp_ip(payload: &[u8]) -> Vec<u8> {
+        tcp_frame(payload)[14..].to_vec()
+    }
+
+    /// An Ethernet header with the given EtherType, then `rest`.
+    fn ether_with(t: u16, rest: &[u8]) -> Vec<u8> {
+        let mut v = vec![2; 6];
+        v.extend_from_slice(&[4; 6]);
+        v.extend_from_slice(&t.to_be_bytes());
+        v.extend_from_slice(rest);
+        v
+    }
+
+    fn only_tcp<'a>(out: &'a Decoded<'a>) -> &'a L4<'a> {
+        let ps: Vec<_> = out.iter().collect();
+        assert_eq!(ps.len(), 1, "{:?}", out.skip);
+        ps[0]
+    }
+
+    #[test]
+    fn pppoe_session_frames_carry_ip() {
+        // RFC 2516 section 4: 0x11, code 0, session 0x1234, length; PPP protocol 0x0021.
+        let ip = tcp_ip(b"hi");
+        let mut s = vec![0x11, 0x00, 0x12, 0x34];
+        s.extend_from_slice(&((ip.len() + 2) as u16).to_be_bytes());
+        s.extend_from_slice(&[0x00, 0x21]);
+        s.extend_from_slice(&ip);
+        let mut d = Decoder::new();
+        let f = ether_with(0x8864, &s);
+        let out = d.decode(LinkType::ETHERNET, &f);
+        let p = only_tcp(&out);
+        assert_eq!((p.sport, p.dport, p.payload), (50000, 3389, &b"hi"[..]));
+        assert_eq!((p.depth, p.zone), (0, 0));
+
+        // Behind a VLAN tag, and cut by the snap length (the length field says more).
+        let mut tagged = vec![0x00, 0x64, 0x88, 0x64];
+        tagged.extend_from_slice(&s[..s.len() - 1]);
+        let f = ether_with(0x8100, &tagged);
+        let out = d.decode(LinkType::ETHERNET, &f);
+        let p = only_tcp(&out);
+        assert_eq!((p.dport, p.vlan, p.payload), (3389, 100, &b"h"[..]));
+
+        // IPv6 (PPP protocol 0x0057).
+        let b = PacketBuilder::ipv6([1; 16], [2; 16], 64).udp(5353, 53);
+        let mut ip6 = Vec::new();
+        b.write(&mut ip6, b"q").unwrap();
+        let mut s6 = vec![0x11, 0x00, 0x00, 0x01];
+        s6.extend_from_slice(&((ip6.len() + 2) as u16).to_be_bytes());
+        s6.extend_from_slice(&[0x00, 0x57]);
+        s6.extend_from_slice(&ip6);
+        let f = ether_with(0x8864, &s6);
+        let out = d.decode(LinkType::ETHERNET, &f);
+        assert_eq!(only_tcp(&out).dport, 53);
+
+        // LCP (0xc021) carries no conversation; a discovery packet (0x8863) neither.
+        let f = ether_with(0x8864, &[0x11, 0, 0, 1, 0, 6, 0xc0, 0x21, 1, 1, 0, 4]);
+        let out = d.decode(LinkType::ETHERNET, &f);
+        assert_eq!((out.len, out.skip), (0, Some(Skip::NotIp)));
+        let f = ether_with(0x8863, &[0x11, 0x09, 0, 0, 0, 0]);
+        assert_eq!(d.decode(LinkType::ETHERNET, &f).skip, Some(Skip::NotIp));
+        // Not version 1, type 1; and too short for the header.
+        let mut bad = s.clone();
+        bad[0] = 0x21;
+        let f = ether_with(0x8864, &bad);
+        assert_eq!(d.decode(LinkType::ETHERNET, &f).skip, Some(Skip::Malformed));
+        let f = ether_with(0x8864, &[0x11, 0, 0]);
+        assert_eq!(d.decode(LinkType::ETHERNET, &f).skip, Some(Skip::Malformed));
+    }
+
+    /// An MPLS label stack entry (RFC 3032 section 2.1).
+    fn label(label: u32, bottom: bool) -> [u8; 4] {
+        ((label << 12) | (u32::from(bottom) << 8) | 64).to_be_bytes()
+    }
+
+    #[test]
+    fn mpls_label_stacks_carry_ip_and_ethernet_pseudowires() {
+        let mut d = Decoder::new();
+        // Two labels, then IPv4.
+        let mut m = Vec::new();
+        m.extend_from_slice(&label(16, false));
+        m.extend_from_slice(&label(1000, true));
+        m.extend_from_slice(&tcp_ip(b"hi"));
+        let f = ether_with(0x8847, &m);
+        let out = d.decode(LinkType::ETHERNET, &f);
+        let p = only_tcp(&out);
+        assert_eq!((p.dport, p.payload, p.depth), (3389, &b"hi"[..], 0));
+
+        // One label, a pseudowire control word (first nibble 0), an Ethernet frame.
+        let mut pw = label(2000, true).to_vec();
+        pw.extend_from_slice(&[0, 0, 0, 7]);
+        pw.extend_from_slice(&tcp_frame(b"pw"));
+        let f = ether_with(0x8847, &pw);
+        let out = d.decode(LinkType::ETHERNET, &f);
+        let p = only_tcp(&out);
+        assert_eq!((p.payload, p.depth), (&b"pw"[..], 1));
+
+        // MPLS inside GRE (RFC 4023).
+        let mut g = vec![0, 0, 0x88, 0x47];
+        g.extend_from_slice(&m);
+        let b = PacketBuilder::ipv4([198, 51, 100, 1], [198, 51, 100, 2], 64);
+        let mut v = Vec::new();
+        b.write(&mut v, etherparse::IpNumber(ipproto::GRE), &g)
+            .unwrap();
+        let out = d.decode(LinkType::RAW, &v);
+        let ps: Vec<_> = out.iter().collect();
+        assert_eq!(ps.len(), 2);
+        assert_eq!(
+            (ps[0].proto, ps[1].dport, ps[1].depth),
+            (ipproto::GRE, 3389, 1)
+        );
+
+        // No bottom of stack; a stack that ends with the frame; neither IP nor a
+        // control word behind it.
+        let mut endless = Vec::new();
+        for _ in 0..MAX_MPLS_LABELS + 1 {
+            endless.extend_from_slice(&label(16, false));
+        }
+        endless.extend_from_slice(&tcp_ip(b"x"));
+        let f = ether_with(0x8847, &endless);
+        assert_eq!(d.decode(LinkType::ETHERNET, &f).skip, Some(Skip::Malformed));
+        let f = ether_with(0x8847, &label(16, true));
+        assert_eq!(d.decode(LinkType::ETHERNET, &f).skip, Some(Skip::Malformed));
+        let mut other = label(16, true).to_vec();
+        other.extend_from_slice(&[0x80; 20]);
+        let f = ether_with(0x8848, &other);
+        assert_eq!(d.decode(LinkType::ETHERNET, &f).skip, Some(Skip::NotIp));
+    }
+
+    /// An ERSPAN packet from a switch to the sensor: GRE with the given flags and
+    /// protocol, the ERSPAN header, the mirrored frame.
+    fn erspan(from: [u8; 4], gre_flags: u8, proto: u16, header: &[u8], frame: &[u8]) -> Vec<u8> {
+        let mut g = vec![gre_flags, 0];
+        g.extend_from_slice(&proto.to_be_bytes());
+        if gre_flags & 0x10 != 0 {
+            g.extend_from_slice(&[0, 0, 0, 42]);
+        }
+        g.extend_from_slice(header);
+        g.extend_from_slice(frame);
+        let b = PacketBuilder::ethernet2([5; 6], [6; 6]).ipv4(from, [198, 51, 100, 9], 64);
+        let mut v = Vec::new();
+        b.write(&mut v, etherparse::IpNumber(ipproto::GRE), &g)
+            .unwrap();
+        v
+    }
+
+    #[test]
+    fn erspan_mirrored_frames_are_the_mirrored_networks_own() {
+        let frame = tcp_frame(b"mirrored");
+        // Type II (draft-foschiano-erspan-03 section 4.1): version 1, VLAN 0, session
+        // 5, index 0. Type III: version 2, session 5, timestamp, SGT, flags; the O bit
+        // adds an eight-byte platform subheader.
+        let ii = [0x10, 0x00, 0x00, 0x05, 0, 0, 0, 0];
+        let iii = [0x20, 0x00, 0x00, 0x05, 1, 2, 3, 4, 0, 0, 0x00, 0x00];
+        let mut iii_o = iii.to_vec();
+        iii_o[11] = 0x01;
+        iii_o.extend_from_slice(&[0x08, 0, 0, 0, 1, 2, 3, 4]);
+        let cases: [(&str, u8, u16, &[u8]); 4] = [
+            ("type I", 0x00, 0x88be, &[]),
+            ("type II", 0x10, 0x88be, &ii),
+            ("type III", 0x10, 0x22eb, &iii),
+            ("type III with subheader", 0x10, 0x22eb, &iii_o),
+        ];
+        let mut d = Decoder::new();
+        for (name, flags, proto, header) in cases {
+            // Two switches mirroring one conversation each give it the same zone.
+            for from in [[198, 51, 100, 1], [198, 51, 100, 2]] {
+                let v = erspan(from, flags, proto, header, &frame);
+                let out = d.decode(LinkType::ETHERNET, &v);
+                let ps: Vec<_> = out.iter().collect();
+                assert_eq!(ps.len(), 2, "{name}");
+                assert_eq!(ps[0].proto, ipproto::GRE, "{name}");
+                assert_eq!(
+                    (ps[1].dport, ps[1].payload),
+                    (3389, &b"mirrored"[..]),
+                    "{name}"
+                );
+                assert_eq!((ps[1].depth, ps[1].zone), (1, 0), "{name}");
+            }
+        }
+        // A type II header of another version, and a header cut short: the GRE packet only.
+        let mut wrong = ii;
+        wrong[0] = 0x30;
+        for v in [
+            erspan([198, 51, 100, 1], 0x10, 0x88be, &wrong, &frame),
+            erspan([198, 51, 100, 1], 0x10, 0x22eb, &iii[..6], &[]),
+        ] {
+            assert_eq!(d.decode(LinkType::ETHERNET, &v).len, 1);
+        }
+    }
+
     #[test]
     fn garbage_never_panics() {
         let mut d = Decoder::new();
@@ -1109,6 +1407,25 @@ mod tests {
             let junk: Vec<u8> = (0..len).map(|i| (i * 37 + 11) as u8).collect();
             for link in [1, 0, 101, 113, 276, 228, 229] {
                 let _ = d.decode(LinkType(link), &junk);
+            }
+            // Behind each EtherType with a header of its own, and inside GRE.
+            for t in [0x8864u16, 0x8847, 0x8100] {
+                let _ = d.decode(LinkType::ETHERNET, &ether_with(t, &junk));
+            }
+            for (flags, proto) in [
+                (0u8, 0x88beu16),
+                (0x10, 0x88be),
+                (0x10, 0x22eb),
+                (0, 0x8847),
+            ] {
+                let mut g = vec![flags, 0];
+                g.extend_from_slice(&proto.to_be_bytes());
+                g.extend_from_slice(&junk);
+                let b = PacketBuilder::ipv4([198, 51, 100, 1], [198, 51, 100, 2], 64);
+                let mut v = Vec::new();
+                b.write(&mut v, etherparse::IpNumber(ipproto::GRE), &g)
+                    .unwrap();
+                let _ = d.decode(LinkType::RAW, &v);
             }
         }
     }
