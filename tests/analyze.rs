@@ -432,6 +432,74 @@ fn pppoe_mpls_and_erspan_deliveries_give_the_flows_of_a_plain_mirror_port() {
     );
 }
 
+/// A classic pcap of Ethernet frames, one record a second.
+fn pcap_of(frames: &[Vec<u8>]) -> tempfile::NamedTempFile {
+    let mut tmp = tempfile::Builder::new().suffix(".pcap").tempfile().unwrap();
+    let mut h = vec![0xd4, 0xc3, 0xb2, 0xa1, 2, 0, 4, 0];
+    h.extend_from_slice(&[0; 8]);
+    h.extend_from_slice(&65_535u32.to_le_bytes());
+    h.extend_from_slice(&1u32.to_le_bytes());
+    tmp.write_all(&h).unwrap();
+    for (i, f) in frames.iter().enumerate() {
+        let len = u32::try_from(f.len()).unwrap().to_le_bytes();
+        tmp.write_all(&(1_700_000_000 + i as u32).to_le_bytes())
+            .unwrap();
+        tmp.write_all(&[0; 4]).unwrap();
+        tmp.write_all(&len).unwrap();
+        tmp.write_all(&len).unwrap();
+        tmp.write_all(f).unwrap();
+    }
+    tmp.flush().unwrap();
+    tmp
+}
+
+/// L2TPv3 straight over IP (protocol 115), as routers link two sites with it: a tunnel
+/// seen from its SCCRQ, and one seen only from its data, are both L2TP, on transport
+/// `l2tp`. The SCCRQ is laid out as RFC 3931 sections 3.2, 4.1.1.2 and 5.4.1 say (and
+/// as tshark dissects it: session id 0, message type 1).
+#[test]
+fn l2tpv3_over_ip_is_named_from_its_control_or_its_data() {
+    let frame = |src: [u8; 4], dst: [u8; 4], payload: &[u8]| {
+        let b = etherparse::PacketBuilder::ethernet2([2, 0, 0, 0, 0, 1], [2, 0, 0, 0, 0, 2])
+            .ipv4(src, dst, 64);
+        let mut v = Vec::new();
+        b.write(&mut v, etherparse::IpNumber(115), payload).unwrap();
+        v
+    };
+    let (a, b) = ([203, 0, 113, 10], [198, 51, 100, 20]);
+    let mut sccrq = vec![0, 0, 0, 0, 0xc8, 0x03, 0, 28, 0, 0, 0, 0, 0, 0, 0, 0];
+    sccrq.extend_from_slice(&[0x80, 0x08, 0, 0, 0, 0, 0, 1, 0x80, 0x08, 0, 0, 0, 2, 1, 0]);
+    let data = |session: u32| {
+        let mut d = session.to_be_bytes().to_vec();
+        d.extend_from_slice(&[0x02; 60]);
+        d
+    };
+    let whole = pcap_of(&[
+        frame(a, b, &sccrq),
+        frame(a, b, &data(0x1001)),
+        frame(b, a, &data(0x2002)),
+    ]);
+    let data_only = pcap_of(&[frame(a, b, &data(0x1001)), frame(b, a, &data(0x2002))]);
+    for (cap, evidence) in [
+        (&whole, "L2TPv3 SCCRQ (1) over IP"),
+        (&data_only, "115 (L2TPv3 data, session 0x00001001)"),
+    ] {
+        let out = analyze(&["--format", "jsonl"], &[cap.path()]);
+        assert!(out.status.success());
+        let flows = jsonl(&out);
+        assert_eq!(flows.len(), 1, "{flows:?}");
+        let f = &flows[0];
+        assert_eq!(
+            (&f["transport"], &f["service"]),
+            (&"l2tp".into(), &"l2tp".into()),
+            "{f}"
+        );
+        assert_eq!(f["family"], "vpn");
+        assert_eq!(f["evidence"][0]["value"], evidence);
+        assert_eq!(f["external"], "both");
+    }
+}
+
 #[test]
 fn ssh_on_a_non_standard_port_is_flagged() {
     let out = analyze(&["--format", "jsonl"], &[&corpus().join("ndpi-ssh.pcap")]);

@@ -5,8 +5,14 @@
 //! whose first AVP is the Message Type AVP (mandatory bit set, not hidden, length 8,
 //! vendor 0, attribute 0) with a defined message type (RFC 2661 section 4.4.1; RFC 3931
 //! section 5.4.1). Zero-length-body acknowledgements only count alongside such a message.
-//! L2TPv2 data messages (T clear, PPP inside) are structurally weak: they count only on
-//! UDP 1701 and when both directions keep one tunnel/session pair.
+//! Data messages (T clear; L2TPv2's carry PPP, L2TPv3's a pseudowire) are structurally
+//! weak: they count only on UDP 1701 and when both directions keep one tunnel/session
+//! pair (L2TPv2) or session id (L2TPv3).
+//!
+//! L2TPv3 directly over IP (protocol 115, RFC 3931 section 4.1.1) is named from its first
+//! packet ([`over_ip`]): a control message (session id 0, then the control header as over
+//! UDP) with the checks above, or a data message of a session. IANA gives protocol 115 to
+//! L2TP alone, as it gives 50 to ESP.
 //! L2TP inside IPsec (the usual Windows/macOS setup) is ESP and is the IPsec detector's.
 
 use super::{util, Classification, Cx, Service, Verdict};
@@ -77,8 +83,9 @@ enum Message {
     Control { version: u8, message_type: u16 },
     /// Zero-length-body control acknowledgement.
     Zlb { version: u8 },
-    /// L2TPv2 data message with its tunnel and session ids.
-    Data { tunnel: u16, session: u16 },
+    /// Data message: its version, and its tunnel and session ids (L2TPv2) or its
+    /// session id (L2TPv3).
+    Data { version: u8, ids: u32 },
 }
 
 /// Parses one datagram. `cut` says the flow table may have truncated it.
@@ -89,7 +96,11 @@ fn parse(d: &[u8], cut: bool) -> Option<Message> {
         return None;
     }
     if flags & FLAG_T == 0 {
-        return parse_data_v2(d, flags, version);
+        return if version == VERSION_2 {
+            parse_data_v2(d, flags)
+        } else {
+            parse_data_v3(d)
+        };
     }
     // Control: L and S must be 1, O and P 0 (RFC 2661 section 3.1; RFC 3931 4.1.2.1).
     if flags & (FLAG_L | FLAG_S) != FLAG_L | FLAG_S || flags & (FLAG_O | FLAG_P) != 0 {
@@ -124,10 +135,7 @@ fn parse(d: &[u8], cut: bool) -> Option<Message> {
 
 /// L2TPv2 data header (RFC 2661 section 3.1): optional length, tunnel, session,
 /// optional Ns/Nr and offset.
-fn parse_data_v2(d: &[u8], flags: u8, version: u8) -> Option<Message> {
-    if version != VERSION_2 {
-        return None;
-    }
+fn parse_data_v2(d: &[u8], flags: u8) -> Option<Message> {
     // Bits other than T, L, S, O, P are reserved and zero; so is the rest of byte 1.
     if flags & !(FLAG_T | FLAG_L | FLAG_S | FLAG_O | FLAG_P) != 0 || d.get(1)? & 0xf0 != 0 {
         return None;
@@ -149,7 +157,66 @@ fn parse_data_v2(d: &[u8], flags: u8, version: u8) -> Option<Message> {
         off = off.checked_add(2 + usize::from(util::be16(d, off)?))?;
     }
     // Some PPP frame must follow.
-    (d.len() > off).then_some(Message::Data { tunnel, session })
+    (d.len() > off).then_some(Message::Data {
+        version: VERSION_2,
+        ids: (u32::from(tunnel) << 16) | u32::from(session),
+    })
+}
+
+/// L2TPv3 data header over UDP (RFC 3931 section 4.1.2.1): T clear and the other eleven
+/// flag bits reserved (zero), version 3, two reserved bytes, then a session id that is
+/// never 0 (0 is the control connection's); the cookie and pseudowire follow.
+fn parse_data_v3(d: &[u8]) -> Option<Message> {
+    let (&[0x00, 0x03, 0x00, 0x00, a, b, c, e], rest) = d.split_first_chunk::<8>()? else {
+        return None;
+    };
+    let session = u32::from_be_bytes([a, b, c, e]);
+    (session != 0 && !rest.is_empty()).then_some(Message::Data {
+        version: VERSION_3,
+        ids: session,
+    })
+}
+
+/// Names an L2TPv3-over-IP flow from its first packet's IP payload (RFC 3931 section
+/// 4.1.1.1-4.1.1.2): a 32-bit session id; 0 marks a control message, whose header and
+/// Message Type AVP must pass the checks of L2TPv3 over UDP (the length counts from the
+/// flags, not the session id). Anything else is a session's data.
+pub fn over_ip(payload: &[u8]) -> Option<Classification> {
+    let (session, rest) = payload.split_first_chunk::<4>()?;
+    let session = u32::from_be_bytes(*session);
+    let (rule, field, value) = if session == 0 {
+        match parse(rest, true)? {
+            Message::Control {
+                version: VERSION_3,
+                message_type,
+            } => (
+                "setten.l2tp.control",
+                "l2tp.message_type",
+                format!(
+                    "L2TPv3 {} ({message_type}) over IP",
+                    message_name(VERSION_3, message_type).unwrap_or("?")
+                ),
+            ),
+            Message::Zlb { version: VERSION_3 } => (
+                "setten.l2tp.control",
+                "l2tp.message_type",
+                "L2TPv3 acknowledgement (ZLB) over IP".to_string(),
+            ),
+            _ => return None,
+        }
+    } else {
+        if rest.is_empty() {
+            return None;
+        }
+        (
+            "setten.l2tp.ip",
+            "ip.protocol",
+            format!("115 (L2TPv3 data, session {session:#010x})"),
+        )
+    };
+    let mut c = Classification::new("l2tp", Some(Service::L2tp), rule, field, value);
+    c.meta.version = Some("L2TPv3".into());
+    Some(c)
 }
 
 /// Detects L2TP.
@@ -185,32 +252,42 @@ pub fn detect(cx: &Cx<'_>) -> Verdict {
         return Verdict::Yes(c);
     }
     // Data only (or ZLBs): the port must agree and each direction keep one session.
-    let run = |msgs: &[Message]| -> Option<(usize, Option<(u16, u16)>)> {
+    let run = |msgs: &[Message]| -> Option<(usize, Option<(u8, u32)>)> {
         let mut ids = None;
         let mut n = 0;
         for m in msgs {
-            if let Message::Data { tunnel, session } = *m {
-                if ids.is_some_and(|x| x != (tunnel, session)) {
+            if let Message::Data { version, ids: id } = *m {
+                if ids.is_some_and(|x| x != (version, id)) {
                     return None;
                 }
-                ids = Some((tunnel, session));
+                ids = Some((version, id));
                 n += 1;
             }
         }
         Some((n, ids))
     };
-    let (Some((na, _)), Some((nb, _))) = (run(&a), run(&b)) else {
+    let (Some((na, ia)), Some((nb, ib))) = (run(&a), run(&b)) else {
         return Verdict::No;
     };
-    if cx.port_is(PORT_L2TP) && na >= MIN_DATA_PER_DIRECTION && nb >= MIN_DATA_PER_DIRECTION {
+    let version = ia.or(ib).map_or(VERSION_2, |(v, _)| v);
+    if cx.port_is(PORT_L2TP)
+        && na >= MIN_DATA_PER_DIRECTION
+        && nb >= MIN_DATA_PER_DIRECTION
+        && ia.map(|(v, _)| v) == ib.map(|(v, _)| v)
+    {
+        let what = if version == VERSION_2 {
+            "tunnel/session"
+        } else {
+            "session"
+        };
         let mut c = Classification::new(
             "l2tp",
             Some(Service::L2tp),
             "setten.l2tp.data-port",
             "l2tp.session",
-            "L2TPv2 data messages both ways on one tunnel/session, UDP 1701",
+            format!("L2TPv{version} data messages both ways on one {what}, UDP 1701"),
         );
-        c.meta.version = Some("L2TPv2".into());
+        c.meta.version = Some(format!("L2TPv{version}"));
         return Verdict::Yes(c);
     }
     if cx.last {
@@ -319,6 +396,78 @@ mod tests {
             run(&[d(5), d(6)], &s, (1701, 1701), false),
             Verdict::No
         ));
+    }
+
+    #[test]
+    fn l2tpv3_data_over_udp_needs_port_and_constant_session() {
+        // RFC 3931 section 4.1.2.1: 0x0003, reserved 0x0000, session id, then (no cookie)
+        // the Ethernet pseudowire.
+        let d = |session: u32| {
+            let mut m = vec![0x00, 0x03, 0x00, 0x00];
+            m.extend(session.to_be_bytes());
+            m.extend([0xff; 14]);
+            m
+        };
+        let c = vec![d(0x1234_5678), d(0x1234_5678)];
+        let s = vec![d(0x0bad_cafe), d(0x0bad_cafe)];
+        match run(&c, &s, (1701, 1701), false) {
+            Verdict::Yes(c) => {
+                assert_eq!(c.meta.version.as_deref(), Some("L2TPv3"));
+                assert!(
+                    c.evidence[0].value.contains("L2TPv3 data"),
+                    "{:?}",
+                    c.evidence
+                );
+            }
+            v => panic!("{v:?}"),
+        }
+        assert!(matches!(run(&c, &s, (1702, 40000), true), Verdict::No));
+        // Session 0 is the control connection's; a changing session; reserved bits set.
+        assert!(matches!(
+            run(&[d(0), d(0)], &s, (1701, 1701), true),
+            Verdict::No
+        ));
+        assert!(matches!(
+            run(&[d(1), d(2)], &s, (1701, 1701), true),
+            Verdict::No
+        ));
+        let mut bad = d(1);
+        bad[2] = 1;
+        assert!(matches!(
+            run(&[bad.clone(), bad], &s, (1701, 1701), true),
+            Verdict::No
+        ));
+    }
+
+    #[test]
+    fn l2tpv3_over_ip_is_named_from_its_first_packet() {
+        // Control: session id 0, then the SCCRQ exactly as over UDP (RFC 3931 4.1.1.2).
+        let mut sccrq = vec![0, 0, 0, 0];
+        sccrq.extend(sccrq_v3());
+        let c = over_ip(&sccrq).expect("SCCRQ over IP");
+        assert_eq!((c.service, c.protocol), (Some(Service::L2tp), "l2tp"));
+        assert_eq!(c.evidence[0].value, "L2TPv3 SCCRQ (1) over IP");
+        assert_eq!(c.meta.version.as_deref(), Some("L2TPv3"));
+        // Cut by the snap length: still the control message.
+        assert!(over_ip(&sccrq[..sccrq.len() - 4]).is_some());
+        // A ZLB acknowledgement.
+        let zlb = [0, 0, 0, 0, 0xc8, 0x03, 0x00, 0x0c, 0, 0, 0, 1, 0, 1, 0, 1];
+        assert!(over_ip(&zlb).is_some());
+        // Data: a session id, then the pseudowire.
+        let mut data = vec![0x00, 0x00, 0x10, 0x01];
+        data.extend([0xaa; 18]);
+        let c = over_ip(&data).expect("data");
+        assert_eq!(c.evidence[0].value, "115 (L2TPv3 data, session 0x00001001)");
+        // Not a control message of L2TPv3 (an L2TPv2 header, a broken AVP), or nothing
+        // after the session id.
+        let mut v2 = vec![0, 0, 0, 0];
+        v2.extend(sccrq_v2());
+        assert!(over_ip(&v2).is_none());
+        let mut broken = sccrq.clone();
+        broken[4 + 12] = 0x00;
+        assert!(over_ip(&broken).is_none());
+        assert!(over_ip(&[0, 0, 0, 1]).is_none());
+        assert!(over_ip(&[0, 0]).is_none());
     }
 
     #[test]

@@ -884,6 +884,7 @@ pub fn classify_streams(
 fn by_transport(proto: u8, payload: &[u8]) -> Option<Box<Classification>> {
     match proto {
         ipproto::GRE => pptp::gre(payload).map(Box::new),
+        ipproto::L2TP => l2tp::over_ip(payload).map(Box::new),
         ipproto::ESP => Some(Box::new(Classification::new(
             "esp",
             Some(Service::Ipsec),

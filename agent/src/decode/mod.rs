@@ -50,6 +50,8 @@ pub mod ipproto {
     pub const AH: u8 = 51;
     /// ICMPv6.
     pub const ICMPV6: u8 = 58;
+    /// L2TPv3 directly over IP (RFC 3931 section 4.1.1).
+    pub const L2TP: u8 = 115;
 }
 
 /// An IP address in 16 bytes; IPv4 is stored IPv4-mapped (::ffff:a.b.c.d).

@@ -135,6 +135,7 @@ pub fn transport_name(proto: u8) -> std::borrow::Cow<'static, str> {
         ipproto::GRE => "gre".into(),
         ipproto::IPIP => "ipip".into(),
         ipproto::IPV6 => "ipv6-in-ip".into(),
+        ipproto::L2TP => "l2tp".into(),
         2 => "igmp".into(),
         132 => "sctp".into(),
         n => format!("ip-{n}").into(),
