@@ -281,6 +281,21 @@ enum Delivery {
     Erspan2,
     /// ERSPAN type III with its platform subheader (12 + 8 bytes).
     Erspan3,
+    /// IPv4 inside IPv6 (RFC 2473), as DS-Lite and MAP-E carry it over IPv6-only
+    /// FLET'S lines: the router's side of the line.
+    Ipv4InIpv6,
+}
+
+impl Delivery {
+    /// The transport of the flow the delivery adds, from or to 2001:db8:ffff::9 or
+    /// 198.51.100.9, if it adds one.
+    fn outer(self) -> Option<&'static str> {
+        match self {
+            Delivery::Pppoe | Delivery::Mpls => None,
+            Delivery::Erspan2 | Delivery::Erspan3 => Some("gre"),
+            Delivery::Ipv4InIpv6 => Some("ipip"),
+        }
+    }
 }
 
 /// One record's frame as `how` delivers it; `None` where it does not apply (not IP).
@@ -291,6 +306,23 @@ fn deliver(how: Delivery, frame: &[u8], orig_len: usize) -> Option<(Vec<u8>, usi
     let mut v = frame[..12].to_vec();
     let inner_len = orig_len - 14;
     match how {
+        Delivery::Ipv4InIpv6 => {
+            if !ip_v4 {
+                return None;
+            }
+            v.extend_from_slice(&[0x86, 0xdd, 0x60, 0, 0, 0]);
+            v.extend_from_slice(&u16::try_from(inner_len).ok()?.to_be_bytes());
+            v.extend_from_slice(&[4, 64]);
+            let at = |last: u8| {
+                [
+                    0x20, 0x01, 0x0d, 0xb8, 0xff, 0xff, 0, 0, 0, 0, 0, 0, 0, 0, 0, last,
+                ]
+            };
+            v.extend_from_slice(&at(1));
+            v.extend_from_slice(&at(9));
+            v.extend_from_slice(ip);
+            Some((v, orig_len + 40))
+        }
         Delivery::Pppoe => {
             let proto: u16 = if ip_v4 {
                 0x0021
@@ -347,11 +379,12 @@ fn deliver(how: Delivery, frame: &[u8], orig_len: usize) -> Option<(Vec<u8>, usi
     }
 }
 
-/// The same traffic seen through a PPPoE line, an MPLS core or a remote SPAN session
-/// (ERSPAN II and III from a switch elsewhere) gives the same flows with the same names
-/// as on a plain mirror port: every corpus capture of Ethernet frames, rewritten.
+/// The same traffic seen through a PPPoE line, an MPLS core, a remote SPAN session
+/// (ERSPAN II and III from a switch elsewhere) or an IPv6-only line carrying IPv4
+/// (DS-Lite, MAP-E) gives the same flows with the same names as on a plain mirror port:
+/// every corpus capture of Ethernet frames, rewritten.
 #[test]
-fn pppoe_mpls_and_erspan_deliveries_give_the_flows_of_a_plain_mirror_port() {
+fn pppoe_mpls_erspan_and_ds_lite_give_the_flows_of_a_plain_mirror_port() {
     let mut checked = 0;
     let mut named = 0;
     for cap in captures() {
@@ -375,6 +408,7 @@ fn pppoe_mpls_and_erspan_deliveries_give_the_flows_of_a_plain_mirror_port() {
             Delivery::Mpls,
             Delivery::Erspan2,
             Delivery::Erspan3,
+            Delivery::Ipv4InIpv6,
         ] {
             let mut tmp = tempfile::Builder::new().suffix(".pcap").tempfile().unwrap();
             // A larger snap length: the delivery adds its headers.
@@ -402,19 +436,26 @@ fn pppoe_mpls_and_erspan_deliveries_give_the_flows_of_a_plain_mirror_port() {
             let out = analyze(&["--format", "jsonl"], &[tmp.path()]);
             assert!(out.status.success(), "{} {how:?}", cap.display());
             let flows = jsonl(&out);
-            // ERSPAN's own GRE flow, from the switch to the sensor, is the one flow more.
+            // ERSPAN's GRE flow from the switch to the sensor, and the IPv6 tunnel, are
+            // the one flow more (more than one where the capture is quiet for longer
+            // than such a flow's idle timeout).
             let (outer, inner): (Vec<_>, Vec<_>) = flows.into_iter().partition(|f| {
-                f["server"]["ip"] == "198.51.100.9" || f["client"]["ip"] == "198.51.100.9"
+                ["198.51.100.9", "2001:db8:ffff::9"]
+                    .iter()
+                    .any(|a| f["server"]["ip"] == *a || f["client"]["ip"] == *a)
             });
-            // (more than one where the capture is quiet for longer than a GRE flow's
-            // idle timeout).
             assert_eq!(
                 outer.is_empty(),
-                matches!(how, Delivery::Pppoe | Delivery::Mpls),
+                how.outer().is_none(),
                 "{} {how:?}",
                 cap.display()
             );
-            assert!(outer.iter().all(|f| f["transport"] == "gre"), "{outer:?}");
+            assert!(
+                outer
+                    .iter()
+                    .all(|f| f["transport"] == how.outer().unwrap_or("")),
+                "{outer:?}"
+            );
             let got = named_flows(&inner);
             assert_eq!(
                 got.symmetric_difference(&want).collect::<Vec<_>>(),
