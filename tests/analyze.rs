@@ -284,6 +284,43 @@ enum Delivery {
     /// IPv4 inside IPv6 (RFC 2473), as DS-Lite and MAP-E carry it over IPv6-only
     /// FLET'S lines: the router's side of the line.
     Ipv4InIpv6,
+    /// A router's packet sniffer streaming to the sensor over TZSP (UDP 37008).
+    Tzsp,
+    /// Wireless clients' frames tunnelled by an access point to its controller: CAPWAP
+    /// data (RFC 5415, UDP 5247) with IEEE 802.11 QoS data frames inside.
+    Capwap,
+    /// The same 802.11 frames captured on a radio, behind a radiotap header.
+    Radiotap,
+}
+
+/// An Ethernet frame as an IEEE 802.11 QoS data frame from the distribution system:
+/// addresses DA, BSSID, SA; QoS control; LLC/SNAP with the frame's EtherType.
+fn as_wifi(frame: &[u8]) -> Vec<u8> {
+    let mut w = vec![0x88, 0x02, 0, 0];
+    w.extend_from_slice(&frame[0..6]);
+    w.extend_from_slice(&[0x02, 0xaa, 0xbb, 0xcc, 0xdd, 0xee]);
+    w.extend_from_slice(&frame[6..12]);
+    w.extend_from_slice(&[0x10, 0x00, 0x00, 0x00, 0xaa, 0xaa, 0x03, 0, 0, 0]);
+    w.extend_from_slice(&frame[12..]);
+    w
+}
+
+/// A UDP packet from 198.51.100.1 to 198.51.100.9 in an Ethernet frame.
+fn udp_to_sensor(sport: u16, dport: u16, payload: &[u8]) -> Option<Vec<u8>> {
+    let len = u16::try_from(8 + payload.len()).ok()?;
+    let mut v = vec![0x02, 0, 0, 0, 0, 0x09, 0x02, 0, 0, 0, 0, 0x01, 0x08, 0x00];
+    v.extend_from_slice(&ipv4_header(
+        [198, 51, 100, 1],
+        [198, 51, 100, 9],
+        17,
+        usize::from(len),
+    ));
+    v.extend_from_slice(&sport.to_be_bytes());
+    v.extend_from_slice(&dport.to_be_bytes());
+    v.extend_from_slice(&len.to_be_bytes());
+    v.extend_from_slice(&[0, 0]);
+    v.extend_from_slice(payload);
+    Some(v)
 }
 
 impl Delivery {
@@ -294,6 +331,8 @@ impl Delivery {
             Delivery::Pppoe | Delivery::Mpls => None,
             Delivery::Erspan2 | Delivery::Erspan3 => Some("gre"),
             Delivery::Ipv4InIpv6 => Some("ipip"),
+            Delivery::Tzsp | Delivery::Capwap => Some("udp"),
+            Delivery::Radiotap => None,
         }
     }
 }
@@ -305,7 +344,27 @@ fn deliver(how: Delivery, frame: &[u8], orig_len: usize) -> Option<(Vec<u8>, usi
     let (ip_v4, ip_v6) = (t == [0x08, 0x00], t == [0x86, 0xdd]);
     let mut v = frame[..12].to_vec();
     let inner_len = orig_len - 14;
+    // Frames on the wire are the captured ones (these captures keep whole frames).
+    let grown = |v: Vec<u8>| {
+        let len = orig_len + v.len() - frame.len();
+        (v, len)
+    };
     match how {
+        Delivery::Tzsp => {
+            let mut t = vec![1, 0, 0, 1, 10, 4, 0, 0, 0, 1, 0, 1];
+            t.extend_from_slice(frame);
+            udp_to_sensor(40000, 37008, &t).map(grown)
+        }
+        Delivery::Capwap => {
+            let mut c = vec![0x00, 0x10, 0x03, 0x00, 0, 0, 0, 0];
+            c.extend_from_slice(&as_wifi(frame));
+            udp_to_sensor(5247, 5247, &c).map(grown)
+        }
+        Delivery::Radiotap => {
+            let mut r = vec![0, 0, 12, 0, 0x06, 0, 0, 0, 0x10, 0x02, 0x6c, 0x09];
+            r.extend_from_slice(&as_wifi(frame));
+            Some(grown(r))
+        }
         Delivery::Ipv4InIpv6 => {
             if !ip_v4 {
                 return None;
@@ -380,11 +439,12 @@ fn deliver(how: Delivery, frame: &[u8], orig_len: usize) -> Option<(Vec<u8>, usi
 }
 
 /// The same traffic seen through a PPPoE line, an MPLS core, a remote SPAN session
-/// (ERSPAN II and III from a switch elsewhere) or an IPv6-only line carrying IPv4
-/// (DS-Lite, MAP-E) gives the same flows with the same names as on a plain mirror port:
-/// every corpus capture of Ethernet frames, rewritten.
+/// (ERSPAN II and III from a switch elsewhere), an IPv6-only line carrying IPv4 (DS-Lite,
+/// MAP-E), a router's TZSP stream, a wireless controller's CAPWAP tunnel or a radio gives
+/// the same flows with the same names as on a plain mirror port: every corpus capture of
+/// Ethernet frames, rewritten.
 #[test]
-fn pppoe_mpls_erspan_and_ds_lite_give_the_flows_of_a_plain_mirror_port() {
+fn every_way_frames_reach_the_sensor_gives_the_flows_of_a_plain_mirror_port() {
     let mut checked = 0;
     let mut named = 0;
     for cap in captures() {
@@ -409,11 +469,17 @@ fn pppoe_mpls_erspan_and_ds_lite_give_the_flows_of_a_plain_mirror_port() {
             Delivery::Erspan2,
             Delivery::Erspan3,
             Delivery::Ipv4InIpv6,
+            Delivery::Tzsp,
+            Delivery::Capwap,
+            Delivery::Radiotap,
         ] {
             let mut tmp = tempfile::Builder::new().suffix(".pcap").tempfile().unwrap();
             // A larger snap length: the delivery adds its headers.
             let mut h = header.clone();
             h[16..20].copy_from_slice(&262_144u32.to_le_bytes());
+            if matches!(how, Delivery::Radiotap) {
+                h[20..24].copy_from_slice(&127u32.to_le_bytes());
+            }
             tmp.write_all(&h).unwrap();
             let mut wrapped = 0;
             for r in &recs {

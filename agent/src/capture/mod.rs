@@ -53,6 +53,12 @@ impl LinkType {
     pub const RAW_BSD12: LinkType = LinkType(12);
     /// Raw IP, old BSD value.
     pub const RAW_BSD14: LinkType = LinkType(14);
+    /// IEEE 802.11 frames without a radio header.
+    pub const IEEE802_11: LinkType = LinkType(105);
+    /// IEEE 802.11 frames behind a radiotap header.
+    pub const IEEE802_11_RADIOTAP: LinkType = LinkType(127);
+    /// Per-Packet Information header, then the frame of the link type it names.
+    pub const PPI: LinkType = LinkType(192);
 }
 
 impl fmt::Display for LinkType {

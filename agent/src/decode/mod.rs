@@ -14,9 +14,15 @@
 //! line to the provider on Japanese FLET'S connections), MPLS label stacks (RFC 3032, with
 //! an Ethernet pseudowire behind a control word, RFC 4385/4448), and mirrored frames sent
 //! on over GRE by a remote SPAN session (ERSPAN types I, II and III,
-//! draft-foschiano-erspan-03). Frames delivered by ERSPAN are the mirrored network's own
-//! traffic: they keep the zone of the packet that carried them, so one conversation
-//! mirrored by two sessions (one per direction) is one flow.
+//! draft-foschiano-erspan-03) or over UDP by TZSP (a router's packet sniffer streaming
+//! what it sees). Frames delivered so are the mirrored network's own traffic: they keep
+//! the zone of the packet that carried them, so one conversation mirrored by two sessions
+//! (one per direction) is one flow. The same holds for wireless clients' frames that an
+//! access point tunnels to its controller in CAPWAP data packets (RFC 5415, UDP 5247).
+//!
+//! IEEE 802.11 data frames (from CAPWAP, or captured on a radio: radiotap or PPI link
+//! types) are read up to their LLC/SNAP header; encrypted frames and frames carrying no
+//! data are skipped.
 //!
 //! IPv4 and IPv6 fragments: the first fragment's transport header is parsed by hand
 //! (etherparse stops at a fragmented payload) and its ports are remembered, so later
@@ -315,6 +321,33 @@ impl Decoder {
             | LinkType::IPV6
             | LinkType::RAW_BSD12
             | LinkType::RAW_BSD14 => self.ip(data, 0, 0, 0, out),
+            LinkType::IEEE802_11 => self.wifi(data, 0, 0, out),
+            // Radiotap: version 0, pad, then the little-endian length of the whole radio
+            // header (radiotap.org, "Radiotap header").
+            LinkType::IEEE802_11_RADIOTAP => match data.get(2..4) {
+                Some(&[lo, hi]) if data.first() == Some(&0) => {
+                    match data.get(usize::from(u16::from_le_bytes([lo, hi]))..) {
+                        Some(frame) => self.wifi(frame, 0, 0, out),
+                        None => out.skip(Skip::Malformed),
+                    }
+                }
+                _ => out.skip(Skip::Malformed),
+            },
+            // PPI: version 0, flags, little-endian header length, then the link type of
+            // the frame behind it (PPI specification 1.0, section 3.1).
+            LinkType::PPI => match (data.get(2..4), data.get(4..8)) {
+                (Some(&[lo, hi]), Some(&[a, b, c, d])) if data.first() == Some(&0) => {
+                    let inner = LinkType(u32::from_le_bytes([a, b, c, d]));
+                    let frame = data.get(usize::from(u16::from_le_bytes([lo, hi]))..);
+                    match (inner, frame) {
+                        (LinkType::ETHERNET, Some(f)) => self.ether(f, 0, 0, out),
+                        (LinkType::IEEE802_11, Some(f)) => self.wifi(f, 0, 0, out),
+                        (_, Some(_)) => out.skip(Skip::UnsupportedLink),
+                        (_, None) => out.skip(Skip::Malformed),
+                    }
+                }
+                _ => out.skip(Skip::Malformed),
+            },
             _ => out.skip(Skip::UnsupportedLink),
         }
     }
@@ -325,6 +358,80 @@ impl Decoder {
             return out.skip(Skip::Malformed);
         };
         self.ether_type(t, rest, 0, zone, depth, out);
+    }
+
+    /// An IEEE 802.11 data frame (IEEE 802.11-2020 section 9.2-9.3.2): frame control (type
+    /// 2 = data), duration, three addresses, sequence control; a fourth address when both
+    /// ToDS and FromDS are set; QoS control for QoS subtypes (8-15); HT control when a QoS
+    /// frame has the +HTC/Order bit. Then LLC/SNAP (RFC 1042: AA AA 03 and an OUI of 0, or
+    /// 00 00 F8 for 802.1H bridge tunnelling) and the EtherType. Protected (encrypted)
+    /// frames, frames without data (null subtypes), A-MSDUs and fragments after the first
+    /// are skipped.
+    fn wifi<'a>(&mut self, b: &'a [u8], zone: u32, depth: usize, out: &mut impl Out<'a>) {
+        let (Some(&fc0), Some(&fc1)) = (b.first(), b.get(1)) else {
+            return out.skip(Skip::Malformed);
+        };
+        self.wifi_data(fc0, fc1, b, zone, depth, out);
+    }
+
+    /// [`Decoder::wifi`] with the frame control's two bytes given apart from the frame.
+    fn wifi_data<'a>(
+        &mut self,
+        fc0: u8,
+        fc1: u8,
+        b: &'a [u8],
+        zone: u32,
+        depth: usize,
+        out: &mut impl Out<'a>,
+    ) {
+        let (kind, subtype) = ((fc0 >> 2) & 0x03, fc0 >> 4);
+        let (to_from_ds, protected, order) = (fc1 & 0x03, fc1 & 0x40 != 0, fc1 & 0x80 != 0);
+        let qos = subtype & 0x08 != 0;
+        // Data frames only, with data (subtypes 4-7 and 12-15 carry none), not encrypted.
+        if fc0 & 0x03 != 0 || kind != 2 || subtype & 0x04 != 0 || protected {
+            if out.pushed() == 0 {
+                out.skip(Skip::NotIp);
+            }
+            return;
+        }
+        let mut off = 24 + if to_from_ds == 0x03 { 6 } else { 0 };
+        if qos {
+            // QoS control, bit 7: an A-MSDU of several subframes.
+            match b.get(off) {
+                Some(q) if q & 0x80 != 0 => {
+                    if out.pushed() == 0 {
+                        out.skip(Skip::NotIp);
+                    }
+                    return;
+                }
+                Some(_) => off += 2,
+                None => return out.skip(Skip::Malformed),
+            }
+            if order {
+                off += 4;
+            }
+        }
+        // Sequence control: a fragment number other than 0 continues a frame.
+        if b.get(22).is_some_and(|s| s & 0x0f != 0) {
+            if out.pushed() == 0 {
+                out.skip(Skip::NotIp);
+            }
+            return;
+        }
+        match b.get(off..off + 8) {
+            Some(&[0xaa, 0xaa, 0x03, 0x00, 0x00, 0x00 | 0xf8, hi, lo]) => match b.get(off + 8..) {
+                Some(rest) => {
+                    self.ether_type(u16::from_be_bytes([hi, lo]), rest, 0, zone, depth, out)
+                }
+                None => out.skip(Skip::Malformed),
+            },
+            Some(_) => {
+                if out.pushed() == 0 {
+                    out.skip(Skip::NotIp);
+                }
+            }
+            None => out.skip(Skip::Malformed),
+        }
     }
 
     /// Payload of the given EtherType: 802.1Q / 802.1ad tags (IEEE 802.1Q 9.6: TCI with
@@ -558,20 +665,8 @@ impl Decoder {
                 Ok(u) => {
                     let p = l4(u.source_port(), u.destination_port(), None, u.payload());
                     out.push(p);
-                    // VXLAN (RFC 7348 section 5): UDP 4789, flags byte with the I bit,
-                    // 24-bit VNI, then an Ethernet frame.
-                    if p.dport == 4789 && depth < MAX_TUNNEL_DEPTH {
-                        if let (Some(&flags), Some(vni), Some(inner)) =
-                            (p.payload.first(), p.payload.get(4..7), p.payload.get(8..))
-                        {
-                            if flags & 0x08 != 0 {
-                                let z = tunnel_zone(
-                                    &p,
-                                    u32::from_be_bytes([0, vni[0], vni[1], vni[2]]),
-                                );
-                                self.ether(inner, z, depth + 1, out);
-                            }
-                        }
+                    if depth < MAX_TUNNEL_DEPTH {
+                        self.udp_carried(&p, out);
                     }
                 }
                 Err(_) => out.skip(Skip::Malformed),
@@ -582,6 +677,56 @@ impl Decoder {
                 if depth < MAX_TUNNEL_DEPTH {
                     self.decapsulate(&p, vlan, depth, out);
                 }
+            }
+        }
+    }
+
+    /// What a UDP packet may carry by its port: VXLAN (RFC 7348 section 5: UDP 4789, flags
+    /// with the I bit, 24-bit VNI, then an Ethernet frame); TZSP (UDP 37008: version 1,
+    /// type 0 "received", encapsulation 1 = Ethernet, tagged fields up to the END tag, then
+    /// the frame; Wireshark packet-tzsp.c); CAPWAP data (RFC 5415 section 4.3, UDP 5247:
+    /// preamble version 0 type 0 (type 1 is DTLS), HLEN in 4-byte words, then an 802.3
+    /// frame, or with the T bit a native frame of the wireless binding, 1 = IEEE 802.11;
+    /// keep-alives (K) and fragments after the first carry no frame).
+    fn udp_carried<'a>(&mut self, p: &L4<'a>, out: &mut impl Out<'a>) {
+        let depth = usize::from(p.depth);
+        let b = p.payload;
+        let port = |n: u16| p.dport == n || p.sport == n;
+        if p.dport == 4789 {
+            if let (Some(&flags), Some(vni), Some(inner)) = (b.first(), b.get(4..7), b.get(8..)) {
+                if flags & 0x08 != 0 {
+                    let z = tunnel_zone(p, u32::from_be_bytes([0, vni[0], vni[1], vni[2]]));
+                    self.ether(inner, z, depth + 1, out);
+                }
+            }
+        } else if port(37008) {
+            if let Some(frame) = tzsp_frame(b) {
+                self.ether(frame, p.zone, depth + 1, out);
+            }
+        } else if port(5247) {
+            let (Some(&[0x00, h1, h2, flags]), Some(frag)) = (b.get(..4), b.get(6..8)) else {
+                return;
+            };
+            let hlen = usize::from(h1 >> 3) * 4;
+            let (native, wbid) = (h2 & 0x01 != 0, (h2 >> 1) & 0x1f);
+            let (fragment, keep_alive) = (flags & 0x80 != 0, flags & 0x08 != 0);
+            let offset = u16::from_be_bytes([frag[0], frag[1]]) >> 3;
+            if hlen < 8 || keep_alive || (fragment && offset != 0) {
+                return;
+            }
+            let Some(frame) = b.get(hlen..) else { return };
+            match (native, wbid) {
+                (false, _) => self.ether(frame, p.zone, depth + 1, out),
+                // Some access points send the frame control's two bytes swapped
+                // (Wireshark's CAPWAP preference "Swap frame control", on by default):
+                // where only the second byte reads as a data frame, they are swapped back.
+                (true, 1) => match (frame.first(), frame.get(1)) {
+                    (Some(&a), Some(&b)) if a & 0x0f != 0x08 && b & 0x0f == 0x08 => {
+                        self.wifi_data(b, a, frame, p.zone, depth + 1, out)
+                    }
+                    _ => self.wifi(frame, p.zone, depth + 1, out),
+                },
+                _ => {}
             }
         }
     }
@@ -630,6 +775,24 @@ fn pppoe_payload(b: &[u8]) -> Option<&[u8]> {
     }
     let len = usize::from(u16::from_be_bytes([hi, lo]));
     Some(rest.get(..len).unwrap_or(rest))
+}
+
+/// The Ethernet frame of a TZSP packet (version 1, type 0, encapsulation 1), behind its
+/// tagged fields: tag 0 is one byte of padding, tag 1 ends the list, any other tag has a
+/// length byte (Wireshark packet-tzsp.c).
+fn tzsp_frame(b: &[u8]) -> Option<&[u8]> {
+    if b.get(..4)? != [1, 0, 0, 1] {
+        return None;
+    }
+    let mut off = 4usize;
+    // Each tag takes at least one byte, so the loop ends within the packet.
+    loop {
+        match *b.get(off)? {
+            0 => off += 1,
+            1 => return b.get(off + 1..),
+            _ => off += 2 + usize::from(*b.get(off + 1)?),
+        }
+    }
 }
 
 /// The mirrored Ethernet frame an ERSPAN packet carries (draft-foschiano-erspan-03;
@@ -1402,12 +1565,162 @@ mod tests {
         }
     }
 
+    /// An IEEE 802.11 data frame from the distribution system (FromDS) carrying `ip`:
+    /// QoS data (subtype 8, with QoS control) or plain data, then LLC/SNAP for IPv4.
+    fn wifi_frame(qos: bool, flags: u8, ip: &[u8]) -> Vec<u8> {
+        let mut f = vec![if qos { 0x88 } else { 0x08 }, 0x02 | flags, 0, 0];
+        f.extend_from_slice(&[1; 6]);
+        f.extend_from_slice(&[2; 6]);
+        f.extend_from_slice(&[3; 6]);
+        f.extend_from_slice(&[0x10, 0x00]);
+        if qos {
+            f.extend_from_slice(&[0x00, 0x00]);
+        }
+        f.extend_from_slice(&[0xaa, 0xaa, 0x03, 0, 0, 0, 0x08, 0x00]);
+        f.extend_from_slice(ip);
+        f
+    }
+
+    /// A UDP packet from 192.0.2.1 to 192.0.2.2 with the given ports and payload.
+    fn udp_raw(sport: u16, dport: u16, payload: &[u8]) -> Vec<u8> {
+        let b = PacketBuilder::ipv4([192, 0, 2, 1], [192, 0, 2, 2], 64).udp(sport, dport);
+        let mut v = Vec::new();
+        b.write(&mut v, payload).unwrap();
+        v
+    }
+
+    #[test]
+    fn tzsp_streams_are_the_sniffed_networks_own_frames() {
+        // Version 1, type 0 (received), Ethernet; a 4-byte tag (type 10), padding, END.
+        let mut t = vec![1, 0, 0, 1, 10, 4, 0, 0, 0, 1, 0, 1];
+        t.extend_from_slice(&tcp_frame(b"sniffed"));
+        let mut d = Decoder::new();
+        let v = udp_raw(40000, 37008, &t);
+        let out = d.decode(LinkType::RAW, &v);
+        let ps: Vec<_> = out.iter().collect();
+        assert_eq!(ps.len(), 2);
+        assert_eq!((ps[1].dport, ps[1].payload), (3389, &b"sniffed"[..]));
+        assert_eq!((ps[1].depth, ps[1].zone), (1, 0));
+        // Another version or encapsulation, a tag running past the end: the UDP packet only.
+        for bad in [
+            &[2u8, 0, 0, 1, 1][..],
+            &[1, 0, 0, 18, 1],
+            &[1, 0, 0, 1, 10, 200, 0],
+        ] {
+            let mut t = bad.to_vec();
+            t.extend_from_slice(&tcp_frame(b"x"));
+            if bad[5..].first() == Some(&200) {
+                t.truncate(bad.len());
+            }
+            assert_eq!(
+                d.decode(LinkType::RAW, &udp_raw(40000, 37008, &t)).len,
+                1,
+                "{bad:?}"
+            );
+        }
+    }
+
+    #[test]
+    fn capwap_data_carries_wireless_clients_frames() {
+        let ip = tcp_ip(b"wlan");
+        // RFC 5415 section 4.3: preamble 0; HLEN 2 (8 bytes), RID 0; WBID 1 and T; flags.
+        let capwap = |t_bit: bool, flags: u8, frame: &[u8]| {
+            let mut c = vec![0x00, 0x10, 0x02 | u8::from(t_bit), flags, 0, 0, 0, 0];
+            c.extend_from_slice(frame);
+            c
+        };
+        let mut d = Decoder::new();
+        let cases = [
+            (
+                "802.11 QoS data",
+                capwap(true, 0, &wifi_frame(true, 0, &ip)),
+            ),
+            ("802.11 data", capwap(true, 0, &wifi_frame(false, 0, &ip))),
+            ("802.3", capwap(false, 0, &tcp_frame(b"wlan"))),
+            ("802.11, frame control swapped", {
+                let mut f = wifi_frame(true, 0, &ip);
+                f.swap(0, 1);
+                capwap(true, 0, &f)
+            }),
+        ];
+        for (name, c) in cases {
+            for (sport, dport) in [(5247, 5247), (12222, 5247), (5247, 12222)] {
+                let v = udp_raw(sport, dport, &c);
+                let out = d.decode(LinkType::RAW, &v);
+                let ps: Vec<_> = out.iter().collect();
+                assert_eq!(ps.len(), 2, "{name}");
+                assert_eq!((ps[1].dport, ps[1].payload), (3389, &b"wlan"[..]), "{name}");
+                assert_eq!((ps[1].depth, ps[1].zone), (1, 0), "{name}");
+            }
+        }
+        // Encrypted (DTLS preamble, or a protected 802.11 frame), a keep-alive, a later
+        // fragment, a null frame, an A-MSDU: nothing inside is read.
+        let mut dtls = capwap(true, 0, &wifi_frame(true, 0, &ip));
+        dtls[0] = 0x01;
+        let mut later = capwap(true, 0x80, &wifi_frame(true, 0, &ip));
+        later[7] = 0x08;
+        let mut null = wifi_frame(true, 0, &ip);
+        null[0] = 0xc8;
+        let mut amsdu = wifi_frame(true, 0, &ip);
+        amsdu[24] = 0x80;
+        for (name, c) in [
+            ("dtls", dtls),
+            ("protected", capwap(true, 0, &wifi_frame(true, 0x40, &ip))),
+            ("keep-alive", capwap(true, 0x08, &wifi_frame(true, 0, &ip))),
+            ("later fragment", later),
+            ("null", capwap(true, 0, &null)),
+            ("a-msdu", capwap(true, 0, &amsdu)),
+        ] {
+            let v = udp_raw(5247, 5247, &c);
+            assert_eq!(d.decode(LinkType::RAW, &v).len, 1, "{name}");
+        }
+    }
+
+    #[test]
+    fn radio_captures_of_data_frames_are_read() {
+        let ip = tcp_ip(b"air");
+        let mut d = Decoder::new();
+        // Radiotap: version 0, pad, length 12, present bits, then 4 bytes of fields.
+        let mut rt = vec![0, 0, 12, 0, 0x06, 0, 0, 0, 0x10, 0x02, 0x6c, 0x09];
+        rt.extend_from_slice(&wifi_frame(true, 0, &ip));
+        // PPI: version 0, flags, length 8, link type 105.
+        let mut ppi = vec![0, 0, 8, 0, 105, 0, 0, 0];
+        ppi.extend_from_slice(&wifi_frame(false, 0, &ip));
+        for (link, f) in [
+            (LinkType::IEEE802_11_RADIOTAP, rt.clone()),
+            (LinkType::PPI, ppi),
+            (LinkType::IEEE802_11, wifi_frame(true, 0, &ip)),
+        ] {
+            let out = d.decode(link, &f);
+            let p = only_tcp(&out);
+            assert_eq!(
+                (p.dport, p.payload, p.depth),
+                (3389, &b"air"[..], 0),
+                "{link:?}"
+            );
+        }
+        // A beacon (management), a radiotap length past the frame, encrypted data.
+        let mut beacon = rt.clone();
+        beacon[12] = 0x80;
+        assert_eq!(
+            d.decode(LinkType::IEEE802_11_RADIOTAP, &beacon).skip,
+            Some(Skip::NotIp)
+        );
+        let mut long = rt.clone();
+        long[2] = 0xff;
+        long[3] = 0x0f;
+        let out = d.decode(LinkType::IEEE802_11_RADIOTAP, &long);
+        assert_eq!(out.skip, Some(Skip::Malformed));
+        let f = wifi_frame(true, 0x40, &ip);
+        assert_eq!(d.decode(LinkType::IEEE802_11, &f).skip, Some(Skip::NotIp));
+    }
+
     #[test]
     fn garbage_never_panics() {
         let mut d = Decoder::new();
         for len in 0..64 {
             let junk: Vec<u8> = (0..len).map(|i| (i * 37 + 11) as u8).collect();
-            for link in [1, 0, 101, 113, 276, 228, 229] {
+            for link in [1, 0, 101, 113, 276, 228, 229, 105, 127, 192] {
                 let _ = d.decode(LinkType(link), &junk);
             }
             // Behind each EtherType with a header of its own, and inside GRE.
