@@ -26,7 +26,7 @@ use std::path::Path;
 use std::sync::{Arc, OnceLock};
 
 /// Link types the `decode` target chooses among with its first byte.
-pub const LINKS: [LinkType; 7] = [
+pub const LINKS: [LinkType; 10] = [
     LinkType::ETHERNET,
     LinkType::NULL,
     LinkType::RAW,
@@ -34,6 +34,9 @@ pub const LINKS: [LinkType; 7] = [
     LinkType::LINUX_SLL2,
     LinkType::IPV4,
     LinkType::IPV6,
+    LinkType::IEEE802_11,
+    LinkType::IEEE802_11_RADIOTAP,
+    LinkType::PPI,
 ];
 
 /// Records a harness reads from one input, so a huge input cannot make one run slow.
@@ -189,9 +192,12 @@ pub fn decode(data: &[u8]) {
                 assert!(p.tcp.is_none(), "TCP fields on a non-TCP packet");
             }
             // Header-only transports are named from their first packet's payload: PPTP's
-            // enhanced GRE.
+            // enhanced GRE, L2TPv3 over IP.
             if p.proto == ipproto::GRE {
                 let _ = setten_agent::classify::pptp::gre(p.payload);
+            }
+            if p.proto == ipproto::L2TP {
+                let _ = setten_agent::classify::l2tp::over_ip(p.payload);
             }
         }
     }

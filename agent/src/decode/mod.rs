@@ -389,21 +389,13 @@ impl Decoder {
         let qos = subtype & 0x08 != 0;
         // Data frames only, with data (subtypes 4-7 and 12-15 carry none), not encrypted.
         if fc0 & 0x03 != 0 || kind != 2 || subtype & 0x04 != 0 || protected {
-            if out.pushed() == 0 {
-                out.skip(Skip::NotIp);
-            }
-            return;
+            return not_ip(out);
         }
         let mut off = 24 + if to_from_ds == 0x03 { 6 } else { 0 };
         if qos {
             // QoS control, bit 7: an A-MSDU of several subframes.
             match b.get(off) {
-                Some(q) if q & 0x80 != 0 => {
-                    if out.pushed() == 0 {
-                        out.skip(Skip::NotIp);
-                    }
-                    return;
-                }
+                Some(q) if q & 0x80 != 0 => return not_ip(out),
                 Some(_) => off += 2,
                 None => return out.skip(Skip::Malformed),
             }
@@ -413,10 +405,7 @@ impl Decoder {
         }
         // Sequence control: a fragment number other than 0 continues a frame.
         if b.get(22).is_some_and(|s| s & 0x0f != 0) {
-            if out.pushed() == 0 {
-                out.skip(Skip::NotIp);
-            }
-            return;
+            return not_ip(out);
         }
         match b.get(off..off + 8) {
             Some(&[0xaa, 0xaa, 0x03, 0x00, 0x00, 0x00 | 0xf8, hi, lo]) => match b.get(off + 8..) {
@@ -425,11 +414,7 @@ impl Decoder {
                 }
                 None => out.skip(Skip::Malformed),
             },
-            Some(_) => {
-                if out.pushed() == 0 {
-                    out.skip(Skip::NotIp);
-                }
-            }
+            Some(_) => not_ip(out),
             None => out.skip(Skip::Malformed),
         }
     }
@@ -465,19 +450,11 @@ impl Decoder {
             ethertype::PPPOE_SESSION => match pppoe_payload(b).map(gre::ppp_ip) {
                 Some(Some(ip)) => self.ip(ip, vlan, zone, depth, out),
                 // LCP, IPCP and the like carry no conversation.
-                Some(None) => {
-                    if out.pushed() == 0 {
-                        out.skip(Skip::NotIp);
-                    }
-                }
+                Some(None) => not_ip(out),
                 None => out.skip(Skip::Malformed),
             },
             ethertype::MPLS | ethertype::MPLS_MULTICAST => self.mpls(b, vlan, zone, depth, out),
-            _ => {
-                if out.pushed() == 0 {
-                    out.skip(Skip::NotIp);
-                }
-            }
+            _ => not_ip(out),
         }
     }
 
@@ -509,11 +486,7 @@ impl Decoder {
                     Some(frame) => self.ether(frame, zone, depth + 1, out),
                     None => out.skip(Skip::Malformed),
                 },
-                Some(_) => {
-                    if out.pushed() == 0 {
-                        out.skip(Skip::NotIp);
-                    }
-                }
+                Some(_) => not_ip(out),
                 None => out.skip(Skip::Malformed),
             };
         }
@@ -739,18 +712,15 @@ impl Decoder {
                 if let Some(g) = gre::parse(outer.payload) {
                     let zone = tunnel_zone(outer, g.key.unwrap_or(0) ^ 0x4752_4500);
                     match (g.protocol, g.version) {
-                        (ethertype::IPV4 | ethertype::IPV6, 0) => {
-                            self.ip(g.payload, vlan, zone, depth + 1, out)
-                        }
                         (ethertype::TEB, 0) => self.ether(g.payload, zone, depth + 1, out),
                         (ethertype::ERSPAN | ethertype::ERSPAN3, 0) => {
                             if let Some(frame) = erspan_frame(&g) {
                                 self.ether(frame, outer.zone, depth + 1, out);
                             }
                         }
-                        (ethertype::MPLS | ethertype::MPLS_MULTICAST, 0) => {
-                            self.mpls(g.payload, vlan, zone, depth + 1, out)
-                        }
+                        // The protocol type is an EtherType (RFC 2784 section 2.4): IP,
+                        // MPLS (RFC 4023) and the rest are read as behind Ethernet.
+                        (t, 0) => self.ether_type(t, g.payload, vlan, zone, depth + 1, out),
                         (gre::PPP, 1) => {
                             if let Some(ip) = gre::ppp_ip(g.payload) {
                                 self.ip(ip, vlan, zone, depth + 1, out);
@@ -762,6 +732,14 @@ impl Decoder {
             }
             _ => {}
         }
+    }
+}
+
+/// A frame that carries no IP is counted as such, unless an outer packet of it was
+/// already handed on (then the frame counts as that packet's).
+fn not_ip<'a>(out: &mut impl Out<'a>) {
+    if out.pushed() == 0 {
+        out.skip(Skip::NotIp);
     }
 }
 
