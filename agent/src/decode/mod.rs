@@ -666,9 +666,11 @@ impl Decoder {
         let b = p.payload;
         let port = |n: u16| p.dport == n || p.sport == n;
         if p.dport == 4789 {
-            if let (Some(&flags), Some(vni), Some(inner)) = (b.first(), b.get(4..7), b.get(8..)) {
+            if let (Some(&flags), Some(&[v0, v1, v2]), Some(inner)) =
+                (b.first(), b.get(4..7), b.get(8..))
+            {
                 if flags & 0x08 != 0 {
-                    let z = tunnel_zone(p, u32::from_be_bytes([0, vni[0], vni[1], vni[2]]));
+                    let z = tunnel_zone(p, u32::from_be_bytes([0, v0, v1, v2]));
                     self.ether(inner, z, depth + 1, out);
                 }
             }
@@ -677,13 +679,13 @@ impl Decoder {
                 self.ether(frame, p.zone, depth + 1, out);
             }
         } else if port(5247) {
-            let (Some(&[0x00, h1, h2, flags]), Some(frag)) = (b.get(..4), b.get(6..8)) else {
+            let (Some(&[0x00, h1, h2, flags]), Some(&[f0, f1])) = (b.get(..4), b.get(6..8)) else {
                 return;
             };
             let hlen = usize::from(h1 >> 3) * 4;
             let (native, wbid) = (h2 & 0x01 != 0, (h2 >> 1) & 0x1f);
             let (fragment, keep_alive) = (flags & 0x80 != 0, flags & 0x08 != 0);
-            let offset = u16::from_be_bytes([frag[0], frag[1]]) >> 3;
+            let offset = u16::from_be_bytes([f0, f1]) >> 3;
             if hlen < 8 || keep_alive || (fragment && offset != 0) {
                 return;
             }
