@@ -291,6 +291,10 @@ enum Delivery {
     Capwap,
     /// The same 802.11 frames captured on a radio, behind a radiotap header.
     Radiotap,
+    /// The user plane of a local 5G network (ローカル5G) between its radio and its core:
+    /// the devices' IP packets in GTP-U G-PDUs (UDP 2152) with a sequence number and a
+    /// PDU session container, as 5G base stations send them (3GPP TS 29.281, TS 38.415).
+    Gtpu,
 }
 
 /// An Ethernet frame as an IEEE 802.11 QoS data frame from the distribution system:
@@ -331,7 +335,7 @@ impl Delivery {
             Delivery::Pppoe | Delivery::Mpls => None,
             Delivery::Erspan2 | Delivery::Erspan3 => Some("gre"),
             Delivery::Ipv4InIpv6 => Some("ipip"),
-            Delivery::Tzsp | Delivery::Capwap => Some("udp"),
+            Delivery::Tzsp | Delivery::Capwap | Delivery::Gtpu => Some("udp"),
             Delivery::Radiotap => None,
         }
     }
@@ -359,6 +363,20 @@ fn deliver(how: Delivery, frame: &[u8], orig_len: usize) -> Option<(Vec<u8>, usi
             let mut c = vec![0x00, 0x10, 0x03, 0x00, 0, 0, 0, 0];
             c.extend_from_slice(&as_wifi(frame));
             udp_to_sensor(5247, 5247, &c).map(grown)
+        }
+        Delivery::Gtpu => {
+            if !(ip_v4 || ip_v6) {
+                return None;
+            }
+            // Version 1, protocol type GTP, E and S; G-PDU; the length of what follows
+            // the first eight bytes; TEID; sequence number, N-PDU number, next extension
+            // header: PDU session container (one four-byte unit: uplink, QFI 9, none next).
+            let mut g = vec![0x36, 0xff];
+            g.extend_from_slice(&u16::try_from(8 + inner_len).ok()?.to_be_bytes());
+            g.extend_from_slice(&[0x00, 0x00, 0x2b, 0x67, 0x00, 0x01, 0x00, 0x85]);
+            g.extend_from_slice(&[0x01, 0x10, 0x09, 0x00]);
+            g.extend_from_slice(ip);
+            udp_to_sensor(2152, 2152, &g).map(grown)
         }
         Delivery::Radiotap => {
             let mut r = vec![0, 0, 12, 0, 0x06, 0, 0, 0, 0x10, 0x02, 0x6c, 0x09];
@@ -440,7 +458,8 @@ fn deliver(how: Delivery, frame: &[u8], orig_len: usize) -> Option<(Vec<u8>, usi
 
 /// The same traffic seen through a PPPoE line, an MPLS core, a remote SPAN session
 /// (ERSPAN II and III from a switch elsewhere), an IPv6-only line carrying IPv4 (DS-Lite,
-/// MAP-E), a router's TZSP stream, a wireless controller's CAPWAP tunnel or a radio gives
+/// MAP-E), a router's TZSP stream, a wireless controller's CAPWAP tunnel, a radio or the
+/// user plane of a local 5G network gives
 /// the same flows with the same names as on a plain mirror port: every corpus capture of
 /// Ethernet frames, rewritten.
 #[test]
@@ -472,6 +491,7 @@ fn every_way_frames_reach_the_sensor_gives_the_flows_of_a_plain_mirror_port() {
             Delivery::Tzsp,
             Delivery::Capwap,
             Delivery::Radiotap,
+            Delivery::Gtpu,
         ] {
             let mut tmp = tempfile::Builder::new().suffix(".pcap").tempfile().unwrap();
             // A larger snap length: the delivery adds its headers.

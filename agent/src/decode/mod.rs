@@ -7,8 +7,9 @@
 //! `LaxSlicedPacket` per frame avoids copying that large structure on every packet (it
 //! showed as a tenth of the run time in profiles) and lets tunnels re-enter at any layer. Tunnels are opened so
 //! the inner conversations are seen too: GRE (RFC 2784/2890, and PPTP's enhanced GRE,
-//! RFC 2637 section 4.1), IP-in-IP (RFC 2003), 6in4 (RFC 4213) and VXLAN (RFC 7348). The
-//! outer packet is always reported as well, so the tunnel itself is a flow.
+//! RFC 2637 section 4.1), IP-in-IP (RFC 2003), 6in4 (RFC 4213), VXLAN (RFC 7348) and
+//! GTP-U (3GPP TS 29.281; a local 5G or LTE network's user plane). The outer packet is
+//! always reported as well, so the tunnel itself is a flow.
 //!
 //! What a mirror port may hand over besides plain Ethernet: PPPoE sessions (RFC 2516; the
 //! line to the provider on Japanese FLET'S connections), MPLS label stacks (RFC 3032, with
@@ -655,7 +656,8 @@ impl Decoder {
     }
 
     /// What a UDP packet may carry by its port: VXLAN (RFC 7348 section 5: UDP 4789, flags
-    /// with the I bit, 24-bit VNI, then an Ethernet frame); TZSP (UDP 37008: version 1,
+    /// with the I bit, 24-bit VNI, then an Ethernet frame); GTP-U (UDP 2152: a G-PDU's
+    /// user IP packet, see [`gtpu_payload`]); TZSP (UDP 37008: version 1,
     /// type 0 "received", encapsulation 1 = Ethernet, tagged fields up to the END tag, then
     /// the frame; Wireshark packet-tzsp.c); CAPWAP data (RFC 5415 section 4.3, UDP 5247:
     /// preamble version 0 type 0 (type 1 is DTLS), HLEN in 4-byte words, then an 802.3
@@ -672,6 +674,15 @@ impl Decoder {
                 if flags & 0x08 != 0 {
                     let z = tunnel_zone(p, u32::from_be_bytes([0, v0, v1, v2]));
                     self.ether(inner, z, depth + 1, out);
+                }
+            }
+        } else if port(2152) {
+            // The user's addresses are the mobile network's own: they get a zone of the
+            // tunnel's endpoints (one for both directions, whose TEIDs differ).
+            if let Some(inner) = gtpu_payload(b) {
+                if matches!(inner.first().map(|v| v >> 4), Some(4 | 6)) {
+                    let z = tunnel_zone(p, GTPU_ZONE);
+                    self.ip(inner, p.vlan, z, depth + 1, out);
                 }
             }
         } else if port(37008) {
@@ -755,6 +766,44 @@ fn pppoe_payload(b: &[u8]) -> Option<&[u8]> {
     }
     let len = usize::from(u16::from_be_bytes([hi, lo]));
     Some(rest.get(..len).unwrap_or(rest))
+}
+
+/// Mixed into the zone of a GTP-U tunnel's inner packets ("GTPU").
+const GTPU_ZONE: u32 = 0x4754_5055;
+
+/// The user's IP packet in a GTP-U G-PDU (3GPP TS 29.281 section 5.1: version 1 and
+/// protocol type 1 in the flags, message type 255, the length of what follows the eight
+/// mandatory bytes, the TEID; with any of the E, S and PN flags set, four more bytes:
+/// sequence number, N-PDU number and the next extension header type, read only with E.
+/// Section 5.2: each extension header is its length in four-byte units, its content and
+/// the next type, 0 ending the chain). A packet cut by the snap length keeps what was
+/// captured. `None` for the other messages (echo, error indication, end marker), GTP'
+/// (protocol type 0) and chains that do not fit the packet. nDPI's reader opens the same
+/// packets (example/reader_util.c, GTP_U_V1_PORT).
+fn gtpu_payload(b: &[u8]) -> Option<&[u8]> {
+    let (&[flags, message, hi, lo, ..], rest) = b.split_first_chunk::<8>()?;
+    if flags >> 5 != 1 || flags & 0x10 == 0 || message != 0xff {
+        return None;
+    }
+    let len = usize::from(u16::from_be_bytes([hi, lo]));
+    let mut rest = rest.get(..len).unwrap_or(rest);
+    if flags & 0x07 != 0 {
+        let (&[_, _, _, next], after) = rest.split_first_chunk::<4>()?;
+        rest = after;
+        let mut next = if flags & 0x04 != 0 { next } else { 0 };
+        // Each extension header takes at least four bytes, so the loop ends within the
+        // packet.
+        while next != 0 {
+            let units = usize::from(*rest.first()?);
+            if units == 0 {
+                return None;
+            }
+            let (ext, after) = rest.split_at_checked(units * 4)?;
+            next = *ext.last()?;
+            rest = after;
+        }
+    }
+    Some(rest)
 }
 
 /// The Ethernet frame of a TZSP packet (version 1, type 0, encapsulation 1), behind its
@@ -1567,6 +1616,82 @@ mod tests {
         let mut v = Vec::new();
         b.write(&mut v, payload).unwrap();
         v
+    }
+
+    /// An IPv4 TCP packet without a link layer.
+    fn tcp_raw(payload: &[u8]) -> Vec<u8> {
+        let b = PacketBuilder::ipv4([10, 45, 0, 9], [198, 51, 100, 7], 64)
+            .tcp(50000, 22, 1000, 65535)
+            .syn();
+        let mut v = Vec::new();
+        b.write(&mut v, payload).unwrap();
+        v
+    }
+
+    #[test]
+    fn gtpu_carries_the_mobile_users_packets() {
+        let inner = tcp_raw(b"SSH-2.0-OpenSSH_9.6\r\n");
+        let gtp = |flags: u8, message: u8, ext: &[u8]| {
+            let mut g = vec![flags, message];
+            g.extend_from_slice(&((ext.len() + inner.len()) as u16).to_be_bytes());
+            g.extend_from_slice(&[0, 0, 0x1f, 0x2e]);
+            g.extend_from_slice(ext);
+            g.extend_from_slice(&inner);
+            g
+        };
+        let mut d = Decoder::new();
+        // Bare header; sequence number only (S); a PDU session container (type 0x85, one
+        // four-byte unit) and then none (E).
+        for (flags, ext) in [
+            (0x30, &[][..]),
+            (0x32, &[0, 7, 0, 0x85][..]),
+            (0x34, &[0, 0, 0, 0x85, 1, 0x10, 0x09, 0][..]),
+        ] {
+            let v = udp_raw(2152, 2152, &gtp(flags, 0xff, ext));
+            let out = d.decode(LinkType::RAW, &v);
+            let ps: Vec<_> = out.iter().collect();
+            assert_eq!(ps.len(), 2, "flags {flags:#x}");
+            assert_eq!(ps[0].dport, 2152);
+            assert_eq!((ps[1].proto, ps[1].dport), (ipproto::TCP, 22));
+            assert_eq!(ps[1].payload, b"SSH-2.0-OpenSSH_9.6\r\n");
+            assert_eq!(ps[1].depth, 1);
+            assert_ne!(ps[1].zone, 0, "the users' addresses are the tunnel's own");
+        }
+        // The reply comes under the other side's TEID and still lands in the same zone.
+        let mut back = gtp(0x30, 0xff, &[]);
+        back[4..8].copy_from_slice(&[0, 0, 0x77, 0x01]);
+        let (there, back) = (
+            udp_raw(2152, 2152, &gtp(0x30, 0xff, &[])),
+            udp_raw(2152, 2152, &back),
+        );
+        let zone =
+            |d: &mut Decoder, v: &[u8]| d.decode(LinkType::RAW, v).iter().nth(1).unwrap().zone;
+        assert_eq!(zone(&mut d, &there), zone(&mut d, &back));
+        // An echo request, GTP' (protocol type 0), version 2, an extension of length 0,
+        // an extension chain running past the end, a G-PDU that is not IP: the UDP packet
+        // only.
+        for (flags, message, ext) in [
+            (0x30, 1, &[][..]),
+            (0x20, 0xff, &[][..]),
+            (0x50, 0xff, &[][..]),
+            (0x34, 0xff, &[0, 0, 0, 0x85, 0, 0, 0, 0][..]),
+            (0x34, 0xff, &[0, 0, 0, 0x85, 200, 0, 0, 0][..]),
+        ] {
+            let v = udp_raw(2152, 2152, &gtp(flags, message, ext));
+            assert_eq!(d.decode(LinkType::RAW, &v).len, 1, "{flags:#x} {message}");
+        }
+        let mut not_ip = gtp(0x30, 0xff, &[]);
+        not_ip[8] = 0x00;
+        assert_eq!(
+            d.decode(LinkType::RAW, &udp_raw(2152, 2152, &not_ip)).len,
+            1
+        );
+        // Cut by the snap length inside the inner payload: what was captured is read.
+        let mut cut = udp_raw(2152, 2152, &gtp(0x30, 0xff, &[]));
+        cut.truncate(cut.len() - 4);
+        let out = d.decode(LinkType::RAW, &cut);
+        assert_eq!(out.len, 2);
+        assert_eq!(out.iter().nth(1).unwrap().payload, b"SSH-2.0-OpenSSH_9");
     }
 
     #[test]
