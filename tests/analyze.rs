@@ -291,6 +291,11 @@ enum Delivery {
     Capwap,
     /// The same 802.11 frames captured on a radio, behind a radiotap header.
     Radiotap,
+    /// A port on a fabric extender (Cisco FEX) mirrored with its VN-Tag.
+    VnTag,
+    /// A link protected by MACsec for integrity only (IEEE 802.1AE, no encryption): a
+    /// SecTAG with the secure channel identifier in front, the ICV behind.
+    Macsec,
     /// The user plane of a local 5G network (ローカル5G) between its radio and its core:
     /// the devices' IP packets in GTP-U G-PDUs (UDP 2152) with a sequence number and a
     /// PDU session container, as 5G base stations send them (3GPP TS 29.281, TS 38.415).
@@ -332,7 +337,7 @@ impl Delivery {
     /// 198.51.100.9, if it adds one.
     fn outer(self) -> Option<&'static str> {
         match self {
-            Delivery::Pppoe | Delivery::Mpls => None,
+            Delivery::Pppoe | Delivery::Mpls | Delivery::VnTag | Delivery::Macsec => None,
             Delivery::Erspan2 | Delivery::Erspan3 => Some("gre"),
             Delivery::Ipv4InIpv6 => Some("ipip"),
             Delivery::Tzsp | Delivery::Capwap | Delivery::Gtpu => Some("udp"),
@@ -363,6 +368,19 @@ fn deliver(how: Delivery, frame: &[u8], orig_len: usize) -> Option<(Vec<u8>, usi
             let mut c = vec![0x00, 0x10, 0x03, 0x00, 0, 0, 0, 0];
             c.extend_from_slice(&as_wifi(frame));
             udp_to_sensor(5247, 5247, &c).map(grown)
+        }
+        Delivery::VnTag => {
+            v.extend_from_slice(&[0x89, 0x26, 0x80, 0x05, 0x00, 0x21]);
+            v.extend_from_slice(&frame[12..]);
+            Some((v, orig_len + 6))
+        }
+        Delivery::Macsec => {
+            // SC set (an 8-byte SCI follows the packet number), E and C clear.
+            v.extend_from_slice(&[0x88, 0xe5, 0x20, 0, 0, 0, 0x01, 0x07]);
+            v.extend_from_slice(&[0x02, 0, 0, 0, 0, 0x01, 0x00, 0x01]);
+            v.extend_from_slice(&frame[12..]);
+            v.extend_from_slice(&[0xa5; 16]);
+            Some((v, orig_len + 32))
         }
         Delivery::Gtpu => {
             if !(ip_v4 || ip_v6) {
@@ -458,8 +476,9 @@ fn deliver(how: Delivery, frame: &[u8], orig_len: usize) -> Option<(Vec<u8>, usi
 
 /// The same traffic seen through a PPPoE line, an MPLS core, a remote SPAN session
 /// (ERSPAN II and III from a switch elsewhere), an IPv6-only line carrying IPv4 (DS-Lite,
-/// MAP-E), a router's TZSP stream, a wireless controller's CAPWAP tunnel, a radio or the
-/// user plane of a local 5G network gives
+/// MAP-E), a router's TZSP stream, a wireless controller's CAPWAP tunnel, a radio, a
+/// fabric extender's port (VN-Tag), a MACsec link without encryption or the user plane of
+/// a local 5G network gives
 /// the same flows with the same names as on a plain mirror port: every corpus capture of
 /// Ethernet frames, rewritten.
 #[test]
@@ -491,6 +510,8 @@ fn every_way_frames_reach_the_sensor_gives_the_flows_of_a_plain_mirror_port() {
             Delivery::Tzsp,
             Delivery::Capwap,
             Delivery::Radiotap,
+            Delivery::VnTag,
+            Delivery::Macsec,
             Delivery::Gtpu,
         ] {
             let mut tmp = tempfile::Builder::new().suffix(".pcap").tempfile().unwrap();

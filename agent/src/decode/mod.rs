@@ -1,7 +1,9 @@
 //! Decode: from a captured frame to the transport-level packets the flow table tracks.
 //!
-//! Link layers: Ethernet (with 802.1Q/QinQ), Linux cooked v1/v2, raw IPv4/IPv6 and BSD
-//! loopback. The IP and transport layers are sliced with `etherparse`'s lax slices
+//! Link layers: Ethernet (with 802.1Q/QinQ; port-extender tags, Cisco VN-Tag and IEEE
+//! 802.1BR E-Tag; MACsec frames protected for integrity only, whose data is in clear),
+//! Linux cooked v1/v2, raw IPv4/IPv6 and BSD loopback. The IP and transport layers are
+//! sliced with `etherparse`'s lax slices
 //! (`LaxIpSlice`, `TcpSlice`, `UdpSlice`: the zero-copy pieces `LaxSlicedPacket` is made of,
 //! tolerant of snap-length truncation). Composing them here rather than building a whole
 //! `LaxSlicedPacket` per frame avoids copying that large structure on every packet (it
@@ -261,13 +263,19 @@ mod ethertype {
     pub const ERSPAN: u16 = 0x88be;
     /// ERSPAN type III.
     pub const ERSPAN3: u16 = 0x22eb;
+    /// Cisco VN-Tag (a fabric extender's port tag; Wireshark packet-vntag.c).
+    pub const VNTAG: u16 = 0x8926;
+    /// IEEE 802.1BR E-Tag (a bridge port extender's tag).
+    pub const ETAG: u16 = 0x893f;
+    /// IEEE 802.1AE MACsec.
+    pub const MACSEC: u16 = 0x88e5;
 }
 
 /// Most MPLS label stack entries read (RFC 3032 sets no limit; real stacks hold a few).
 const MAX_MPLS_LABELS: usize = 8;
 
-/// Most VLAN tags read in front of the IP header.
-const MAX_VLAN_TAGS: usize = 4;
+/// Most tags (VLAN, VN-Tag, E-Tag, MACsec) read in front of the IP header.
+const MAX_TAGS: usize = 4;
 
 impl Decoder {
     /// A decoder with an empty fragment cache.
@@ -431,18 +439,33 @@ impl Decoder {
         depth: usize,
         out: &mut impl Out<'a>,
     ) {
-        for _ in 0..MAX_VLAN_TAGS {
-            if !matches!(t, ethertype::VLAN | ethertype::QINQ | ethertype::QINQ_OLD) {
-                break;
-            }
-            let (Some(tci), Some(inner), Some(rest)) =
-                (util_be16(b, 0), util_be16(b, 2), b.get(4..))
-            else {
+        for _ in 0..MAX_TAGS {
+            // The tag's length after its EtherType; the next EtherType follows it.
+            let len = match t {
+                // IEEE 802.1Q: the tag control information, VLAN id in its low 12 bits.
+                ethertype::VLAN | ethertype::QINQ | ethertype::QINQ_OLD => {
+                    let Some(tci) = util_be16(b, 0) else {
+                        return out.skip(Skip::Malformed);
+                    };
+                    if vlan == 0 {
+                        vlan = tci & 0x0fff;
+                    }
+                    2
+                }
+                // Direction, pointer, destination and source virtual interfaces.
+                ethertype::VNTAG => 4,
+                // E-PCP, E-DEI, E-CID bases and extensions (IEEE 802.1BR section 7.5).
+                ethertype::ETAG => 6,
+                ethertype::MACSEC => match macsec_clear(b) {
+                    Some(len) => len,
+                    // Encrypted: nothing of the conversation can be read.
+                    None => return not_ip(out),
+                },
+                _ => break,
+            };
+            let (Some(inner), Some(rest)) = (util_be16(b, len), b.get(len + 2..)) else {
                 return out.skip(Skip::Malformed);
             };
-            if vlan == 0 {
-                vlan = tci & 0x0fff;
-            }
             t = inner;
             b = rest;
         }
@@ -754,6 +777,20 @@ fn not_ip<'a>(out: &mut impl Out<'a>) {
     if out.pushed() == 0 {
         out.skip(Skip::NotIp);
     }
+}
+
+/// The length of a MACsec SecTAG after its EtherType when the frame is only
+/// integrity-protected, so the user's EtherType and data follow in clear (IEEE 802.1AE-2018
+/// section 9.3: TCI and association number, short length, packet number, and the secure
+/// channel identifier when the SC bit is set; the ICV trailing the data is left out by the
+/// IP length). `None` for an encrypted or modified frame (E or C set) and a version other
+/// than 0.
+fn macsec_clear(b: &[u8]) -> Option<usize> {
+    let &tci = b.first()?;
+    if tci & 0x80 != 0 || tci & 0x0c != 0 {
+        return None;
+    }
+    Some(if tci & 0x20 != 0 { 14 } else { 6 })
 }
 
 /// The PPP frame of a PPPoE session packet (RFC 2516 section 4: version 1 and type 1 in
@@ -1626,6 +1663,71 @@ mod tests {
         let mut v = Vec::new();
         b.write(&mut v, payload).unwrap();
         v
+    }
+
+    /// An Ethernet frame of `ethertype` around `rest`.
+    fn eth(ethertype: u16, rest: &[u8]) -> Vec<u8> {
+        let mut v = vec![2, 0, 0, 0, 0, 9, 2, 0, 0, 0, 0, 1];
+        v.extend_from_slice(&ethertype.to_be_bytes());
+        v.extend_from_slice(rest);
+        v
+    }
+
+    #[test]
+    fn port_extender_tags_and_clear_macsec_are_read_through() {
+        let ip = tcp_raw(b"SSH-2.0-x\r\n");
+        let with = |tag: &[u8], trailer: &[u8]| [tag, &[0x08, 0x00], &ip, trailer].concat();
+        let icv = [0xa5; 16];
+        let mut d = Decoder::new();
+        for (what, frame) in [
+            ("VN-Tag", eth(0x8926, &with(&[0x80, 0x05, 0x00, 0x21], &[]))),
+            (
+                "E-Tag",
+                eth(0x893f, &with(&[0x20, 0x00, 0x10, 0x05, 0, 0], &[])),
+            ),
+            // Integrity only, without and with the secure channel identifier.
+            ("MACsec", eth(0x88e5, &with(&[0x00, 0, 0, 0, 0, 7], &icv))),
+            (
+                "MACsec with SCI",
+                eth(
+                    0x88e5,
+                    &with(&[0x20, 0, 0, 0, 0, 7, 2, 0, 0, 0, 0, 1, 0, 1], &icv),
+                ),
+            ),
+        ] {
+            let out = d.decode(LinkType::ETHERNET, &frame);
+            let ps: Vec<_> = out.iter().collect();
+            assert_eq!(ps.len(), 1, "{what}");
+            assert_eq!(
+                (ps[0].dport, ps[0].payload),
+                (22, &b"SSH-2.0-x\r\n"[..]),
+                "{what}"
+            );
+            assert_eq!(ps[0].vlan, 0, "{what}");
+        }
+        // A VN-Tag in front of an 802.1Q tag: the VLAN is still read.
+        let tagged = eth(
+            0x8926,
+            &[
+                &[0x80, 0x05, 0x00, 0x21, 0x81, 0x00, 0x00, 0x64][..],
+                &[0x08, 0x00],
+                &ip,
+            ]
+            .concat(),
+        );
+        let out = d.decode(LinkType::ETHERNET, &tagged);
+        assert_eq!(out.iter().next().map(|p| p.vlan), Some(100));
+        // Encrypted MACsec (SC, E and C set) carries nothing readable: counted as not IP.
+        let secret = eth(
+            0x88e5,
+            &with(&[0x2c, 0, 0, 0, 0, 7, 2, 0, 0, 0, 0, 1, 0, 1], &icv),
+        );
+        let out = d.decode(LinkType::ETHERNET, &secret);
+        assert_eq!((out.len, out.skip), (0, Some(Skip::NotIp)));
+        // A tag cut short is malformed.
+        let cut = eth(0x8926, &[0x80, 0x05, 0x00]);
+        let out = d.decode(LinkType::ETHERNET, &cut);
+        assert_eq!((out.len, out.skip), (0, Some(Skip::Malformed)));
     }
 
     #[test]
