@@ -296,6 +296,9 @@ enum Delivery {
     /// A link protected by MACsec for integrity only (IEEE 802.1AE, no encryption): a
     /// SecTAG with the secure channel identifier in front, the ICV behind.
     Macsec,
+    /// A PPP session in an L2TP tunnel without IPsec (RFC 2661 data messages over UDP
+    /// 1701, with length, sequence numbers and the PPP address and control fields).
+    L2tp,
     /// The user plane of a local 5G network (ローカル5G) between its radio and its core:
     /// the devices' IP packets in GTP-U G-PDUs (UDP 2152) with a sequence number and a
     /// PDU session container, as 5G base stations send them (3GPP TS 29.281, TS 38.415).
@@ -340,7 +343,7 @@ impl Delivery {
             Delivery::Pppoe | Delivery::Mpls | Delivery::VnTag | Delivery::Macsec => None,
             Delivery::Erspan2 | Delivery::Erspan3 => Some("gre"),
             Delivery::Ipv4InIpv6 => Some("ipip"),
-            Delivery::Tzsp | Delivery::Capwap | Delivery::Gtpu => Some("udp"),
+            Delivery::Tzsp | Delivery::Capwap | Delivery::Gtpu | Delivery::L2tp => Some("udp"),
             Delivery::Radiotap => None,
         }
     }
@@ -381,6 +384,25 @@ fn deliver(how: Delivery, frame: &[u8], orig_len: usize) -> Option<(Vec<u8>, usi
             v.extend_from_slice(&frame[12..]);
             v.extend_from_slice(&[0xa5; 16]);
             Some((v, orig_len + 32))
+        }
+        Delivery::L2tp => {
+            let proto: u16 = if ip_v4 {
+                0x0021
+            } else if ip_v6 {
+                0x0057
+            } else {
+                return None;
+            };
+            // L and S set, version 2; the length of the whole message; tunnel and
+            // session ids; Ns and Nr; then PPP.
+            let len = u16::try_from(16 + inner_len).ok()?;
+            let mut l = vec![0x48, 0x02];
+            l.extend_from_slice(&len.to_be_bytes());
+            l.extend_from_slice(&[0x2b, 0x67, 0x00, 0x05, 0x00, 0x11, 0x00, 0x09]);
+            l.extend_from_slice(&[0xff, 0x03]);
+            l.extend_from_slice(&proto.to_be_bytes());
+            l.extend_from_slice(ip);
+            udp_to_sensor(1701, 1701, &l).map(grown)
         }
         Delivery::Gtpu => {
             if !(ip_v4 || ip_v6) {
@@ -477,8 +499,8 @@ fn deliver(how: Delivery, frame: &[u8], orig_len: usize) -> Option<(Vec<u8>, usi
 /// The same traffic seen through a PPPoE line, an MPLS core, a remote SPAN session
 /// (ERSPAN II and III from a switch elsewhere), an IPv6-only line carrying IPv4 (DS-Lite,
 /// MAP-E), a router's TZSP stream, a wireless controller's CAPWAP tunnel, a radio, a
-/// fabric extender's port (VN-Tag), a MACsec link without encryption or the user plane of
-/// a local 5G network gives
+/// fabric extender's port (VN-Tag), a MACsec link without encryption, an L2TP tunnel or
+/// the user plane of a local 5G network gives
 /// the same flows with the same names as on a plain mirror port: every corpus capture of
 /// Ethernet frames, rewritten.
 #[test]
@@ -512,6 +534,7 @@ fn every_way_frames_reach_the_sensor_gives_the_flows_of_a_plain_mirror_port() {
             Delivery::Radiotap,
             Delivery::VnTag,
             Delivery::Macsec,
+            Delivery::L2tp,
             Delivery::Gtpu,
         ] {
             let mut tmp = tempfile::Builder::new().suffix(".pcap").tempfile().unwrap();

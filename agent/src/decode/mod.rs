@@ -9,8 +9,8 @@
 //! `LaxSlicedPacket` per frame avoids copying that large structure on every packet (it
 //! showed as a tenth of the run time in profiles) and lets tunnels re-enter at any layer. Tunnels are opened so
 //! the inner conversations are seen too: GRE (RFC 2784/2890, and PPTP's enhanced GRE,
-//! RFC 2637 section 4.1), IP-in-IP (RFC 2003), 6in4 (RFC 4213), VXLAN (RFC 7348) and
-//! GTP-U (3GPP TS 29.281; a local 5G or LTE network's user plane). The outer packet is
+//! RFC 2637 section 4.1), IP-in-IP (RFC 2003), 6in4 (RFC 4213), VXLAN (RFC 7348), L2TPv2
+//! data (RFC 2661) and GTP-U (3GPP TS 29.281; a local 5G or LTE network's user plane). The outer packet is
 //! always reported as well, so the tunnel itself is a flow.
 //!
 //! What a mirror port may hand over besides plain Ethernet: PPPoE sessions (RFC 2516; the
@@ -680,7 +680,8 @@ impl Decoder {
 
     /// What a UDP packet may carry by its port: VXLAN (RFC 7348 section 5: UDP 4789, flags
     /// with the I bit, 24-bit VNI, then an Ethernet frame); GTP-U (UDP 2152: a G-PDU's
-    /// user IP packet, see [`gtpu_payload`]); TZSP (UDP 37008: version 1,
+    /// user IP packet, see [`gtpu_payload`]); L2TPv2 data (UDP 1701: a PPP frame, see
+    /// [`l2tp_ppp`]); TZSP (UDP 37008: version 1,
     /// type 0 "received", encapsulation 1 = Ethernet, tagged fields up to the END tag, then
     /// the frame; Wireshark packet-tzsp.c); CAPWAP data (RFC 5415 section 4.3, UDP 5247:
     /// preamble version 0 type 0 (type 1 is DTLS), HLEN in 4-byte words, then an 802.3
@@ -707,6 +708,12 @@ impl Decoder {
                     let z = tunnel_zone(p, GTPU_ZONE);
                     self.ip(inner, p.vlan, z, depth + 1, out);
                 }
+            }
+        } else if port(1701) {
+            // As for GTP-U, one zone for the tunnel: each side names the other's tunnel
+            // id in what it sends.
+            if let Some(ip) = l2tp_ppp(b).and_then(gre::ppp_ip) {
+                self.ip(ip, p.vlan, tunnel_zone(p, L2TP_ZONE), depth + 1, out);
             }
         } else if port(37008) {
             if let Some(frame) = tzsp_frame(b) {
@@ -807,6 +814,36 @@ fn pppoe_payload(b: &[u8]) -> Option<&[u8]> {
 
 /// Mixed into the zone of a GTP-U tunnel's inner packets ("GTPU").
 const GTPU_ZONE: u32 = 0x4754_5055;
+/// Mixed into the zone of an L2TP tunnel's inner packets ("L2TP").
+const L2TP_ZONE: u32 = 0x4c32_5450;
+
+/// The PPP frame of an L2TPv2 data message (RFC 2661 section 3.1: the T bit clear,
+/// version 2; the length when L is set, the tunnel and session ids, Ns and Nr when S is
+/// set, the offset size and its padding when O is set). A message cut by the snap length
+/// keeps what was captured. `None` for control messages (T set), L2TPv3 (whose data
+/// carries a pseudowire, not PPP) and headers that do not fit.
+fn l2tp_ppp(b: &[u8]) -> Option<&[u8]> {
+    let (&[flags, version], mut rest) = b.split_first_chunk::<2>()?;
+    if flags & 0x80 != 0 || version & 0x0f != 2 {
+        return None;
+    }
+    if flags & 0x40 != 0 {
+        let (&[hi, lo], after) = rest.split_first_chunk::<2>()?;
+        // The length counts the whole message from its first byte.
+        let len = usize::from(u16::from_be_bytes([hi, lo]));
+        rest = after.get(..len.checked_sub(4)?).unwrap_or(after);
+    }
+    let (_tunnel_and_session, after) = rest.split_first_chunk::<4>()?;
+    rest = after;
+    if flags & 0x08 != 0 {
+        rest = rest.get(4..)?;
+    }
+    if flags & 0x02 != 0 {
+        let (&[hi, lo], after) = rest.split_first_chunk::<2>()?;
+        rest = after.get(usize::from(u16::from_be_bytes([hi, lo]))..)?;
+    }
+    Some(rest)
+}
 
 /// The user's IP packet in a GTP-U G-PDU (3GPP TS 29.281 section 5.1: version 1 and
 /// protocol type 1 in the flags, message type 255, the length of what follows the eight
@@ -1728,6 +1765,84 @@ mod tests {
         let cut = eth(0x8926, &[0x80, 0x05, 0x00]);
         let out = d.decode(LinkType::ETHERNET, &cut);
         assert_eq!((out.len, out.skip), (0, Some(Skip::Malformed)));
+    }
+
+    #[test]
+    fn l2tp_data_carries_the_ppp_users_packets() {
+        let ip = tcp_raw(b"SSH-2.0-x\r\n");
+        let ppp = [&[0xff, 0x03, 0x00, 0x21][..], &ip].concat();
+        let mut d = Decoder::new();
+        // Bare header; with length; with Ns/Nr and an offset of two bytes; the protocol
+        // field compressed (RFC 1661 section 6.5) and no address and control fields.
+        let with_len = |mut h: Vec<u8>, body: &[u8]| {
+            let len = (h.len() + body.len()) as u16;
+            h[2..4].copy_from_slice(&len.to_be_bytes());
+            [&h[..], body].concat()
+        };
+        for (what, msg) in [
+            (
+                "bare",
+                [&[0x00, 0x02, 0x00, 0x07, 0x00, 0x01][..], &ppp].concat(),
+            ),
+            (
+                "length",
+                with_len(vec![0x40, 0x02, 0, 0, 0x00, 0x07, 0x00, 0x01], &ppp),
+            ),
+            (
+                "sequence and offset",
+                [
+                    &[
+                        0x0a, 0x02, 0x00, 0x07, 0x00, 0x01, 0, 5, 0, 3, 0, 2, 0xee, 0xee,
+                    ][..],
+                    &ppp,
+                ]
+                .concat(),
+            ),
+            (
+                "compressed",
+                [&[0x00, 0x02, 0x00, 0x07, 0x00, 0x01, 0x21][..], &ip].concat(),
+            ),
+        ] {
+            let v = udp_raw(1701, 1701, &msg);
+            let out = d.decode(LinkType::RAW, &v);
+            let ps: Vec<_> = out.iter().collect();
+            assert_eq!(ps.len(), 2, "{what}");
+            assert_eq!(
+                (ps[1].dport, ps[1].payload),
+                (22, &b"SSH-2.0-x\r\n"[..]),
+                "{what}"
+            );
+            assert_eq!(ps[1].depth, 1, "{what}");
+            assert_ne!(ps[1].zone, 0, "{what}");
+        }
+        // A control message (T set), L2TPv3, LCP in the PPP frame, an offset past the end,
+        // a length shorter than the header: the UDP packet only.
+        let lcp = [&[0xff, 0x03, 0xc0, 0x21][..], &[1, 1, 0, 4]].concat();
+        for (what, msg) in [
+            (
+                "control",
+                [&[0xc8, 0x02, 0, 20, 0, 7, 0, 1, 0, 0, 0, 0][..], &ppp].concat(),
+            ),
+            (
+                "v3",
+                [&[0x00, 0x03, 0x00, 0x07, 0x00, 0x01][..], &ppp].concat(),
+            ),
+            (
+                "lcp",
+                [&[0x00, 0x02, 0x00, 0x07, 0x00, 0x01][..], &lcp].concat(),
+            ),
+            (
+                "offset",
+                [&[0x02, 0x02, 0x00, 0x07, 0x00, 0x01, 0xff, 0xff][..], &ppp].concat(),
+            ),
+            (
+                "length",
+                [&[0x40, 0x02, 0x00, 0x03, 0x00, 0x07, 0x00, 0x01][..], &ppp].concat(),
+            ),
+        ] {
+            let v = udp_raw(1701, 1701, &msg);
+            assert_eq!(d.decode(LinkType::RAW, &v).len, 1, "{what}");
+        }
     }
 
     #[test]
