@@ -349,6 +349,15 @@ impl Delivery {
     }
 }
 
+/// The PPP protocol number of IPv4 or IPv6 (RFC 1332, RFC 5072); `None` for anything else.
+fn ppp_protocol(ip_v4: bool, ip_v6: bool) -> Option<u16> {
+    match (ip_v4, ip_v6) {
+        (true, _) => Some(0x0021),
+        (_, true) => Some(0x0057),
+        _ => None,
+    }
+}
+
 /// One record's frame as `how` delivers it; `None` where it does not apply (not IP).
 fn deliver(how: Delivery, frame: &[u8], orig_len: usize) -> Option<(Vec<u8>, usize)> {
     let t = frame.get(12..14)?;
@@ -386,13 +395,7 @@ fn deliver(how: Delivery, frame: &[u8], orig_len: usize) -> Option<(Vec<u8>, usi
             Some((v, orig_len + 32))
         }
         Delivery::L2tp => {
-            let proto: u16 = if ip_v4 {
-                0x0021
-            } else if ip_v6 {
-                0x0057
-            } else {
-                return None;
-            };
+            let proto = ppp_protocol(ip_v4, ip_v6)?;
             // L and S set, version 2; the length of the whole message; tunnel and
             // session ids; Ns and Nr; then PPP.
             let len = u16::try_from(16 + inner_len).ok()?;
@@ -441,13 +444,7 @@ fn deliver(how: Delivery, frame: &[u8], orig_len: usize) -> Option<(Vec<u8>, usi
             Some((v, orig_len + 40))
         }
         Delivery::Pppoe => {
-            let proto: u16 = if ip_v4 {
-                0x0021
-            } else if ip_v6 {
-                0x0057
-            } else {
-                return None;
-            };
+            let proto = ppp_protocol(ip_v4, ip_v6)?;
             v.extend_from_slice(&[0x88, 0x64, 0x11, 0x00, 0x2b, 0x67]);
             v.extend_from_slice(&u16::try_from(inner_len + 2).ok()?.to_be_bytes());
             v.extend_from_slice(&proto.to_be_bytes());
