@@ -1032,6 +1032,29 @@ fn openvpn_sessions_in_every_wrapping_are_named_with_their_wrapping() {
     }
 }
 
+/// Real OpenVPN 2.6 tunnels captured only once they were up (tests/fixtures/make-openvpn.sh,
+/// "joined"), as a sensor switched on beside a maintenance VPN that has been up for days
+/// sees them: no handshake, data channel only. With AES-256-GCM the packet ids counting
+/// up in clear name the flow on any port; with a CBC cipher only OpenVPN's port can.
+#[test]
+fn openvpn_tunnels_joined_after_their_handshake_are_named() {
+    let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("../tests/fixtures/openvpn");
+    // (capture, transport, rule)
+    let want = [
+        ("joined-udp-gcm", "udp", "setten.openvpn.data-v2-aead"),
+        ("joined-tcp-gcm", "tcp", "setten.openvpn.data-v2-aead"),
+        ("joined-udp-cbc", "udp", "setten.openvpn.data-v2-port"),
+    ];
+    for (name, transport, rule) in want {
+        let cap = dir.join(format!("{name}.pcap"));
+        let f = &only_flow(&cap);
+        assert_eq!(f["service"], "openvpn", "{name}: {f}");
+        assert_eq!(f["transport"], transport, "{name}");
+        assert!(!f["handshake"].as_bool().unwrap_or(false), "{name}: {f}");
+        assert_eq!(f["evidence"][0]["rule"], rule, "{name}: {f}");
+    }
+}
+
 /// Two real tinc 1.0 nodes (tests/fixtures/make-tinc.sh) on a port that is not tinc's:
 /// the meta connection is named from its ID lines, and the nodes' UDP flow, encrypted
 /// from its first byte, after the meta connection between the same hosts.

@@ -17,8 +17,11 @@
 //!   control packets from one session id starting with a hard reset, and either a TLS
 //!   record in the control payload, a constant acknowledged peer session, or a growing
 //!   replay counter with a constant time;
-//! * data channel only (`P_DATA_V2`) both ways with a constant peer id, on UDP/TCP 1194
-//!   (port as tie-breaker).
+//! * data channel only (`P_DATA_V2`, a capture that joined a tunnel already up) both
+//!   ways with a constant peer id, and either the AEAD packet id in clear after it
+//!   counting up in each direction (AES-GCM and ChaCha20-Poly1305, the defaults since
+//!   OpenVPN 2.5), or UDP/TCP 1194 (port as tie-breaker, for CBC ciphers whose HMAC
+//!   comes first).
 //!
 //! Facts (not code) from OpenVPN's `ssl_pkt.h`/`reliable.h` and OpenVPN 3's
 //! `is_openvpn_protocol.hpp`, and from nDPI `src/lib/protocols/openvpn.c`, which guesses
@@ -95,6 +98,13 @@ const MAX_PACKETS: usize = 16;
 const MIN_ONE_WAY_CONTROL: usize = 3;
 /// Data packets needed per direction for the port-assisted data-only rule.
 const MIN_DATA_PER_DIRECTION: usize = 3;
+/// With an AEAD data cipher a P_DATA_V2 packet is the opcode byte, the peer id, a 4-byte
+/// packet id in clear, the 16-byte tag and the ciphertext (OpenVPN `crypto.c`,
+/// `openvpn_encrypt_aead`: the packet id is the authenticated, unencrypted start of the
+/// IV). The packet id grows by one per packet sent, from 1.
+const AEAD_ID_OFFSET: usize = 1 + PEER_ID_LEN;
+/// Opcode, peer id, packet id, tag and at least one byte of ciphertext.
+const AEAD_MIN_LEN: usize = AEAD_ID_OFFSET + 4 + 16 + 1;
 /// OpenVPN's IANA port (tie-breaker only).
 const PORT_OPENVPN: u16 = 1194;
 /// TLS record type "handshake" and major version 3 (RFC 8446 section 5.1).
@@ -293,6 +303,11 @@ struct Summary {
     tls_record: bool,
     /// Replay ids grow and the time is constant over at least two control packets.
     replay_run: usize,
+    /// Every P_DATA_V2 packet so far has an AEAD packet id one to [`MAX_REPLAY_GAP`]
+    /// above the one before: (first, last) id.
+    aead_ids: Option<(u32, u32)>,
+    /// A P_DATA_V2 packet did not fit the AEAD layout or the count.
+    aead_broken: bool,
 }
 
 /// Summarises a direction under one wrapping, or `None` when a packet does not fit it
@@ -309,6 +324,8 @@ fn summarize(packets: &[&[u8]], wrap: Wrap) -> Option<Summary> {
         peer_id: None,
         tls_record: false,
         replay_run: 0,
+        aead_ids: None,
+        aead_broken: false,
     };
     let mut last_replay: Option<(u32, u32)> = None;
     for (i, raw) in packets.iter().enumerate() {
@@ -329,6 +346,19 @@ fn summarize(packets: &[&[u8]], wrap: Wrap) -> Option<Summary> {
                     }
                     s.peer_id = peer_id;
                     s.data_v2 += 1;
+                    let id = util::be32(raw, AEAD_ID_OFFSET).filter(|_| raw.len() >= AEAD_MIN_LEN);
+                    s.aead_ids = match (s.aead_ids, id) {
+                        (None, Some(id)) if id != 0 && s.data_v2 == 1 => Some((id, id)),
+                        (Some((first, last)), Some(id))
+                            if id > last && id - last <= MAX_REPLAY_GAP =>
+                        {
+                            Some((first, id))
+                        }
+                        _ => {
+                            s.aead_broken = true;
+                            None
+                        }
+                    };
                 } else {
                     s.data_v1 += 1;
                 }
@@ -555,11 +585,27 @@ fn decide_two_way(cx: &Cx<'_>, a: &Summary, b: &Summary) -> Verdict {
         }
         return if cx.last { Verdict::No } else { Verdict::Wait };
     }
-    // Data channel only: weak, so the port must agree.
+    // Data channel only (a capture that joined the tunnel): the AEAD packet ids counting
+    // up both ways, or else the port must agree.
     let data_only = |s: &Summary| s.controls == 0 && s.data_v1 == 0 && s.data_v2 > 0;
-    if data_only(a) && data_only(b) && cx.port_is(PORT_OPENVPN) {
-        if a.data_v2 >= MIN_DATA_PER_DIRECTION && b.data_v2 >= MIN_DATA_PER_DIRECTION {
-            let peer = a.peer_id.map(|p| util::hex(&p)).unwrap_or_default();
+    if data_only(a) && data_only(b) {
+        if a.data_v2 < MIN_DATA_PER_DIRECTION || b.data_v2 < MIN_DATA_PER_DIRECTION {
+            return if cx.last { Verdict::No } else { Verdict::Wait };
+        }
+        let peer = a.peer_id.map(|p| util::hex(&p)).unwrap_or_default();
+        let counting = |s: &Summary| s.aead_ids.filter(|_| !s.aead_broken);
+        if let (Some((a0, a1)), Some((b0, b1))) = (counting(a), counting(b)) {
+            return Verdict::Yes(Classification::new(
+                "openvpn",
+                Some(Service::Openvpn),
+                "setten.openvpn.data-v2-aead",
+                "openvpn.packet_id",
+                format!(
+                    "P_DATA_V2 both ways, constant peer id {peer}, AEAD packet ids counting up ({a0}..{a1} and {b0}..{b1})"
+                ),
+            ));
+        }
+        if cx.port_is(PORT_OPENVPN) {
             let mut c = Classification::new(
                 "openvpn",
                 Some(Service::Openvpn),
@@ -571,7 +617,7 @@ fn decide_two_way(cx: &Cx<'_>, a: &Summary, b: &Summary) -> Verdict {
                 .push(Evidence::new("setten.openvpn.port", "port", "1194"));
             return Verdict::Yes(c);
         }
-        return if cx.last { Verdict::No } else { Verdict::Wait };
+        return Verdict::No;
     }
     if cx.last || a.controls + a.data_v1 + a.data_v2 >= MAX_PACKETS {
         Verdict::No
@@ -797,7 +843,8 @@ mod tests {
     }
 
     #[test]
-    fn data_v2_only_needs_port_1194() {
+    fn data_v2_without_aead_ids_needs_port_1194() {
+        // CBC data channel: the HMAC, not a packet id, follows the peer id.
         let d = |peer: u8, n: u8| {
             let mut p = vec![0x48, 0, 0, peer];
             p.extend(std::iter::repeat_n(n, 40));
@@ -805,11 +852,105 @@ mod tests {
         };
         let c: Vec<_> = (0..3).map(|n| d(1, n)).collect();
         let s: Vec<_> = (0..3).map(|n| d(7, n)).collect();
-        assert!(matches!(
-            run_udp(&c, &s, (40000, 1194), false),
-            Verdict::Yes(_)
-        ));
+        match run_udp(&c, &s, (40000, 1194), false) {
+            Verdict::Yes(cl) => assert_eq!(cl.evidence[0].rule, "setten.openvpn.data-v2-port"),
+            v => panic!("{v:?}"),
+        }
         assert!(matches!(run_udp(&c, &s, (40000, 1195), true), Verdict::No));
+        // Enough packets that do not count up settle it before the end.
+        assert!(matches!(run_udp(&c, &s, (40000, 1195), false), Verdict::No));
+    }
+
+    // OpenVPN 2.6.14, AES-256-GCM, UDP 31194, a capture started with the tunnel up
+    // (peer id 0): the first 24 bytes of the first three datagrams each way.
+    const AEAD_CLIENT: [&str; 3] = [
+        "480000000000000291b51645d80a2770b2036274df8a337b",
+        "4800000000000003f8ac6ca72debeac134b22d23c6ce77f2",
+        "4800000000000004cc64300bc45894d1f3ba8fe40d398745",
+    ];
+    const AEAD_SERVER: [&str; 3] = [
+        "4800000000000001f8d26c807e25cce6ccc9ff27cb4ae2e3",
+        "480000000000000259b1bad875cf6593c70e5dbbac625efd",
+        "48000000000000036d874972e3c97532c076798986b44c34",
+    ];
+
+    /// A datagram from its first bytes, padded to a ping's length with ciphertext.
+    fn aead(h: &str) -> Vec<u8> {
+        let mut p = hex(h);
+        p.extend((0..84u8).map(|i| i.wrapping_mul(37)));
+        p
+    }
+
+    #[test]
+    fn data_v2_with_aead_ids_counting_up_is_yes_on_any_port() {
+        let c: Vec<_> = AEAD_CLIENT.iter().map(|h| aead(h)).collect();
+        let s: Vec<_> = AEAD_SERVER.iter().map(|h| aead(h)).collect();
+        match run_udp(&c, &s, (56517, 31194), false) {
+            Verdict::Yes(cl) => {
+                assert_eq!(cl.service, Some(Service::Openvpn));
+                assert_eq!(cl.evidence[0].rule, "setten.openvpn.data-v2-aead");
+                assert!(
+                    cl.evidence[0].value.contains("(2..4 and 1..3)"),
+                    "{:?}",
+                    cl.evidence
+                );
+            }
+            v => panic!("{v:?}"),
+        }
+        // Two packets a side are not enough yet.
+        assert!(matches!(
+            run_udp(&c[..2], &s, (56517, 31194), false),
+            Verdict::Wait
+        ));
+        // Over TCP, each packet behind its 2-byte length.
+        let framed = |v: &[Vec<u8>]| -> Vec<u8> {
+            v.iter()
+                .flat_map(|p| {
+                    let mut f = (p.len() as u16).to_be_bytes().to_vec();
+                    f.extend_from_slice(p);
+                    f
+                })
+                .collect()
+        };
+        let tcp = crate::classify::testing::run(
+            detect,
+            crate::decode::ipproto::TCP,
+            &[&framed(&c)],
+            &[&framed(&s)],
+            (41000, 443),
+            false,
+        );
+        assert!(matches!(tcp, Verdict::Yes(_)), "{tcp:?}");
+    }
+
+    #[test]
+    fn data_v2_ids_that_do_not_count_up_are_no() {
+        let s: Vec<_> = AEAD_SERVER.iter().map(|h| aead(h)).collect();
+        // A repeated id (a replayed or duplicated packet), an id going back, a jump
+        // beyond the replay window, and datagrams too short for a tag.
+        let mut repeated: Vec<_> = AEAD_CLIENT.iter().map(|h| aead(h)).collect();
+        repeated[2] = repeated[1].clone();
+        let mut back: Vec<_> = AEAD_CLIENT.iter().map(|h| aead(h)).collect();
+        back.swap(0, 2);
+        let mut jump: Vec<_> = AEAD_CLIENT.iter().map(|h| aead(h)).collect();
+        jump[2][7] = 0xff;
+        let short: Vec<_> = AEAD_CLIENT.iter().map(|h| hex(h)).collect();
+        for c in [repeated, back, jump, short] {
+            assert!(matches!(
+                run_udp(&c, &s, (56517, 31194), false),
+                Verdict::No
+            ));
+        }
+        // A QUIC short header with an 8-byte connection id whose first byte happens to
+        // read as P_DATA_V2: constant bytes where the packet id would be.
+        let quic = |n: u8| {
+            let mut p = hex("48a1b2c3d4e5f60718");
+            p.extend(std::iter::repeat_n(n, 60));
+            p
+        };
+        let c: Vec<_> = (0..4).map(quic).collect();
+        let s: Vec<_> = (4..8).map(quic).collect();
+        assert!(matches!(run_udp(&c, &s, (50000, 443), true), Verdict::No));
     }
 
     #[test]
