@@ -1115,6 +1115,27 @@ fn wireguard_and_l2tp_sessions_of_real_programs_are_named() {
         assert!(f["packets"]["c2s"].as_u64().unwrap() >= 2, "{name}: {f}");
         assert!(f["packets"]["s2c"].as_u64().unwrap() >= 2, "{name}: {f}");
     }
+    // Both ends of the L2TP tunnel say who they are (xl2tpd's Vendor Name AVP, and the
+    // machine's host name).
+    let f = &only_flow(&dir.join("l2tp.pcap"));
+    let names: Vec<&str> = f["evidence"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter_map(|e| e["field"].as_str())
+        .filter(|k| k.ends_with("_name"))
+        .collect();
+    assert_eq!(
+        names,
+        [
+            "l2tp.client.host_name",
+            "l2tp.client.vendor_name",
+            "l2tp.server.host_name",
+            "l2tp.server.vendor_name"
+        ],
+        "{f}"
+    );
+    assert_eq!(f["evidence"][2]["value"], "xelerance.com", "{f}");
 }
 
 /// A real PPTP call (tests/fixtures/make-pptp.sh: pptp-linux to pptpd): the control

@@ -9,13 +9,17 @@
 //! weak: they count only on UDP 1701 and when both directions keep one tunnel/session
 //! pair (L2TPv2) or session id (L2TPv3).
 //!
+//! The Host Name and Vendor Name AVPs of each end's SCCRQ or SCCRP, where not hidden, are
+//! evidence (who dialled, with what): the first control message waits a little for the
+//! other end's (a claim, see [`Verdict::Claim`]).
+//!
 //! L2TPv3 directly over IP (protocol 115, RFC 3931 section 4.1.1) is named from its first
 //! packet ([`over_ip`]): a control message (session id 0, then the control header as over
 //! UDP) with the checks above, or a data message of a session. IANA gives protocol 115 to
 //! L2TP alone, as it gives 50 to ESP.
 //! L2TP inside IPsec (the usual Windows/macOS setup) is ESP and is the IPsec detector's.
 
-use super::{util, Classification, Cx, Service, Verdict};
+use super::{util, Classification, Cx, Evidence, Service, Verdict};
 
 /// Header flag bits of the first byte (RFC 2661 section 3.1, RFC 3931 section 4.1.2.1).
 const FLAG_T: u8 = 0x80;
@@ -46,6 +50,20 @@ const AVP_HIDDEN: u16 = 0x4000;
 const AVP_LENGTH_MASK: u16 = 0x03ff;
 /// Message Type AVP: attribute 0, 2-byte value, so length 8 (RFC 2661 section 4.4.1).
 const MESSAGE_TYPE_AVP_LEN: u16 = 8;
+/// Host Name AVP: the sender's name (RFC 2661 section 4.4.2; RFC 3931 section 5.4.3
+/// keeps the number).
+const AVP_HOST_NAME: u16 = 7;
+/// Vendor Name AVP: the sender's implementation (RFC 2661 section 4.4.2; RFC 3931
+/// section 5.4.3).
+const AVP_VENDOR_NAME: u16 = 8;
+/// Start-Control-Connection-Request and -Reply, which carry both names.
+const SCCRQ: u16 = 1;
+const SCCRP: u16 = 2;
+/// Messages of one side waited through for the other side's first, whose names the
+/// evidence gives too (a LAC retransmits an unanswered SCCRQ).
+const MAX_UNANSWERED: usize = 3;
+/// Bytes of a name AVP kept as evidence.
+const MAX_NAME_LEN: usize = 64;
 /// L2TP's port (tie-breaker for data messages only).
 const PORT_L2TP: u16 = 1701;
 /// Data messages needed per direction for the port-assisted rule.
@@ -131,6 +149,41 @@ fn parse(d: &[u8], cut: bool) -> Option<Message> {
         version,
         message_type,
     })
+}
+
+/// The Host Name and Vendor Name of a control message whose AVPs are in clear (neither
+/// hidden nor vendor-specific), read up to its length field: `[host, vendor]`.
+fn names(d: &[u8]) -> [Option<String>; 2] {
+    let mut out = [None, None];
+    let len = util::be16(d, 2).map_or(0, usize::from).min(d.len());
+    let mut off = CONTROL_HEADER_LEN;
+    while let (Some(flags), Some(vendor), Some(attr)) = (
+        util::be16(d, off),
+        util::be16(d, off + 2),
+        util::be16(d, off + 4),
+    ) {
+        let n = usize::from(flags & AVP_LENGTH_MASK);
+        let Some(value) = d
+            .get(off + AVP_HEADER_LEN..off + n)
+            .filter(|_| n >= AVP_HEADER_LEN && off + n <= len)
+        else {
+            break;
+        };
+        let slot = match attr {
+            AVP_HOST_NAME => out.get_mut(0),
+            AVP_VENDOR_NAME => out.get_mut(1),
+            _ => None,
+        };
+        if let Some(slot) = slot.filter(|_| flags & AVP_HIDDEN == 0 && vendor == 0) {
+            let text = util::printable(value.get(..MAX_NAME_LEN).unwrap_or(value));
+            let text = text.trim();
+            if !text.is_empty() {
+                *slot = Some(text.to_owned());
+            }
+        }
+        off += n;
+    }
+    out
 }
 
 /// L2TPv2 data header (RFC 2661 section 3.1): optional length, tunnel, session,
@@ -240,6 +293,10 @@ pub fn detect(cx: &Cx<'_>) -> Verdict {
         } => Some((version, message_type)),
         _ => None,
     }) {
+        if (a.is_empty() || b.is_empty()) && a.len() + b.len() < MAX_UNANSWERED && !cx.last {
+            // Certainly L2TP: wait for the other side's SCCRP (or SCCRQ) and its names.
+            return Verdict::Claim;
+        }
         let name = message_name(version, t).unwrap_or("?");
         let mut c = Classification::new(
             "l2tp",
@@ -249,6 +306,28 @@ pub fn detect(cx: &Cx<'_>) -> Verdict {
             format!("L2TPv{version} {name} ({t}), length matches the datagram"),
         );
         c.meta.version = Some(format!("L2TPv{version}"));
+        // Who the ends say they are: the first SCCRQ or SCCRP of each direction.
+        for (side, s, msgs) in [("client", cx.c2s, &a), ("server", cx.s2c, &b)] {
+            let start = cx.datagrams(s).zip(msgs.iter()).find(|(_, m)| {
+                matches!(m, Message::Control { message_type, .. } if matches!(*message_type, SCCRQ | SCCRP))
+            });
+            let Some((d, _)) = start else { continue };
+            let [host, vendor] = names(d);
+            if let Some(h) = host {
+                c.evidence.push(Evidence::new(
+                    "setten.l2tp.host-name",
+                    format!("l2tp.{side}.host_name"),
+                    h,
+                ));
+            }
+            if let Some(v) = vendor {
+                c.evidence.push(Evidence::new(
+                    "setten.l2tp.vendor-name",
+                    format!("l2tp.{side}.vendor_name"),
+                    v,
+                ));
+            }
+        }
         return Verdict::Yes(c);
     }
     // Data only (or ZLBs): the port must agree and each direction keep one session.
@@ -332,7 +411,12 @@ mod tests {
     #[test]
     fn sccrq_v2_and_v3_are_yes() {
         for (m, v) in [(sccrq_v2(), "L2TPv2"), (sccrq_v3(), "L2TPv3")] {
-            match run(&[m], &[], (1701, 1701), false) {
+            // Certainly L2TP at once; named with the reply, or alone at the end.
+            assert!(matches!(
+                run(std::slice::from_ref(&m), &[], (1701, 1701), false),
+                Verdict::Claim
+            ));
+            match run(&[m], &[], (1701, 1701), true) {
                 Verdict::Yes(c) => {
                     assert_eq!(c.service, Some(Service::L2tp));
                     assert_eq!(c.meta.version.as_deref(), Some(v));
@@ -341,6 +425,66 @@ mod tests {
                 x => panic!("{x:?}"),
             }
         }
+        // Three unanswered SCCRQs (retransmissions) need not wait for the end.
+        let m = sccrq_v2();
+        assert!(matches!(
+            run(&[m.clone(), m.clone(), m], &[], (1701, 1701), false),
+            Verdict::Yes(_)
+        ));
+    }
+
+    /// Appends an AVP (flags with the length, vendor 0) and fixes the length field.
+    fn with_avp(mut m: Vec<u8>, flags: u16, attr: u16, value: &[u8]) -> Vec<u8> {
+        let len = u16::try_from(AVP_HEADER_LEN + value.len()).unwrap();
+        m.extend((flags | len).to_be_bytes());
+        m.extend([0, 0]);
+        m.extend(attr.to_be_bytes());
+        m.extend_from_slice(value);
+        let total = u16::try_from(m.len()).unwrap().to_be_bytes();
+        m[2..4].copy_from_slice(&total);
+        m
+    }
+
+    #[test]
+    fn host_and_vendor_names_of_both_ends_are_evidence() {
+        // SCCRQ of xl2tpd as a LAC; the LNS's SCCRP hides its host name (H bit: the
+        // value is encrypted) and names its vendor.
+        let rq = with_avp(sccrq_v2(), AVP_MANDATORY, AVP_HOST_NAME, b"lac-01");
+        let rq = with_avp(rq, 0, AVP_VENDOR_NAME, b"xelerance.com");
+        let mut rp = sccrq_v2();
+        rp[19] = 2;
+        let rp = with_avp(
+            rp,
+            AVP_MANDATORY | AVP_HIDDEN,
+            AVP_HOST_NAME,
+            b"\x8a\x01secret",
+        );
+        let rp = with_avp(rp, 0, AVP_VENDOR_NAME, b"Cisco Systems, Inc.");
+        let Verdict::Yes(c) = run(std::slice::from_ref(&rq), &[rp], (1701, 1701), false) else {
+            panic!("not named");
+        };
+        let ev: Vec<(&str, &str)> = c
+            .evidence
+            .iter()
+            .skip(1)
+            .map(|e| (e.field.as_ref(), e.value.as_str()))
+            .collect();
+        assert_eq!(
+            ev,
+            [
+                ("l2tp.client.host_name", "lac-01"),
+                ("l2tp.client.vendor_name", "xelerance.com"),
+                ("l2tp.server.vendor_name", "Cisco Systems, Inc."),
+            ]
+        );
+        // An AVP running past the message ends the walk: what came before is kept.
+        let mut long = with_avp(rq, 0, AVP_HOST_NAME, b"later");
+        let n = long.len();
+        long[n - 11] |= 0x03;
+        assert_eq!(
+            names(&long),
+            [Some("lac-01".into()), Some("xelerance.com".into())]
+        );
     }
 
     #[test]
