@@ -1000,8 +1000,8 @@ fn openvpn_sessions_in_every_wrapping_are_named_with_their_wrapping() {
         ),
         ("udp-tls-crypt", "udp", 443, "tls-crypt", true),
         // The client sends from 1194, OpenVPN's default local port, so the port rule
-        // takes it for the server (no handshake to say otherwise over UDP).
-        ("udp-tls-crypt-v2", "udp", 1194, "tls-crypt-v2", false),
+        // takes it for the server; its client reset says otherwise (see below).
+        ("udp-tls-crypt-v2", "udp", 5000, "tls-crypt-v2", true),
         ("tcp-plain", "tcp", 443, "no tls-auth/tls-crypt", false),
         (
             "tcp-tls-auth-sha256",
@@ -1030,6 +1030,66 @@ fn openvpn_sessions_in_every_wrapping_are_named_with_their_wrapping() {
             .collect();
         assert_eq!(wraps, [wrap], "{name}: {f}");
     }
+}
+
+/// An OpenVPN client that sends from 1194 (its default local port) to a server on 5000:
+/// the port rule took the client for the server; the client reset it sent turns the roles
+/// round, with every count going with its side, the same on one thread as on two.
+#[test]
+fn openvpn_client_reset_settles_who_is_client_against_the_ports() {
+    let cap = Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("../tests/fixtures/openvpn/udp-tls-crypt-v2.pcap");
+    // Packets and IP bytes towards port 5000 and back, from the capture itself
+    // (Ethernet, IPv4, UDP).
+    let (_, recs) = pcap_records(&std::fs::read(&cap).unwrap());
+    let (mut to_server, mut to_client) = ((0u64, 0u64), (0u64, 0u64));
+    for r in &recs {
+        let ip = &r[16 + 14..];
+        let ihl = usize::from(ip[0] & 0x0f) * 4;
+        let total = u64::from(u16::from_be_bytes([ip[2], ip[3]]));
+        let side = if u16::from_be_bytes([ip[ihl + 2], ip[ihl + 3]]) == 5000 {
+            &mut to_server
+        } else {
+            &mut to_client
+        };
+        *side = (side.0 + 1, side.1 + total);
+    }
+    let ((c2s, c2s_bytes), (s2c, s2c_bytes)) = (to_server, to_client);
+    let mut lines = Vec::new();
+    for threads in ["1", "2"] {
+        let out = analyze(&["--format", "jsonl", "--threads", threads], &[&cap]);
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        let flows = jsonl(&out);
+        assert_eq!(flows.len(), 1, "{flows:?}");
+        let f = &flows[0];
+        assert_eq!(
+            f["client"],
+            serde_json::json!({"ip": "10.99.0.1", "port": 1194}),
+            "{f}"
+        );
+        assert_eq!(
+            f["server"],
+            serde_json::json!({"ip": "10.99.0.2", "port": 5000}),
+            "{f}"
+        );
+        assert_eq!(f["role_by"], "content", "{f}");
+        assert_eq!(
+            f["packets"],
+            serde_json::json!({"c2s": c2s, "s2c": s2c}),
+            "{f}"
+        );
+        assert_eq!(
+            f["bytes"],
+            serde_json::json!({"c2s": c2s_bytes, "s2c": s2c_bytes}),
+            "{f}"
+        );
+        lines.push(out.stdout);
+    }
+    assert_eq!(lines[0], lines[1]);
 }
 
 /// Real OpenVPN 2.6 tunnels captured only once they were up (tests/fixtures/make-openvpn.sh,

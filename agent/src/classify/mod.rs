@@ -364,6 +364,10 @@ pub struct Classification {
     pub meta: Meta,
     /// Work left for after the decision (see [`Classification::resolve`]).
     pub deferred: Option<Deferred>,
+    /// The bytes show that the flow's client (taken from the ports or the first packet)
+    /// is the server: an OpenVPN client reset came from the other side. Acted on by
+    /// [`crate::flow::Flow::settle_roles`].
+    pub reversed: bool,
 }
 
 /// Classification work that does not change whether a flow is decided, only what is said
@@ -684,6 +688,7 @@ impl Classifier {
         }
         self.step(&mut Opening::of(flow), grew, had_payload);
         if flow.inspect.done {
+            flow.settle_roles();
             self.decided_flow(flow);
         }
     }
@@ -700,6 +705,7 @@ impl Classifier {
             }
         }
         self.by_other_flows(flow);
+        flow.settle_roles();
     }
 
     /// A packet of an inspectable (TCP or UDP) flow whose classification is not over:

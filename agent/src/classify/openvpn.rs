@@ -690,10 +690,27 @@ pub fn detect(cx: &Cx<'_>) -> Verdict {
     let (Ok(sa), Ok(sb)) = (summary(&pa), summary(&pb)) else {
         return Verdict::No;
     };
+    // Which side sent the client reset says who the client is, against the ports or
+    // the first packet (an OpenVPN client binds 1194 unless told `nobind`).
     match (sa, sb) {
-        (Some(a), Some(b)) => decide_two_way(cx, &a, &b),
-        (Some(s), None) | (None, Some(s)) => decide_one_way(cx, &s),
+        (Some(a), Some(b)) => {
+            let server_first = is_client_reset(b.first_opcode) && is_server_reset(a.first_opcode);
+            reversed_if(decide_two_way(cx, &a, &b), server_first)
+        }
+        (Some(s), None) => reversed_if(decide_one_way(cx, &s), is_server_reset(s.first_opcode)),
+        (None, Some(s)) => reversed_if(decide_one_way(cx, &s), is_client_reset(s.first_opcode)),
         (None, None) => Verdict::No,
+    }
+}
+
+/// Marks a classification whose client is the flow's server.
+fn reversed_if(v: Verdict, reversed: bool) -> Verdict {
+    match v {
+        Verdict::Yes(mut c) => {
+            c.reversed = reversed;
+            Verdict::Yes(c)
+        }
+        v => v,
     }
 }
 
@@ -772,6 +789,35 @@ mod tests {
             run_udp(&c[..1], &[], (51146, 1194), true),
             Verdict::No
         ));
+    }
+
+    #[test]
+    fn the_side_of_the_client_reset_is_the_client() {
+        let client = vec![hex(PLAIN_CLIENT_RESET), hex(PLAIN_CLIENT_ACK)];
+        let server = vec![hex(PLAIN_SERVER_RESET)];
+        // Ports or the first packet gave the roles right, then the wrong way round.
+        for (c2s, s2c, reversed) in [(&client, &server, false), (&server, &client, true)] {
+            match run_udp(c2s, s2c, (1194, 1194), false) {
+                Verdict::Yes(cl) => assert_eq!(cl.reversed, reversed),
+                v => panic!("{v:?}"),
+            }
+        }
+        // One side seen: its resets say which it is.
+        let tls = |sid: &str| hex(&format!("20{sid}00000000011603010005"));
+        let client_only = vec![
+            hex(PLAIN_CLIENT_RESET),
+            tls("39fded2daa10a437"),
+            tls("39fded2daa10a437"),
+        ];
+        for (c2s, s2c, reversed) in [
+            (&client_only, &vec![], false),
+            (&vec![], &client_only, true),
+        ] {
+            match run_udp(c2s, s2c, (40000, 1194), true) {
+                Verdict::Yes(cl) => assert_eq!(cl.reversed, reversed, "{cl:?}"),
+                v => panic!("{v:?}"),
+            }
+        }
     }
 
     #[test]

@@ -119,6 +119,9 @@ pub enum RoleBy {
     Port,
     /// The first packet's sender.
     FirstPacket,
+    /// From the bytes, against the ports or the first packet (see
+    /// [`Flow::settle_roles`]).
+    Content,
 }
 
 /// Name observations kept per flow (a long-lived resolver conversation keeps its first
@@ -241,6 +244,35 @@ impl Flow {
     /// one, and a place is reused once its flow has ended.
     pub fn slot(&self) -> u32 {
         self.slot
+    }
+
+    /// Turns the roles round when the classification's bytes show that the client
+    /// taken from the ports or the first packet is the server
+    /// ([`crate::classify::Classification::reversed`]): a UDP flow only, whose roles no
+    /// TCP handshake decided. Every per-direction count goes with its side. Done once.
+    pub fn settle_roles(&mut self) {
+        let Some(c) = self.class.as_deref_mut() else {
+            return;
+        };
+        if !std::mem::take(&mut c.reversed)
+            || self.key.proto != ipproto::UDP
+            || self.role_by == RoleBy::Handshake
+        {
+            return;
+        }
+        self.client_is_lo = !self.client_is_lo;
+        self.role_by = RoleBy::Content;
+        self.packets.swap(0, 1);
+        self.bytes.swap(0, 1);
+        self.payload_bytes.swap(0, 1);
+        self.tcp_flags.swap(0, 1);
+        self.fin.swap(0, 1);
+        self.mac.swap(0, 1);
+        self.last_fp.swap(0, 1);
+        self.reach.swap(0, 1);
+        if let Some(s) = self.streams.as_deref_mut() {
+            s.swap(0, 1);
+        }
     }
 
     /// The side that started the conversation.

@@ -626,6 +626,7 @@ impl FlowView<'_> {
             crate::flow::RoleBy::Handshake => "handshake",
             crate::flow::RoleBy::Port => "port",
             crate::flow::RoleBy::FirstPacket => "first_packet",
+            crate::flow::RoleBy::Content => "content",
         };
         json_key_str(out, "role_by", role);
         if f.vlan != 0 {
