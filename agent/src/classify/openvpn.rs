@@ -105,6 +105,12 @@ const MIN_DATA_PER_DIRECTION: usize = 3;
 const AEAD_ID_OFFSET: usize = 1 + PEER_ID_LEN;
 /// Opcode, peer id, packet id, tag and at least one byte of ciphertext.
 const AEAD_MIN_LEN: usize = AEAD_ID_OFFSET + 4 + 16 + 1;
+/// Packet ids stay far below 2^31: a key is renegotiated every hour by default
+/// (`reneg-sec`), long before. A TURN ChannelData message (channel number 0x4000-0x7fff,
+/// RFC 8656 section 12.4) of fixed-size RTP audio has the same shape, a constant channel
+/// and length, then the RTP header's version and sequence number counting up, but that
+/// reads as 0x80000000 or more (RTP version 2 in the top bits, RFC 3550 section 5.1).
+const AEAD_MAX_ID: u32 = 0x8000_0000;
 /// OpenVPN's IANA port (tie-breaker only).
 const PORT_OPENVPN: u16 = 1194;
 /// TLS record type "handshake" and major version 3 (RFC 8446 section 5.1).
@@ -346,7 +352,8 @@ fn summarize(packets: &[&[u8]], wrap: Wrap) -> Option<Summary> {
                     }
                     s.peer_id = peer_id;
                     s.data_v2 += 1;
-                    let id = util::be32(raw, AEAD_ID_OFFSET).filter(|_| raw.len() >= AEAD_MIN_LEN);
+                    let id = util::be32(raw, AEAD_ID_OFFSET)
+                        .filter(|&id| raw.len() >= AEAD_MIN_LEN && id < AEAD_MAX_ID);
                     s.aead_ids = match (s.aead_ids, id) {
                         (None, Some(id)) if id != 0 && s.data_v2 == 1 => Some((id, id)),
                         (Some((first, last)), Some(id))
@@ -997,6 +1004,18 @@ mod tests {
         let c: Vec<_> = (0..4).map(quic).collect();
         let s: Vec<_> = (4..8).map(quic).collect();
         assert!(matches!(run_udp(&c, &s, (50000, 443), true), Verdict::No));
+        // TURN ChannelData on channel 0x4812 carrying 160-byte G.711 RTP both ways: the
+        // channel and length are constant, and the RTP version byte, payload type and
+        // sequence number read as a counter, but one of 0x80000000 or more.
+        let turn = |seq: u16| {
+            let mut p = vec![0x48, 0x12, 0x00, 0xac, 0x80, 0x00];
+            p.extend(seq.to_be_bytes());
+            p.extend(std::iter::repeat_n(0xd5, 168));
+            p
+        };
+        let c: Vec<_> = (100..104).map(turn).collect();
+        let s: Vec<_> = (7000..7004).map(turn).collect();
+        assert!(matches!(run_udp(&c, &s, (50000, 3478), true), Verdict::No));
     }
 
     #[test]
