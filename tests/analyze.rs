@@ -98,6 +98,11 @@ fn rdp_flow_carries_cookie_and_security_protocols() {
         .as_str()
         .unwrap()
         .starts_with("setten.rdp."));
+    // TLS 1.2 after the negotiation: the server certificate names the Windows machine.
+    assert_eq!(f["rdp"]["selected"], "credssp-ex", "{f}");
+    assert_eq!(f["tls"]["version"], "1.2", "{f}");
+    assert_eq!(f["tls"]["cert"]["subject"], "CN=OFFICE-WIN10-VM", "{f}");
+    assert_eq!(f["tls"]["cert"]["self_signed"], true, "{f}");
 }
 
 #[test]
@@ -1300,5 +1305,16 @@ fn rdp_connections_of_a_real_client_are_named_with_their_security() {
         assert_eq!(rdp["selected"], selected, "{name}: {rdp}");
         let weak = selected == "standard";
         assert_eq!(f["weak"].is_string(), weak, "{name}: {f}");
+        // The TLS handshake after the negotiation is read as for any TLS flow (xrdp
+        // speaks TLS 1.3, so no certificate is in clear); standard security has none.
+        if weak {
+            assert!(f.get("tls").is_none(), "{name}: {f}");
+        } else {
+            assert_eq!(f["tls"]["version"], "1.3", "{name}: {f}");
+            assert!(
+                f["tls"]["ja4"].as_str().unwrap().starts_with("t13d"),
+                "{name}: {f}"
+            );
+        }
     }
 }

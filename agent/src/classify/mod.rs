@@ -378,6 +378,9 @@ pub enum Deferred {
     Tls(Box<tls::Pending>),
     /// HTTP request head → evidence, catalogue matches, metadata.
     Http(Box<http::Pending>),
+    /// A classification made from another protocol's opening, then the TLS handshake
+    /// that followed it (RDP's X.224 negotiation): the TLS metadata is added to it.
+    After(Box<(Classification, tls::Pending)>),
 }
 
 impl Deferred {
@@ -387,6 +390,13 @@ impl Deferred {
         match self {
             Deferred::Tls(p) => tls::resolve(&mut c, *p, rules),
             Deferred::Http(p) => http::resolve(&mut c, *p, rules),
+            Deferred::After(b) => {
+                let (first, p) = *b;
+                let mut t = Classification::default();
+                tls::resolve(&mut t, p, rules);
+                c = first;
+                c.meta.tls = t.meta.tls;
+            }
         }
         c
     }

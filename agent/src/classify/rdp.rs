@@ -6,6 +6,10 @@
 //!
 //! A server that answers without a negotiation response, or selects PROTOCOL_RDP, uses
 //! RDP's own "standard security" (RC4, no server authentication): flagged weak.
+//! When the server selects a security protocol that runs over TLS (TLS, CredSSP,
+//! RDSTLS, …; [MS-RDPBCGR] 5.4.5), the TLS handshake follows the two TPKTs; it is read as
+//! for any TLS flow and its metadata (version, JA4, the server certificate, whose subject
+//! usually names the machine) is added to the RDP classification.
 //! X.224 alone is not RDP (ISO-on-TCP, e.g. S7comm on port 102, uses the same TPDU), so
 //! RDP needs the cookie, a negotiation structure, or — for old clients that send neither —
 //! the standard port as tie-breaker.
@@ -283,6 +287,9 @@ pub fn detect(cx: &Cx<'_>) -> Verdict {
     if confirm.is_none() && s2c.len() < 11 && !cx.last {
         return Verdict::Wait;
     }
+    // Every security protocol the server may select but standard RDP security
+    // (PROTOCOL_RDP, 0) runs over TLS.
+    let tls_follows = matches!(confirm, Some(Confirm::Selected(p)) if p != 0);
     let structural = req.cookie.is_some()
         || req.requested.is_some()
         || matches!(
@@ -333,7 +340,32 @@ pub fn detect(cx: &Cx<'_>) -> Verdict {
         None => {}
     }
     c.meta.rdp = Some(Box::new(meta));
+    if tls_follows {
+        let (ct, st) = (after_tpkt(c2s), after_tpkt(s2c));
+        if ct.is_empty() {
+            return if cx.last || cx.c2s.is_done() {
+                Verdict::Yes(c)
+            } else {
+                Verdict::Claim
+            };
+        }
+        return match super::tls::handshake(ct, st, cx.last, cx.c2s.is_done(), cx.s2c.is_done()) {
+            super::tls::Handshake::Wait | super::tls::Handshake::Claim => Verdict::Claim,
+            super::tls::Handshake::Done(Some(tls)) => Verdict::Yes(Classification {
+                protocol: "rdp",
+                deferred: Some(super::Deferred::After(Box::new((c, tls)))),
+                ..Classification::default()
+            }),
+            super::tls::Handshake::No | super::tls::Handshake::Done(None) => Verdict::Yes(c),
+        };
+    }
     Verdict::Yes(c)
+}
+
+/// The bytes after a direction's first TPKT (its length field, RFC 1006 section 6).
+fn after_tpkt(b: &[u8]) -> &[u8] {
+    let len = be16(b, 2).map_or(b.len(), usize::from);
+    b.get(len..).unwrap_or(&[])
 }
 
 #[cfg(test)]
@@ -355,13 +387,46 @@ mod tests {
 
     #[test]
     fn spec_example_connection_request_and_confirm() {
-        match run(CR, CC, 3389, false) {
+        // TLS was selected: its handshake is waited for (the flow is RDP already).
+        assert!(matches!(run(CR, CC, 3389, false), Verdict::Claim));
+        match run(CR, CC, 3389, true) {
             Verdict::Yes(c) => {
                 let m = c.meta.rdp.unwrap();
                 assert_eq!(m.cookie.as_deref(), Some("eltons"));
                 assert_eq!(m.requested, vec!["tls"]);
                 assert_eq!(m.selected.as_deref(), Some("tls"));
                 assert!(c.weak.is_none());
+            }
+            v => panic!("{v:?}"),
+        }
+    }
+
+    #[test]
+    fn the_tls_handshake_after_the_negotiation_is_read() {
+        let hello = crate::classify::tls::tests::client_hello("rdp.example", &[]);
+        let c2s = [CR, &hello].concat();
+        // The client's hello in, the server's answer still to come.
+        assert!(matches!(run(&c2s, CC, 3389, false), Verdict::Claim));
+        // The server's side goes no further (the end of the capture): RDP, with the
+        // ClientHello's fields for the output thread to read.
+        match run(&c2s, CC, 3389, true) {
+            Verdict::Yes(c) => {
+                assert_eq!(c.service, Some(Service::Rdp));
+                assert_eq!(c.evidence[0].rule, "setten.rdp.x224-cookie");
+                assert_eq!(c.meta.rdp.unwrap().cookie.as_deref(), Some("eltons"));
+                let tls = c.meta.tls.unwrap();
+                assert_eq!(tls.sni.as_deref(), Some("rdp.example"));
+                assert!(tls.ja4.unwrap().starts_with("t13d"));
+            }
+            v => panic!("{v:?}"),
+        }
+        // Bytes after the negotiation that are no TLS leave the RDP classification as
+        // it is.
+        let odd = [CR, b"\x30\x82\x01\x00 not a TLS record"].concat();
+        match run(&odd, CC, 3389, false) {
+            Verdict::Yes(c) => {
+                assert!(c.deferred.is_none() && c.meta.tls.is_none());
+                assert_eq!(c.service, Some(Service::Rdp));
             }
             v => panic!("{v:?}"),
         }
@@ -481,7 +546,7 @@ mod tests {
     #[test]
     fn routing_token_instead_of_cookie() {
         for port in [3389, 13389] {
-            match run(CR_TOKEN, CC_TLS, port, false) {
+            match run(CR_TOKEN, CC_TLS, port, true) {
                 Verdict::Yes(c) => {
                     assert_eq!(c.evidence[0].rule, "setten.rdp.neg-req");
                     assert_eq!(c.evidence[1].rule, "setten.rdp.routing-token");

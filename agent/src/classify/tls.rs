@@ -666,6 +666,48 @@ pub fn detect(cx: &Cx<'_>) -> Verdict {
             Verdict::No
         };
     }
+    match handshake(
+        c2s,
+        cx.s2c.bytes(),
+        cx.last,
+        cx.c2s.is_done(),
+        cx.s2c.is_done(),
+    ) {
+        Handshake::No => Verdict::No,
+        Handshake::Wait => Verdict::Wait,
+        Handshake::Claim => Verdict::Claim,
+        // The hello never completed; the record and handshake headers agree, so this is
+        // TLS, with no more to say.
+        Handshake::Done(None) => Verdict::Yes(finish(cx.rules, None, None, None, None)),
+        // The flow is TLS. Turning the handshake into metadata (ClientHello fields, JA4,
+        // certificate, catalogue matches) is left to `resolve`, which the output thread
+        // runs, so the packet path only copies the handshake bytes.
+        Handshake::Done(Some(pending)) => Verdict::Yes(Classification {
+            protocol: "tls",
+            deferred: Some(super::Deferred::Tls(Box::new(pending))),
+            ..Classification::default()
+        }),
+    }
+}
+
+/// What the opening bytes of a TLS handshake say so far.
+#[derive(Debug)]
+pub enum Handshake {
+    /// Not TLS.
+    No,
+    /// Not decidable yet.
+    Wait,
+    /// A whole ClientHello: TLS, with the server's side still to come.
+    Claim,
+    /// Decided: the handshake bytes to read, or none when the hello never completed.
+    Done(Option<Pending>),
+}
+
+/// Reads a TLS handshake from the client's first bytes `c2s` (not empty) and the
+/// server's `s2c`: in a TLS flow from its start, or after another protocol's opening (an
+/// RDP X.224 negotiation). `last`: no more bytes will come; `*_done`: a direction's
+/// opening window is full.
+pub fn handshake(c2s: &[u8], s2c: &[u8], last: bool, c2s_done: bool, s2c_done: bool) -> Handshake {
     let client = records(c2s);
     if client.not_tls
         || client
@@ -673,31 +715,29 @@ pub fn detect(cx: &Cx<'_>) -> Verdict {
             .first()
             .is_some_and(|t| *t != content::HANDSHAKE)
     {
-        return Verdict::No;
+        return Handshake::No;
     }
     let Some((t, body, complete)) = messages(&client.handshake).next() else {
-        return if cx.last { Verdict::No } else { Verdict::Wait };
+        return if last { Handshake::No } else { Handshake::Wait };
     };
     if t != hs::CLIENT_HELLO {
-        return Verdict::No;
+        return Handshake::No;
     }
     // The full ClientHello parse waits until the flow is decided (below); while the
     // server side is still coming, checking the message header is enough.
     let hello_body = if complete {
         if body.len() < 38 || body.first() != Some(&3) {
-            return Verdict::No;
+            return Handshake::No;
         }
         body
-    } else if cx.last || cx.c2s.is_done() {
-        // The hello never completed; the record and handshake headers agree, so this is
-        // TLS, with no more to say.
-        return Verdict::Yes(finish(cx.rules, None, None, None, None));
+    } else if last || c2s_done {
+        return Handshake::Done(None);
     } else {
-        return Verdict::Wait;
+        return Handshake::Wait;
     };
 
     // Server side: the negotiated version, and the certificate while it is in the clear.
-    let server = records(cx.s2c.bytes());
+    let server = records(s2c);
     let mut negotiated = None;
     let mut alpn_selected = None;
     // The certificate is parsed once, when the flow is decided (x509 parsing is the most
@@ -732,24 +772,16 @@ pub fn detect(cx: &Cx<'_>) -> Verdict {
     }) {
         server_done = true;
     }
-    if !server_done && !cx.last && !cx.s2c.is_done() {
+    if !server_done && !last && !s2c_done {
         // A whole ClientHello: the flow is TLS whatever the server says.
-        return Verdict::Claim;
+        return Handshake::Claim;
     }
-    // The flow is TLS. Turning the handshake into metadata (ClientHello fields, JA4,
-    // certificate, catalogue matches) is left to `resolve`, which the output thread runs,
-    // so the packet path only copies the handshake bytes.
-    let pending = Pending {
+    Handshake::Done(Some(Pending {
         hello: compact_hello(hello_body),
         negotiated,
         alpn_selected,
         cert: cert_body.map(|b| CERT_BYTES.with(|c| c.borrow_mut().get(leaf_only(b), |_| ()).0)),
-    };
-    Verdict::Yes(Classification {
-        protocol: "tls",
-        deferred: Some(super::Deferred::Tls(Box::new(pending))),
-        ..Classification::default()
-    })
+    }))
 }
 
 /// A ClientHello body reduced to what [`parse_client_hello`] reads: the session id is
