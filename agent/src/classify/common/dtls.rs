@@ -39,6 +39,10 @@ pub struct Fragment<'a> {
     pub msg_type: u8,
     /// Length of the whole message.
     pub msg_len: usize,
+    /// Message sequence: 0 for a flight's first message; 1 for a ClientHello sent again
+    /// with the cookie of a HelloVerifyRequest and for the ServerHello that answers it
+    /// (RFC 6347 section 4.2.2).
+    pub message_seq: u16,
     /// Where this fragment starts in the message.
     pub offset: usize,
     /// The fragment's bytes.
@@ -47,9 +51,9 @@ pub struct Fragment<'a> {
 
 /// Reads a datagram that opens with a DTLS handshake record of epoch 0 (RFC 6347 4.1:
 /// type 22, version, epoch, 48-bit sequence, length that fits the datagram) holding the
-/// first fragment of a flight's first message (4.2.2: type, length, message sequence 0,
+/// first fragment of a handshake message (4.2.2: type, length, message sequence,
 /// fragment offset and length inside both the message and the record). The record
-/// version is not checked here.
+/// version and the message sequence are not checked here.
 pub fn handshake_fragment(d: &[u8]) -> Parse<Fragment<'_>> {
     need!(require(need!(byte(d, 0)) == 22));
     let record_version = need!(be16(d, 1));
@@ -61,7 +65,7 @@ pub fn handshake_fragment(d: &[u8]) -> Parse<Fragment<'_>> {
     let h = RECORD_HEADER_LEN;
     let msg_type = need!(byte(d, h));
     let msg_len = need!(be24(d, h + 1));
-    need!(require(need!(be16(d, h + 4)) == 0));
+    let message_seq = need!(be16(d, h + 4));
     let offset = need!(be24(d, h + 6));
     let frag_len = need!(be24(d, h + 9));
     need!(require(
@@ -72,6 +76,7 @@ pub fn handshake_fragment(d: &[u8]) -> Parse<Fragment<'_>> {
         record_version,
         msg_type,
         msg_len,
+        message_seq,
         offset,
         body,
     })
@@ -81,7 +86,10 @@ pub fn handshake_fragment(d: &[u8]) -> Parse<Fragment<'_>> {
 pub fn parse_client_hello(d: &[u8]) -> Parse<&'static str> {
     let f = need!(handshake_fragment(d));
     need!(require(
-        version_name(f.record_version).is_some() && f.msg_type == 1 && f.offset == 0
+        version_name(f.record_version).is_some()
+            && f.msg_type == 1
+            && f.message_seq == 0
+            && f.offset == 0
     ));
     // The ClientHello body starts with client_version.
     match super::super::util::be16(f.body, 0).and_then(version_name) {
