@@ -8,19 +8,22 @@
 //! length (little-endian) at offset 4 and two zero bytes at offset 8. No capture was
 //! available, so the test fixtures are built from that description.
 //!
-//! Promise on TCP: `Yes` only when a direction opens with `NXSH-` or `NXD-`, a dotted
-//! numeric version (two to four parts of one to four digits), and the end of the line
-//! (LF or CR LF) or the start of a TLS record; and the other direction either answers with
-//! the other prefix, goes straight to TLS (a handshake record header), or, at the end of
-//! the flow, has sent nothing. nDPI names the flow from the one line alone (11 to 14
-//! bytes); the complete line with its dotted version is at least as specific. Both
-//! prefixes are accepted in either direction, since nothing public says which side
-//! speaks first.
+//! Promise on TCP: `Yes` only when a direction opens with `NXSH-` or `NXD-` and a
+//! dotted numeric version (two to four parts of one to four digits), followed by the end
+//! of the line, the start of a TLS record or any other byte that is not part of the
+//! version, or by nothing once the other side has spoken or the flow is over (nDPI
+//! names the flow from one such segment of 11 to 14 bytes and checks nothing after the
+//! prefix); and the other direction either answers with the other prefix, goes straight
+//! to TLS (a handshake record header), or, at the end of the flow, has sent nothing. The
+//! prefix with its dotted version is at least as specific as nDPI's check. Both prefixes
+//! are accepted in either direction, since nothing public says which side speaks first.
 //!
 //! Promise on UDP: the datagram layout is too weak to stand alone (any protocol with a
 //! little-endian version 1 and length header fits it), so it is used only on the standard
-//! port 4000 as tie-breaker, and then every opening datagram must fit and two must have
-//! been seen (one, once the flow is over).
+//! port 4000 as tie-breaker, and then the first datagram of each direction must fit (the
+//! one nDPI reads) and two fitting datagrams must have been seen (one, once the flow is
+//! over). Later datagrams that do not fit are other messages nothing public describes;
+//! they neither count nor refute.
 
 use super::{util, Classification, Cx, Service, Verdict};
 
@@ -114,17 +117,50 @@ pub fn parse_hello(b: &[u8]) -> Result<(Hello<'_>, &[u8]), Error> {
         tail.get(..digits).unwrap_or(&[]),
         tail.get(digits..).unwrap_or(&[]),
     );
+    let may_still_come = after.is_empty() && version_may_grow(version);
+    if !(version_ok(version) || may_still_come) {
+        return Err(Error::Invalid);
+    }
+    // What ends the version is not checked beyond this (nDPI takes the prefix alone): a
+    // line end, the TLS record that follows, or whatever else the product sends there.
     let rest = match (after.first(), after.get(1)) {
         (None, _) | (Some(b'\r'), None) => return Err(Error::Incomplete),
         (Some(b'\n'), _) => after.get(1..).unwrap_or(&[]),
         (Some(b'\r'), Some(b'\n')) => after.get(2..).unwrap_or(&[]),
-        (Some(&TLS_HANDSHAKE), _) => after,
-        _ => return Err(Error::Invalid),
+        _ => after,
     };
-    if !version_ok(version) {
-        return Err(Error::Invalid);
-    }
     Ok((Hello { side, version }, rest))
+}
+
+/// Whether a version cut short by the end of the bytes can still become a valid one.
+fn version_may_grow(v: &[u8]) -> bool {
+    let mut parts = 0usize;
+    for p in v.split(|&c| c == b'.') {
+        parts += 1;
+        if p.len() > MAX_PART_DIGITS || parts > MAX_VERSION_PARTS {
+            return false;
+        }
+    }
+    // Only the last part may be empty (the dot just came).
+    v.split(|&c| c == b'.').rev().skip(1).all(|p| !p.is_empty())
+}
+
+/// A handshake line whose bytes end right after a complete version: the line itself,
+/// once nothing more can follow it (the other side answered, or the flow is over).
+/// nDPI names the flow from such a segment of 11 to 14 bytes, line end or not.
+fn unterminated(b: &[u8]) -> Option<Hello<'_>> {
+    let (side, prefix) = if b.starts_with(CLIENT_PREFIX) {
+        (Side::Client, CLIENT_PREFIX)
+    } else if b.starts_with(SERVER_PREFIX) {
+        (Side::Server, SERVER_PREFIX)
+    } else {
+        return None;
+    };
+    let version = b.get(prefix.len()..)?;
+    (version.len() <= MAX_VERSION
+        && version.iter().all(|&c| c.is_ascii_digit() || c == b'.')
+        && version_ok(version))
+    .then_some(Hello { side, version })
 }
 
 /// Whether a UDP datagram has NoMachine's layout (nDPI `nomachine.c`).
@@ -159,7 +195,14 @@ fn tls_record(b: &[u8]) -> bool {
 
 fn detect_tcp(cx: &Cx<'_>) -> Verdict {
     let (cb, sb) = (cx.c2s.bytes(), cx.s2c.bytes());
-    let (c, s) = (parse_hello(cb), parse_hello(sb));
+    // A line without its end counts once the other side has spoken or the flow is over.
+    let settle = |b, other: &[u8]| match parse_hello(b) {
+        Err(Error::Incomplete) if !other.is_empty() || cx.last => unterminated(b)
+            .map(|h| (h, &[][..]))
+            .ok_or(Error::Incomplete),
+        r => r,
+    };
+    let (c, s) = (settle(cb, sb), settle(sb, cb));
     let found = match (&c, &s) {
         (Ok((ch, _)), Ok((sh, _))) if ch.side != sh.side => {
             Some(format!("c2s {}; s2c {}", line(ch), line(sh)))
@@ -204,13 +247,16 @@ fn detect_udp(cx: &Cx<'_>) -> Verdict {
     if !cx.port_is(PORT) {
         return Verdict::No;
     }
+    // The first datagram of each direction must fit, as the one nDPI reads; later ones
+    // (other message kinds nothing public describes) only count when they fit too.
     let mut seen = 0usize;
     for dir in [cx.c2s, cx.s2c] {
-        for d in cx.datagrams(dir) {
-            if !udp_layout_ok(d) {
+        for (i, d) in cx.datagrams(dir).enumerate() {
+            if udp_layout_ok(d) {
+                seen += 1;
+            } else if i == 0 {
                 return Verdict::No;
             }
-            seen += 1;
         }
     }
     if seen >= UDP_MIN_DATAGRAMS || (cx.last && seen > 0) {
@@ -296,10 +342,17 @@ mod tests {
             run(true, &[b"NXSH-8.1"], &[], PORT, false),
             Verdict::Wait
         ));
+        // At the end, a line cut after a complete version still names the flow; one cut
+        // inside the prefix or before the version's second part does not.
         assert!(matches!(
             run(true, &[b"NXSH-8.1"], &[], PORT, true),
+            Verdict::Yes(_)
+        ));
+        assert!(matches!(
+            run(true, &[b"NXSH-8."], &[], PORT, true),
             Verdict::No
         ));
+        assert!(matches!(run(true, &[b"NXS"], &[], PORT, true), Verdict::No));
         // One line, the other side straight into TLS (either way round).
         let v = run(true, &[CLIENT_LINE], &[TLS_START], PORT, false);
         let Verdict::Yes(c) = v else {
@@ -332,12 +385,73 @@ mod tests {
     }
 
     #[test]
+    fn a_line_without_its_end() {
+        // nDPI takes any 11-14 byte segment with the prefix: the line end is not needed
+        // once the other side has answered or the flow is over.
+        let v = run(true, &[b"NXSH-8.11.3"], &[b"NXD-8.11.3"], PORT, false);
+        let Verdict::Yes(c) = v else {
+            panic!("expected Yes, got {v:?}")
+        };
+        assert_eq!(c.evidence[0].value, "c2s NXSH-8.11.3; s2c NXD-8.11.3");
+        assert!(matches!(
+            run(true, &[b"NXSH-8.11.3"], &[TLS_START], PORT, false),
+            Verdict::Yes(_)
+        ));
+        // Alone, it may still grow ("8.11.31") until the flow is over.
+        assert!(matches!(
+            run(true, &[b"NXSH-8.11.3"], &[], PORT, false),
+            Verdict::Wait
+        ));
+        assert!(matches!(
+            run(true, &[b"NXSH-8.11.3"], &[], PORT, true),
+            Verdict::Yes(_)
+        ));
+        // A version of one part is still no version, answered or not.
+        assert!(matches!(
+            run(true, &[b"NXSH-8"], &[b"NXD-8"], PORT, true),
+            Verdict::No
+        ));
+        // Whatever follows a complete version ends it.
+        let v = run(true, &[b"NXSH-8.11.3-1\n"], &[SERVER_LINE], PORT, false);
+        let Verdict::Yes(c) = v else {
+            panic!("expected Yes, got {v:?}")
+        };
+        assert_eq!(c.meta.version.as_deref(), Some("8.11.3"));
+    }
+
+    #[test]
+    fn udp_datagrams_after_the_first_need_not_fit() {
+        let (a, b) = (datagram(12), datagram(14));
+        let mut other = datagram(20);
+        other[2] = 7;
+        // A later datagram of another kind neither counts nor refutes.
+        assert!(matches!(
+            run(false, &[&a, &other], &[], PORT, false),
+            Verdict::Wait
+        ));
+        let v = run(false, &[&a, &other], &[&b, &other], PORT, false);
+        let Verdict::Yes(c) = v else {
+            panic!("expected Yes, got {v:?}")
+        };
+        assert_eq!(
+            c.evidence[0].value,
+            "2 datagrams with version 1 and their own length at offset 4"
+        );
+        // The first of a direction must fit.
+        assert!(matches!(
+            run(false, &[&a, &b], &[&other, &b], PORT, false),
+            Verdict::No
+        ));
+    }
+
+    #[test]
     fn version_must_be_dotted_digits() {
         assert_eq!(parse_hello(b"NXSH-8\n").err(), Some(Error::Invalid));
         assert_eq!(parse_hello(b"NXSH-8..1\n").err(), Some(Error::Invalid));
         assert_eq!(parse_hello(b"NXSH-1.2.3.4.5\n").err(), Some(Error::Invalid));
         assert_eq!(parse_hello(b"NXSH-12345.1\n").err(), Some(Error::Invalid));
-        assert_eq!(parse_hello(b"NXSH-8.1 beta\n").err(), Some(Error::Invalid));
+        assert_eq!(parse_hello(b"NXSH-8..1").err(), Some(Error::Invalid));
+        assert_eq!(parse_hello(b"NXSH-x").err(), Some(Error::Invalid));
         assert_eq!(parse_hello(b"NXD-").err(), Some(Error::Incomplete));
         assert_eq!(parse_hello(b"NX").err(), Some(Error::Incomplete));
         let long = [b"NXSH-".as_slice(), &[b'1'; 40]].concat();
