@@ -604,6 +604,8 @@ pub static DETECTORS: &[Detector] = &[
     Detector::one("telnet", On::Tcp, telnet::detect),
     Detector::one("rsh", On::Tcp, rsh::detect),
     Detector::checks("common", On::Both, common::detect, common::detect_rest),
+    // No fixed byte at all: after everything else (see `hamachi`).
+    Detector::one("hamachi-udp", On::Udp, hamachi::detect_udp),
 ];
 
 // One bit per detector in [`Inspect::excluded`].
