@@ -1203,6 +1203,60 @@ fn wireguard_and_l2tp_sessions_of_real_programs_are_named() {
     assert_eq!(f["evidence"][2]["value"], "xelerance.com", "{f}");
 }
 
+/// Real X11 display connections (tests/fixtures/make-x11.sh: xdpyinfo to Xvfb over TCP):
+/// named from the connection setup and the server's answer, plain text and so weak, the
+/// display :41 flagged as off the X ports of the service catalogue.
+#[test]
+fn x11_display_connections_of_real_programs_are_named() {
+    let cap = Path::new(env!("CARGO_MANIFEST_DIR")).join("../tests/fixtures/x11.pcap");
+    let out = analyze(&["--format", "jsonl"], &[&cap]);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let flows = jsonl(&out);
+    assert_eq!(flows.len(), 3, "{flows:?}");
+    for f in &flows {
+        assert_eq!(f["service"], "xdmcp", "{f}");
+        assert_eq!(f["protocol"], "x11", "{f}");
+        assert_eq!(f["family"], "remote-access", "{f}");
+        assert_eq!(f["weak"], "x11", "{f}");
+        assert_eq!(f["protocol_version"], "11.0", "{f}");
+        assert_eq!(f["evidence"][0]["rule"], "setten.x11.setup", "{f}");
+    }
+    let display0 = find(&flows, 6000, "tcp");
+    assert_eq!(display0.len(), 2, "{flows:?}");
+    let answers: Vec<&str> = display0
+        .iter()
+        .map(|f| f["evidence"][1]["value"].as_str().unwrap())
+        .collect();
+    assert_eq!(
+        answers,
+        ["Success", "Failed: Invalid MIT-MAGIC-COOKIE-1 key"],
+        "{flows:?}"
+    );
+    for f in &display0 {
+        assert_eq!(f["non_standard_port"], false, "{f}");
+        assert_eq!(
+            f["evidence"][0]["value"],
+            "c2s connection setup, LSB first, protocol 11.0, MIT-MAGIC-COOKIE-1 \
+             (16 bytes of data)",
+            "{f}"
+        );
+    }
+    let display41 = find(&flows, 6041, "tcp");
+    assert_eq!(display41.len(), 1, "{flows:?}");
+    let f = display41[0];
+    assert_eq!(f["non_standard_port"], true, "{f}");
+    assert_eq!(
+        f["evidence"][0]["value"],
+        "c2s connection setup, LSB first, protocol 11.0, no authorisation",
+        "{f}"
+    );
+    assert_eq!(f["evidence"][1]["value"], "Success", "{f}");
+}
+
 /// A real PPTP call (tests/fixtures/make-pptp.sh: pptp-linux to pptpd): the control
 /// connection on tcp 1723 and the call's enhanced GRE are both named pptp, each from its
 /// own bytes.

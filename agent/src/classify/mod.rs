@@ -36,6 +36,7 @@ pub mod tls;
 pub mod ultrasurf;
 pub mod vnc;
 pub mod wireguard;
+pub mod x11;
 pub mod xdmcp;
 
 use crate::decode::ipproto;
@@ -358,7 +359,8 @@ pub struct Classification {
     pub product: Option<String>,
     /// Evidence, strongest first.
     pub evidence: Vec<Evidence>,
-    /// Legacy or weak variant (telnet, rsh, RDP standard security, SSH-1, TLS ≤ 1.0, PPTP).
+    /// Legacy or weak variant (telnet, rsh, RDP standard security, SSH-1, TLS ≤ 1.0, PPTP,
+    /// X11).
     pub weak: Option<String>,
     /// Metadata.
     pub meta: Meta,
@@ -583,6 +585,7 @@ pub static DETECTORS: &[Detector] = &[
     Detector::one("rdp", On::Both, rdp::detect),
     Detector::one("ssh", On::Tcp, ssh::detect),
     Detector::one("vnc", On::Tcp, vnc::detect),
+    Detector::one("x11", On::Tcp, x11::detect),
     Detector::one("http", On::Tcp, http::detect),
     Detector::one("pptp", On::Tcp, pptp::detect),
     Detector::one("ipsec", On::Udp, ipsec::detect),

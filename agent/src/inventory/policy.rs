@@ -72,7 +72,7 @@ pub enum RiskId {
     /// Inbound from many distinct external sources: no source restriction (checklist 2-⑰).
     ManySources,
     /// A legacy or weak protocol or variant (telnet, rsh, PPTP, RDP standard security,
-    /// SSH-1, TLS ≤ 1.0).
+    /// SSH-1, TLS ≤ 1.0, X11).
     Weak,
     /// The service runs on a port not standard for it.
     NonStandardPort,

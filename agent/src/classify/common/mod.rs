@@ -71,7 +71,6 @@ pub mod tds;
 pub mod text;
 pub mod tftp;
 pub mod wsd;
-pub mod x11;
 pub mod zabbix;
 
 use super::{Cx, On, Verdict};
@@ -304,10 +303,6 @@ static CHECKS: &[Check] = &[
     Check {
         on: On::Udp,
         check: dtls::check,
-    },
-    Check {
-        on: On::Tcp,
-        check: x11::check,
     },
     Check {
         on: On::Both,
