@@ -972,8 +972,8 @@ fn several_flow_tables_keep_the_errors_and_the_flows_before_them() {
     assert!(err.contains("byte offset"), "{err}");
 }
 
-/// The one flow `analyze --format jsonl` reports for a capture (it must run cleanly).
-fn only_flow(cap: &Path) -> serde_json::Value {
+/// The flows `analyze --format jsonl` reports for a capture (it must run cleanly).
+fn flows_of(cap: &Path) -> Vec<serde_json::Value> {
     let out = analyze(&["--format", "jsonl"], &[cap]);
     assert!(
         out.status.success(),
@@ -981,7 +981,12 @@ fn only_flow(cap: &Path) -> serde_json::Value {
         cap.display(),
         String::from_utf8_lossy(&out.stderr)
     );
-    let mut flows = jsonl(&out);
+    jsonl(&out)
+}
+
+/// The one flow `analyze --format jsonl` reports for a capture (it must run cleanly).
+fn only_flow(cap: &Path) -> serde_json::Value {
+    let mut flows = flows_of(cap);
     assert_eq!(flows.len(), 1, "{}: {flows:?}", cap.display());
     flows.remove(0)
 }
@@ -1208,14 +1213,7 @@ fn wireguard_and_l2tp_sessions_of_real_programs_are_named() {
 /// display :41 flagged as off the X ports of the service catalogue.
 #[test]
 fn x11_display_connections_of_real_programs_are_named() {
-    let cap = Path::new(env!("CARGO_MANIFEST_DIR")).join("../tests/fixtures/x11.pcap");
-    let out = analyze(&["--format", "jsonl"], &[&cap]);
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    let flows = jsonl(&out);
+    let flows = flows_of(&Path::new(env!("CARGO_MANIFEST_DIR")).join("../tests/fixtures/x11.pcap"));
     assert_eq!(flows.len(), 3, "{flows:?}");
     for f in &flows {
         assert_eq!(f["service"], "xdmcp", "{f}");
@@ -1262,14 +1260,8 @@ fn x11_display_connections_of_real_programs_are_named() {
 /// own bytes.
 #[test]
 fn pptp_control_connection_and_its_gre_are_both_named() {
-    let cap = Path::new(env!("CARGO_MANIFEST_DIR")).join("../tests/fixtures/pptp.pcap");
-    let out = analyze(&["--format", "jsonl"], &[&cap]);
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    let flows = jsonl(&out);
+    let flows =
+        flows_of(&Path::new(env!("CARGO_MANIFEST_DIR")).join("../tests/fixtures/pptp.pcap"));
     assert_eq!(flows.len(), 2, "{flows:?}");
     let by = |t: &str| {
         flows
