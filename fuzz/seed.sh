@@ -1,5 +1,6 @@
 #!/bin/sh
-# Regenerates the seed corpora fuzz/corpus/<target>/ from the real captures.
+# Regenerates the seed corpora fuzz/corpus/<target>/ from the real captures: the shared
+# corpus and the project's fixtures.
 #
 #   fuzz/seed.sh [captures dir]     (default: ../shared/corpus/pcap beside the repository,
 #                                    or $SETTEN_CORPUS)
@@ -18,6 +19,11 @@ if [ ! -d "$captures" ]; then
 fi
 cd "$here"
 cargo run --quiet --release --example seed -- "$captures" "$repo/rules" "$here/corpus"
+# The project's own captures of real programs (X11, OpenVPN in every wrapping, RDP,
+# tinc, WireGuard, L2TP, PPTP, the bundled sample) add what the corpus lacks.
+for dir in "$repo/tests/fixtures" "$repo/tests/fixtures/openvpn" "$repo/tests/fixtures/rdp"; do
+    cargo run --quiet --release --example seed -- "$dir" "$repo/rules" "$here/corpus"
+done
 # The ledger target starts from the sample ledgers (UTF-8 and Shift_JIS).
 mkdir -p "$here/corpus/ledger"
 cp "$repo"/samples/*.csv "$here/corpus/ledger/"
