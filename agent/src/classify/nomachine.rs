@@ -93,8 +93,11 @@ fn version_ok(v: &[u8]) -> bool {
 }
 
 /// Parses a handshake line at the start of `b`; returns it and the bytes after it (the
-/// TLS record, if one follows without a line end).
-pub fn parse_hello(b: &[u8]) -> Result<(Hello<'_>, &[u8]), Error> {
+/// TLS record, if one follows without a line end). `ended`: no more bytes will follow
+/// (the other side has answered, or the flow is over), so a complete version at the end
+/// of the bytes ends the line: nDPI names the flow from such a segment of 11 to 14
+/// bytes, line end or not.
+pub fn parse_hello(b: &[u8], ended: bool) -> Result<(Hello<'_>, &[u8]), Error> {
     let mut candidate = None;
     for (side, prefix) in [(Side::Client, CLIENT_PREFIX), (Side::Server, SERVER_PREFIX)] {
         if b.starts_with(prefix) {
@@ -124,6 +127,7 @@ pub fn parse_hello(b: &[u8]) -> Result<(Hello<'_>, &[u8]), Error> {
     // What ends the version is not checked beyond this (nDPI takes the prefix alone): a
     // line end, the TLS record that follows, or whatever else the product sends there.
     let rest = match (after.first(), after.get(1)) {
+        (None, _) | (Some(b'\r'), None) if ended && version_ok(version) => &[],
         (None, _) | (Some(b'\r'), None) => return Err(Error::Incomplete),
         (Some(b'\n'), _) => after.get(1..).unwrap_or(&[]),
         (Some(b'\r'), Some(b'\n')) => after.get(2..).unwrap_or(&[]),
@@ -143,24 +147,6 @@ fn version_may_grow(v: &[u8]) -> bool {
     }
     // Only the last part may be empty (the dot just came).
     v.split(|&c| c == b'.').rev().skip(1).all(|p| !p.is_empty())
-}
-
-/// A handshake line whose bytes end right after a complete version: the line itself,
-/// once nothing more can follow it (the other side answered, or the flow is over).
-/// nDPI names the flow from such a segment of 11 to 14 bytes, line end or not.
-fn unterminated(b: &[u8]) -> Option<Hello<'_>> {
-    let (side, prefix) = if b.starts_with(CLIENT_PREFIX) {
-        (Side::Client, CLIENT_PREFIX)
-    } else if b.starts_with(SERVER_PREFIX) {
-        (Side::Server, SERVER_PREFIX)
-    } else {
-        return None;
-    };
-    let version = b.get(prefix.len()..)?;
-    (version.len() <= MAX_VERSION
-        && version.iter().all(|&c| c.is_ascii_digit() || c == b'.')
-        && version_ok(version))
-    .then_some(Hello { side, version })
 }
 
 /// Whether a UDP datagram has NoMachine's layout (nDPI `nomachine.c`).
@@ -196,13 +182,10 @@ fn tls_record(b: &[u8]) -> bool {
 fn detect_tcp(cx: &Cx<'_>) -> Verdict {
     let (cb, sb) = (cx.c2s.bytes(), cx.s2c.bytes());
     // A line without its end counts once the other side has spoken or the flow is over.
-    let settle = |b, other: &[u8]| match parse_hello(b) {
-        Err(Error::Incomplete) if !other.is_empty() || cx.last => unterminated(b)
-            .map(|h| (h, &[][..]))
-            .ok_or(Error::Incomplete),
-        r => r,
-    };
-    let (c, s) = (settle(cb, sb), settle(sb, cb));
+    let (c, s) = (
+        parse_hello(cb, cx.last || !sb.is_empty()),
+        parse_hello(sb, cx.last || !cb.is_empty()),
+    );
     let found = match (&c, &s) {
         (Ok((ch, _)), Ok((sh, _))) if ch.side != sh.side => {
             Some(format!("c2s {}; s2c {}", line(ch), line(sh)))
@@ -446,16 +429,38 @@ mod tests {
 
     #[test]
     fn version_must_be_dotted_digits() {
-        assert_eq!(parse_hello(b"NXSH-8\n").err(), Some(Error::Invalid));
-        assert_eq!(parse_hello(b"NXSH-8..1\n").err(), Some(Error::Invalid));
-        assert_eq!(parse_hello(b"NXSH-1.2.3.4.5\n").err(), Some(Error::Invalid));
-        assert_eq!(parse_hello(b"NXSH-12345.1\n").err(), Some(Error::Invalid));
-        assert_eq!(parse_hello(b"NXSH-8..1").err(), Some(Error::Invalid));
-        assert_eq!(parse_hello(b"NXSH-x").err(), Some(Error::Invalid));
-        assert_eq!(parse_hello(b"NXD-").err(), Some(Error::Incomplete));
-        assert_eq!(parse_hello(b"NX").err(), Some(Error::Incomplete));
+        assert_eq!(parse_hello(b"NXSH-8\n", false).err(), Some(Error::Invalid));
+        assert_eq!(
+            parse_hello(b"NXSH-8..1\n", false).err(),
+            Some(Error::Invalid)
+        );
+        assert_eq!(
+            parse_hello(b"NXSH-1.2.3.4.5\n", false).err(),
+            Some(Error::Invalid)
+        );
+        assert_eq!(
+            parse_hello(b"NXSH-12345.1\n", false).err(),
+            Some(Error::Invalid)
+        );
+        assert_eq!(parse_hello(b"NXSH-8..1", false).err(), Some(Error::Invalid));
+        assert_eq!(parse_hello(b"NXSH-x", false).err(), Some(Error::Invalid));
+        assert_eq!(parse_hello(b"NXD-", false).err(), Some(Error::Incomplete));
+        assert_eq!(parse_hello(b"NX", false).err(), Some(Error::Incomplete));
+        // A complete version at the end of the bytes ends the line only when no more
+        // bytes will follow.
+        assert_eq!(
+            parse_hello(b"NXSH-8.11.3", false).err(),
+            Some(Error::Incomplete)
+        );
+        let (h, rest) = parse_hello(b"NXSH-8.11.3", true).unwrap();
+        assert_eq!(
+            (h.side, h.version, rest),
+            (Side::Client, &b"8.11.3"[..], &b""[..])
+        );
+        assert_eq!(parse_hello(b"NXSH-8", true).err(), Some(Error::Incomplete));
+        assert_eq!(parse_hello(b"NXD-8.", true).err(), Some(Error::Incomplete));
         let long = [b"NXSH-".as_slice(), &[b'1'; 40]].concat();
-        assert_eq!(parse_hello(&long).err(), Some(Error::Invalid));
+        assert_eq!(parse_hello(&long, false).err(), Some(Error::Invalid));
     }
 
     // UDP layout from nDPI nomachine.c: LE 1 at offset 2, LE length at 4, zeros at 8.
