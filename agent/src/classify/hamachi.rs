@@ -46,6 +46,14 @@ fn may_open(b: &[u8]) -> bool {
     }
 }
 
+/// Hamachi, over either transport, with one piece of evidence.
+fn classification(rule: &'static str, field: &'static str, value: String) -> Classification {
+    let mut c = Classification::new("hamachi", Some(Service::ConsumerVpn), rule, field, value);
+    c.vendor = Some("GoTo".to_owned());
+    c.product = Some("LogMeIn Hamachi".to_owned());
+    c
+}
+
 /// Detects Hamachi.
 pub fn detect(cx: &Cx<'_>) -> Verdict {
     let mut undecided = false;
@@ -63,16 +71,11 @@ pub fn detect(cx: &Cx<'_>) -> Verdict {
         }
         let whole = be32(b, 0).unwrap_or(0).saturating_add(4);
         if be32(b, MAGIC_OFFSET) == Some(MAGIC) {
-            let mut c = Classification::new(
-                "hamachi",
-                Some(Service::ConsumerVpn),
+            return Verdict::Yes(classification(
                 "setten.hamachi.opening",
                 "hamachi.message",
                 format!("{dir} message of {whole} bytes with 7b7a0dad at offset 12"),
-            );
-            c.vendor = Some("GoTo".to_owned());
-            c.product = Some("LogMeIn Hamachi".to_owned());
-            return Verdict::Yes(c);
+            ));
         }
         return Verdict::No;
     }
@@ -137,9 +140,7 @@ pub fn detect_udp(cx: &Cx<'_>) -> Verdict {
             return Verdict::No;
         }
         if agreeing >= UDP_NEEDED {
-            let mut cl = Classification::new(
-                "hamachi",
-                Some(Service::ConsumerVpn),
+            return Verdict::Yes(classification(
                 "setten.hamachi.udp-session",
                 "hamachi.udp_constants",
                 format!(
@@ -147,10 +148,7 @@ pub fn detect_udp(cx: &Cx<'_>) -> Verdict {
                      sequence numbers at offset 4",
                     c.0, c.1, s.0, s.1
                 ),
-            );
-            cl.vendor = Some("GoTo".to_owned());
-            cl.product = Some("LogMeIn Hamachi".to_owned());
-            return Verdict::Yes(cl);
+            ));
         }
     }
     if cx.last {

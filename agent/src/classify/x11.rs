@@ -261,18 +261,11 @@ pub fn detect(cx: &Cx<'_>) -> Verdict {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::classify::common::testing::hex;
     use crate::decode::ipproto;
 
     fn run(c2s: &[&[u8]], s2c: &[&[u8]], server_port: u16, last: bool) -> Verdict {
         crate::classify::testing::run(detect, ipproto::TCP, c2s, s2c, (57660, server_port), last)
-    }
-
-    fn hex(s: &str) -> Vec<u8> {
-        let s: String = s.split_whitespace().collect();
-        (0..s.len())
-            .step_by(2)
-            .map(|i| u8::from_str_radix(&s[i..i + 2], 16).unwrap())
-            .collect()
     }
 
     /// xdpyinfo to Xvfb (tests/fixtures/make-x11.sh): the 48-byte setup with a
