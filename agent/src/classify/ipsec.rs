@@ -6,7 +6,11 @@
 //! length field equal to the datagram's length, and a payload chain whose generic headers
 //! add up exactly to that length — or, on port 4500 only (ESP is structurally weak, so the
 //! port breaks the tie), for ESP packets whose SPI stays constant and whose sequence
-//! numbers grow. Vendor ID payloads are looked up in the catalogue
+//! numbers grow. On the IKE ports themselves (500 and 4500) a datagram is also taken as
+//! IKE when only its version byte, a non-zero initiator SPI and its length field hold,
+//! as nDPI does (ipsec.c, `ndpi_int_check_ports`: such a header is "most likely
+//! malformed, not IPSec/ISAKMP otherwise"); the evidence then says the rest did not
+//! parse. Vendor ID payloads are looked up in the catalogue
 //! (`rules/ike_vendor_ids.toml`) and reported in [`IkeMeta`]; a matched entry may name the
 //! vendor, product and service. When only the initiator has spoken the detector waits
 //! for the responder's first message, because the responder's vendor IDs name the far
@@ -41,6 +45,8 @@ const NON_ESP_MARKER: [u8; 4] = [0; 4];
 const NAT_KEEPALIVE: u8 = 0xff;
 /// UDP encapsulation port (RFC 3948 section 2).
 const PORT_NAT_T: u16 = 4500;
+/// ISAKMP's own port (RFC 2408 section 2.5.1, RFC 7296 section 2).
+const PORT_IKE: u16 = 500;
 /// SPI values 1..=255 are reserved by IANA (RFC 4303 section 2.1); 0 is the marker.
 const ESP_SPI_RESERVED_MAX: u32 = 255;
 /// ESP header (SPI, sequence number) plus at least an 8-byte IV/payload and a 4-byte
@@ -86,9 +92,22 @@ struct IkeMessage<'a> {
 /// What one datagram of the flow is.
 #[derive(Debug, Clone, PartialEq, Eq)]
 enum Datagram<'a> {
-    Ike { msg: IkeMessage<'a>, nat_t: bool },
+    Ike {
+        msg: IkeMessage<'a>,
+        nat_t: bool,
+    },
+    /// On an IKE port: an ISAKMP version and a length that matches, but an exchange type
+    /// or payload chain that does not parse.
+    Malformed {
+        version: u8,
+        exchange: u8,
+        nat_t: bool,
+    },
     Keepalive,
-    Esp { spi: u32, seq: u32 },
+    Esp {
+        spi: u32,
+        seq: u32,
+    },
     Other,
 }
 
@@ -114,6 +133,9 @@ fn exchange_name(version: u8, exchange: u8) -> Option<&'static str> {
         (2, 38) => Some("IKE_SESSION_RESUME"),
         (2, 43) => Some("IKE_INTERMEDIATE"),
         (2, 44) => Some("IKE_FOLLOWUP_KE"),
+        // "240 - 255 Private Use" (RFC 2408 section 3.1); "240-255 Reserved for private
+        // use" (RFC 7296 section 3.1).
+        (1 | 2, 240..=255) => Some("private use"),
         _ => None,
     }
 }
@@ -151,6 +173,23 @@ fn parse_header(b: &[u8], cut: bool) -> Option<IkeHeader> {
         flags,
         length,
     })
+}
+
+/// The looser reading for the IKE ports: the version byte is 1.0 or 2.0, the initiator
+/// SPI is not zero ("This value MUST NOT be zero", RFC 7296 section 3.1) and the length
+/// field is the datagram's. Returns the version and the exchange type byte.
+fn parse_lax(b: &[u8], cut: bool) -> Option<(u8, u8)> {
+    let version = match *b.get(17)? {
+        VERSION_IKEV1 => 1,
+        VERSION_IKEV2 => 2,
+        _ => return None,
+    };
+    if b.get(0..8)?.iter().all(|&x| x == 0) {
+        return None;
+    }
+    let len = usize::try_from(util::be32(b, 24)?).ok()?;
+    let fits = len == b.len() || (cut && len > b.len());
+    (len >= IKE_HEADER_LEN && fits).then_some((version, *b.get(18)?))
 }
 
 /// Walks the payload chain (bounded) and collects Vendor ID payloads. The chain must
@@ -217,20 +256,30 @@ fn padded_v1(header: &IkeHeader, b: &[u8], off: usize, msg_len: usize) -> bool {
             .is_some_and(|p| p.iter().all(|&x| x == 0))
 }
 
-/// Classifies one datagram of a flow.
-fn classify_datagram(d: &[u8], port_4500: bool) -> Datagram<'_> {
+/// Classifies one datagram of a flow; `ike_port`: the flow is on UDP 500 or 4500.
+fn classify_datagram(d: &[u8], port_4500: bool, ike_port: bool) -> Datagram<'_> {
     let cut = d.len() >= DATAGRAM_CUT;
     if d == [NAT_KEEPALIVE] {
         return Datagram::Keepalive;
     }
-    if let Some(rest) = d.strip_prefix(&NON_ESP_MARKER) {
-        return match parse_message(rest, cut) {
-            Some(msg) => Datagram::Ike { msg, nat_t: true },
-            None => Datagram::Other,
-        };
+    let (rest, nat_t) = match d.strip_prefix(&NON_ESP_MARKER) {
+        Some(rest) => (rest, true),
+        None => (d, false),
+    };
+    if let Some(msg) = parse_message(rest, cut) {
+        return Datagram::Ike { msg, nat_t };
     }
-    if let Some(msg) = parse_message(d, cut) {
-        return Datagram::Ike { msg, nat_t: false };
+    if ike_port {
+        if let Some((version, exchange)) = parse_lax(rest, cut) {
+            return Datagram::Malformed {
+                version,
+                exchange,
+                nat_t,
+            };
+        }
+    }
+    if nat_t {
+        return Datagram::Other;
     }
     if port_4500 && d.len() >= MIN_ESP_LEN {
         if let (Some(spi), Some(seq)) = (util::be32(d, 0), util::be32(d, 4)) {
@@ -276,13 +325,14 @@ pub fn detect(cx: &Cx<'_>) -> Verdict {
         return Verdict::No;
     }
     let port_4500 = cx.port_is(PORT_NAT_T);
+    let ike_port = port_4500 || cx.port_is(PORT_IKE);
     let c2s: Vec<Datagram<'_>> = cx
         .datagrams(cx.c2s)
-        .map(|d| classify_datagram(d, port_4500))
+        .map(|d| classify_datagram(d, port_4500, ike_port))
         .collect();
     let s2c: Vec<Datagram<'_>> = cx
         .datagrams(cx.s2c)
-        .map(|d| classify_datagram(d, port_4500))
+        .map(|d| classify_datagram(d, port_4500, ike_port))
         .collect();
     if c2s.is_empty() && s2c.is_empty() {
         return if cx.last { Verdict::No } else { Verdict::Wait };
@@ -301,6 +351,21 @@ pub fn detect(cx: &Cx<'_>) -> Verdict {
             return Verdict::Wait;
         }
         return Verdict::Yes(ike_classification(cx, &c2s, &s2c));
+    }
+    let malformed = c2s.iter().chain(&s2c).find_map(|d| match *d {
+        Datagram::Malformed {
+            version,
+            exchange,
+            nat_t,
+        } => Some((version, exchange, nat_t)),
+        _ => None,
+    });
+    if let Some((version, exchange, nat_t)) = malformed {
+        // A well-formed message of either side would say more: wait for the other side.
+        if !cx.last && (c2s.is_empty() || s2c.is_empty()) {
+            return Verdict::Wait;
+        }
+        return Verdict::Yes(malformed_classification(cx, version, exchange, nat_t));
     }
     // No IKE: ESP-in-UDP, only on the NAT-T port.
     if !port_4500 {
@@ -331,6 +396,39 @@ pub fn detect(cx: &Cx<'_>) -> Verdict {
     } else {
         Verdict::Wait
     }
+}
+
+/// The classification of a flow on an IKE port whose ISAKMP headers only partly parse.
+fn malformed_classification(cx: &Cx<'_>, version: u8, exchange: u8, nat_t: bool) -> Classification {
+    let port = if cx.port_is(PORT_NAT_T) {
+        PORT_NAT_T
+    } else {
+        PORT_IKE
+    };
+    let mut c = Classification::new(
+        "ike",
+        Some(Service::Ipsec),
+        "setten.ipsec.ike-malformed",
+        "ike.header",
+        format!(
+            "IKEv{version} header on UDP {port}{}, length matches the datagram; exchange type \
+             {exchange} or its payload chain does not parse",
+            if nat_t {
+                " after the non-ESP marker"
+            } else {
+                ""
+            }
+        ),
+    );
+    c.meta.version = Some(format!("IKEv{version}"));
+    c.meta.ike = Some(Box::new(IkeMeta {
+        version,
+        exchange: exchange_name(version, exchange)
+            .map_or_else(|| format!("undefined ({exchange})"), str::to_owned),
+        nat_t,
+        vendor_ids: Vec::new(),
+    }));
+    c
 }
 
 /// Builds the classification from the IKE messages of both directions.
@@ -539,6 +637,107 @@ mod tests {
         assert!(parse_message(&x, false).is_none());
     }
 
+    /// The corpus IKE_SA_INIT answer with its exchange type set to `exchange`.
+    fn sa_init_with_exchange(exchange: u8) -> Vec<u8> {
+        let mut d = hex(SA_INIT_COOKIE);
+        d[18] = exchange;
+        d
+    }
+
+    #[test]
+    fn private_use_exchange_types_parse() {
+        let d = sa_init_with_exchange(243);
+        let m = parse_message(&d, false).unwrap();
+        assert_eq!(exchange_name(2, m.header.exchange), Some("private use"));
+    }
+
+    #[test]
+    fn an_unparsed_header_counts_on_the_ike_ports_only() {
+        // IKEv2 with exchange type 7 (undefined): the strict reading refuses it.
+        let d = sa_init_with_exchange(7);
+        assert!(parse_message(&d, false).is_none());
+        for ports in [(500, 500), (40000, 500), (14500, 4500)] {
+            match run(&[&d], &[&d], ports, false) {
+                Verdict::Yes(c) => {
+                    assert_eq!(c.service, Some(Service::Ipsec));
+                    assert_eq!(c.evidence[0].rule, "setten.ipsec.ike-malformed");
+                    assert!(
+                        c.evidence[0].value.contains("exchange type 7"),
+                        "{:?}",
+                        c.evidence
+                    );
+                    let ike = c.meta.ike.unwrap();
+                    assert_eq!((ike.version, ike.exchange.as_str()), (2, "undefined (7)"));
+                    assert!(!ike.nat_t);
+                }
+                v => panic!("{ports:?}: {v:?}"),
+            }
+        }
+        assert!(matches!(
+            run(&[&d], &[&d], (40000, 40001), true),
+            Verdict::No
+        ));
+        // Behind the non-ESP marker on 4500.
+        let mut m = vec![0, 0, 0, 0];
+        m.extend_from_slice(&d);
+        match run(&[&m], &[], (14500, 4500), true) {
+            Verdict::Yes(c) => assert!(c.meta.ike.unwrap().nat_t),
+            v => panic!("{v:?}"),
+        }
+        // One side only: wait for the other, then decide at the end.
+        assert!(matches!(
+            run(&[&d], &[], (40000, 500), false),
+            Verdict::Wait
+        ));
+        assert!(matches!(
+            run(&[&d], &[], (40000, 500), true),
+            Verdict::Yes(_)
+        ));
+    }
+
+    /// Corpus ndpi-ipsec_isakmp_esp.pcap frame 192 (UDP 14500 -> 4500, 816 bytes): an
+    /// IKE_AUTH request whose single payload has type 127 and, like SK, names an inner
+    /// payload (35) as its next; the body is replaced by filler here.
+    fn frame_192() -> Vec<u8> {
+        let mut d = hex(
+            "00000000 7945f76350396b59 45569f200354dde7 7f202308 00000001 0000032c \
+             23000310",
+        );
+        d.resize(816, 0xa5);
+        d
+    }
+
+    #[test]
+    fn a_payload_chain_the_strict_reading_refuses_waits_for_the_answer() {
+        let req = frame_192();
+        assert!(parse_message(&req[4..], false).is_none());
+        // Before, this first datagram alone made the flow "not IPsec" at once.
+        assert!(matches!(
+            run(&[&req], &[], (14500, 4500), false),
+            Verdict::Wait
+        ));
+        let mut resp = hex("00000000 7945f76350396b59 45569f200354dde7 2e202320 00000001");
+        resp.extend_from_slice(&(28u32 + 8).to_be_bytes());
+        resp.extend(hex("24000008 cafebabe"));
+        match run(&[&req], &[&resp], (14500, 4500), false) {
+            Verdict::Yes(c) => assert_eq!(c.evidence[0].rule, "setten.ipsec.ike-nat-t"),
+            v => panic!("{v:?}"),
+        }
+    }
+
+    #[test]
+    fn the_loose_reading_still_needs_version_spi_and_length() {
+        let mut long = sa_init_with_exchange(7);
+        long.push(0);
+        let mut version = sa_init_with_exchange(7);
+        version[17] = 0x30;
+        let mut spi = sa_init_with_exchange(7);
+        spi[..8].fill(0);
+        for d in [long, version, spi] {
+            assert!(matches!(run(&[&d], &[&d], (500, 500), true), Verdict::No));
+        }
+    }
+
     #[test]
     fn broken_payload_chain_is_not_ike() {
         let mut d = hex(SA_INIT_COOKIE);
@@ -617,7 +816,7 @@ mod tests {
             Verdict::No
         ));
         for cut in 0..rnd.len() {
-            let _ = classify_datagram(&rnd[..cut], true);
+            let _ = classify_datagram(&rnd[..cut], true, true);
         }
     }
 
