@@ -1364,3 +1364,33 @@ fn rdp_connections_of_a_real_client_are_named_with_their_security() {
         }
     }
 }
+
+/// The corpus IPsec capture: every IKE and NAT-T flow (UDP 500 and 4500) is named ipsec,
+/// the one whose first datagram carries an IKE_AUTH payload chain the strict reading
+/// refuses (UDP 14500 <-> 109.237.187.225:4500, first seen 18:40:53) included: it is
+/// named from the responder's well-formed answer.
+#[test]
+fn every_ike_and_nat_t_flow_of_the_ipsec_capture_is_named() {
+    let flows = flows_of(&corpus().join("ndpi-ipsec_isakmp_esp.pcap"));
+    let ike: Vec<_> = flows
+        .iter()
+        .filter(|f| matches!(f["server"]["port"].as_u64(), Some(500 | 4500)))
+        .collect();
+    assert_eq!(ike.len(), 48, "{flows:?}");
+    for f in &ike {
+        assert_eq!(f["service"], "ipsec", "{f}");
+    }
+    let refused = ike
+        .iter()
+        .find(|f| {
+            f["server"]["ip"] == "109.237.187.225"
+                && f["server"]["port"] == 4500
+                && f["first_seen"] == "2000-01-01T18:40:53.740000Z"
+        })
+        .expect("the flow of frame 192");
+    assert_eq!(
+        refused["evidence"][0]["rule"], "setten.ipsec.ike-nat-t",
+        "{refused}"
+    );
+    assert_eq!(refused["ike"]["exchange"], "IKE_AUTH", "{refused}");
+}
