@@ -1394,3 +1394,40 @@ fn every_ike_and_nat_t_flow_of_the_ipsec_capture_is_named() {
     );
     assert_eq!(refused["ike"]["exchange"], "IKE_AUTH", "{refused}");
 }
+
+/// Real netkit r-command sessions (tests/fixtures/make-rsh.sh): rsh accepted, rsh
+/// refused for an unknown user, and rlogin on a terminal are each named rsh, with the
+/// remote user as evidence and the flow marked weak (all of it crosses in the clear).
+/// rshd's connections back to the client's stderr port carry no opening of their own and
+/// stay unnamed.
+#[test]
+fn netkit_rsh_and_rlogin_sessions_are_named_rsh() {
+    let cap = Path::new(env!("CARGO_MANIFEST_DIR")).join("../tests/fixtures/rsh.pcap");
+    let flows = flows_of(&cap);
+    assert_eq!(flows.len(), 5, "{flows:?}");
+    // (server port, protocol, evidence field, remote user)
+    let want = [
+        (514, "rsh", "rsh.server_user", "setten-fixture"),
+        (514, "rsh", "rsh.server_user", "no-such-user"),
+        (513, "rlogin", "rlogin.server_user", "setten-fixture"),
+    ];
+    let named: Vec<_> = flows.iter().filter(|f| !f["service"].is_null()).collect();
+    assert_eq!(named.len(), want.len(), "{named:?}");
+    for (f, (port, protocol, field, user)) in named.iter().zip(want) {
+        assert_eq!(f["service"], "rsh", "{f}");
+        assert_eq!(f["server"]["port"], port, "{f}");
+        assert_eq!(f["protocol"], protocol, "{f}");
+        assert_eq!(f["weak"], "rsh", "{f}");
+        assert_eq!(f["non_standard_port"], false, "{f}");
+        let ev = f["evidence"].as_array().unwrap();
+        assert!(
+            ev.iter().any(|e| e["field"] == field && e["value"] == user),
+            "{f}"
+        );
+    }
+    for f in flows.iter().filter(|f| f["service"].is_null()) {
+        // From rshd's reserved port to the stderr port the client announced.
+        assert_eq!(f["client"]["ip"], "10.99.0.2", "{f}");
+        assert!(f["client"]["port"].as_u64().unwrap() < 1024, "{f}");
+    }
+}
