@@ -1431,3 +1431,48 @@ fn netkit_rsh_and_rlogin_sessions_are_named_rsh() {
         assert!(f["client"]["port"].as_u64().unwrap() < 1024, "{f}");
     }
 }
+
+/// A real X server asking a real display manager for a login (tests/fixtures/
+/// make-xdmcp.sh: `Xvfb -query` and xdm): the XDMCP exchange on UDP 177 is named xdmcp
+/// with the display manager's host name from its Willing answer, and xdm's X11
+/// connections back to the display (TCP 6005) are named xdmcp, protocol x11, weak.
+#[test]
+fn an_xdmcp_login_and_its_x11_connections_are_named() {
+    let cap = Path::new(env!("CARGO_MANIFEST_DIR")).join("../tests/fixtures/xdmcp.pcap");
+    let flows = flows_of(&cap);
+    assert_eq!(flows.len(), 4, "{flows:?}");
+    let query = &flows[0];
+    assert_eq!(
+        (
+            &query["transport"],
+            &query["server"]["port"],
+            &query["service"]
+        ),
+        (
+            &serde_json::json!("udp"),
+            &serde_json::json!(177),
+            &serde_json::json!("xdmcp")
+        ),
+        "{query}"
+    );
+    let ev = query["evidence"].as_array().unwrap();
+    assert!(
+        ev.iter()
+            .any(|e| e["field"] == "xdmcp.opcodes" && e["value"] == "Query, Willing"),
+        "{query}"
+    );
+    assert!(
+        ev.iter()
+            .any(|e| e["field"] == "xdmcp.hostname" && e["value"] == "setten-dm"),
+        "{query}"
+    );
+    for f in &flows[1..] {
+        assert_eq!(f["transport"], "tcp", "{f}");
+        // xdm connects to the display it was asked to manage.
+        assert_eq!(f["server"]["ip"], "10.99.0.1", "{f}");
+        assert_eq!(f["server"]["port"], 6005, "{f}");
+        assert_eq!(f["service"], "xdmcp", "{f}");
+        assert_eq!(f["protocol"], "x11", "{f}");
+        assert_eq!(f["weak"], "x11", "{f}");
+    }
+}

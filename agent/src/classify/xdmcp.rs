@@ -4,9 +4,10 @@
 //! Promise: `Yes` only when whole datagrams parse as XDMCP messages: version 1, a known
 //! opcode, a length equal to the bytes that follow the 6-byte header, and a body whose
 //! fields (section "Protocol Encoding") account for exactly that length. Each direction's
-//! first datagram must parse. One message is enough on UDP 177; elsewhere both directions
-//! must exchange messages, since a short message such as a Query with no authentication
-//! names is only seven bytes.
+//! first datagram must parse. One message is enough on UDP 177 (the detector waits for
+//! the display manager's answer, which names its host, while it may still come);
+//! elsewhere both directions must exchange messages, since a short message such as a
+//! Query with no authentication names is only seven bytes.
 //!
 //! Opcodes are those of `X11/Xdmcp.h` (`xdmOpCode`: BroadcastQuery = 1, Query = 2,
 //! IndirectQuery = 3, ForwardQuery = 4, Willing = 5 … Alive = 14), which the Wireshark
@@ -240,6 +241,12 @@ pub fn detect(cx: &Cx<'_>) -> Verdict {
         directions += usize::from(seen);
     }
     let enough = directions == 2 || (directions == 1 && cx.port_is(PORT));
+    // On UDP 177 the query alone is enough, but the display manager's answer (Willing)
+    // names the host that offers logins: wait for it while it may still come.
+    let unanswered = cx.c2s.bytes().is_empty() || cx.s2c.bytes().is_empty();
+    if enough && directions == 1 && unanswered && !cx.last {
+        return Verdict::Wait;
+    }
     if enough {
         let mut c = Classification::new(
             "xdmcp",
@@ -360,9 +367,14 @@ mod tests {
 
     #[test]
     fn port_breaks_ties() {
-        // One message on 177 is enough; elsewhere both sides must speak.
+        // One message on 177 is enough (once no answer can come); elsewhere both sides
+        // must speak.
         assert!(matches!(
             run(&[QUERY], &[], (40000, 177), false),
+            Verdict::Wait
+        ));
+        assert!(matches!(
+            run(&[QUERY], &[], (40000, 177), true),
             Verdict::Yes(_)
         ));
         assert!(matches!(
