@@ -1476,3 +1476,38 @@ fn an_xdmcp_login_and_its_x11_connections_are_named() {
         assert_eq!(f["weak"], "x11", "{f}");
     }
 }
+
+/// OpenConnect's client and server (tests/fixtures/make-anyconnect.sh) speaking Cisco
+/// AnyConnect's protocol with the data channel in Cisco's pre-standard DTLS: the DTLS
+/// flow is named ssl-vpn from its version 0x0100 hello that the server resumes; the
+/// tunnel's TLS flow, a self-signed certificate and nothing else to tell it apart, is TLS.
+#[test]
+fn an_anyconnect_legacy_dtls_channel_is_named_ssl_vpn() {
+    let cap =
+        Path::new(env!("CARGO_MANIFEST_DIR")).join("../tests/fixtures/anyconnect/dtls-legacy.pcap");
+    let flows = flows_of(&cap);
+    assert_eq!(flows.len(), 2, "{flows:?}");
+    let tls = &flows[0];
+    assert_eq!(
+        (&tls["transport"], &tls["protocol"], &tls["service"]),
+        (
+            &serde_json::json!("tcp"),
+            &serde_json::json!("tls"),
+            &serde_json::Value::Null
+        ),
+        "{tls}"
+    );
+    let dtls = &flows[1];
+    assert_eq!(dtls["transport"], "udp", "{dtls}");
+    assert_eq!(dtls["server"]["port"], 443, "{dtls}");
+    assert_eq!(dtls["service"], "ssl-vpn", "{dtls}");
+    assert_eq!(dtls["protocol"], "dtls", "{dtls}");
+    assert_eq!(dtls["evidence"][0]["field"], "dtls.version", "{dtls}");
+    assert!(
+        dtls["evidence"][0]["value"]
+            .as_str()
+            .unwrap()
+            .starts_with("0x0100 (Cisco pre-standard DTLS)"),
+        "{dtls}"
+    );
+}
