@@ -141,44 +141,19 @@ fn exchange_name(version: u8, exchange: u8) -> Option<&'static str> {
 }
 
 /// Parses the ISAKMP header at the start of `b`, the whole IKE message (after any
-/// non-ESP marker). `cut` says the datagram may have been truncated by the flow table.
+/// non-ESP marker), with an exchange type defined for its version. `cut` says the
+/// datagram may have been truncated by the flow table.
 fn parse_header(b: &[u8], cut: bool) -> Option<IkeHeader> {
-    let spi_i = b.get(0..8)?;
-    let next_payload = *b.get(16)?;
-    let version = match *b.get(17)? {
-        VERSION_IKEV1 => 1,
-        VERSION_IKEV2 => 2,
-        _ => return None,
-    };
-    let exchange = *b.get(18)?;
-    let flags = *b.get(19)?;
-    let length = util::be32(b, 24)?;
-    exchange_name(version, exchange)?;
-    if spi_i.iter().all(|&x| x == 0) {
-        return None;
-    }
-    let len = usize::try_from(length).ok()?;
-    if len < IKE_HEADER_LEN {
-        return None;
-    }
-    let exact = len == b.len();
-    let truncated = cut && len > b.len();
-    if !exact && !truncated {
-        return None;
-    }
-    Some(IkeHeader {
-        version,
-        exchange,
-        next_payload,
-        flags,
-        length,
-    })
+    let h = parse_lax(b, cut)?;
+    exchange_name(h.version, h.exchange)?;
+    Some(h)
 }
 
-/// The looser reading for the IKE ports: the version byte is 1.0 or 2.0, the initiator
-/// SPI is not zero ("This value MUST NOT be zero", RFC 7296 section 3.1) and the length
-/// field is the datagram's. Returns the version and the exchange type byte.
-fn parse_lax(b: &[u8], cut: bool) -> Option<(u8, u8)> {
+/// The header checks that hold on the IKE ports even for a message that does not parse
+/// further: the version byte is 1.0 or 2.0, the initiator SPI is not zero ("This value
+/// MUST NOT be zero", RFC 7296 section 3.1) and the length field is at least a header and
+/// the datagram's (or beyond a datagram the flow table cut).
+fn parse_lax(b: &[u8], cut: bool) -> Option<IkeHeader> {
     let version = match *b.get(17)? {
         VERSION_IKEV1 => 1,
         VERSION_IKEV2 => 2,
@@ -187,9 +162,19 @@ fn parse_lax(b: &[u8], cut: bool) -> Option<(u8, u8)> {
     if b.get(0..8)?.iter().all(|&x| x == 0) {
         return None;
     }
-    let len = usize::try_from(util::be32(b, 24)?).ok()?;
+    let length = util::be32(b, 24)?;
+    let len = usize::try_from(length).ok()?;
     let fits = len == b.len() || (cut && len > b.len());
-    (len >= IKE_HEADER_LEN && fits).then_some((version, *b.get(18)?))
+    if len < IKE_HEADER_LEN || !fits {
+        return None;
+    }
+    Some(IkeHeader {
+        version,
+        exchange: *b.get(18)?,
+        next_payload: *b.get(16)?,
+        flags: *b.get(19)?,
+        length,
+    })
 }
 
 /// Walks the payload chain (bounded) and collects Vendor ID payloads. The chain must
@@ -270,10 +255,10 @@ fn classify_datagram(d: &[u8], port_4500: bool, ike_port: bool) -> Datagram<'_> 
         return Datagram::Ike { msg, nat_t };
     }
     if ike_port {
-        if let Some((version, exchange)) = parse_lax(rest, cut) {
+        if let Some(h) = parse_lax(rest, cut) {
             return Datagram::Malformed {
-                version,
-                exchange,
+                version: h.version,
+                exchange: h.exchange,
                 nat_t,
             };
         }
