@@ -20,8 +20,8 @@ fi
 cd "$here"
 cargo run --quiet --release --example seed -- "$captures" "$repo/rules" "$here/corpus"
 # The project's own captures of real programs (X11, XDMCP, rsh and rlogin, OpenVPN in
-# every wrapping, AnyConnect over TLS and DTLS, RDP, tinc, WireGuard, L2TP, PPTP, the
-# bundled sample) add what the corpus lacks.
+# every wrapping, AnyConnect over TLS and DTLS, RDP, tinc, WireGuard, L2TP, PPTP, a
+# netfilter log, the bundled sample) add what the corpus lacks.
 for dir in "$repo/tests/fixtures" "$repo/tests/fixtures/openvpn" "$repo/tests/fixtures/rdp" \
     "$repo/tests/fixtures/anyconnect"; do
     cargo run --quiet --release --example seed -- "$dir" "$repo/rules" "$here/corpus"

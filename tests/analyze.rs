@@ -308,6 +308,19 @@ enum Delivery {
     /// the devices' IP packets in GTP-U G-PDUs (UDP 2152) with a sequence number and a
     /// PDU session container, as 5G base stations send them (3GPP TS 29.281, TS 38.415).
     Gtpu,
+    /// A router's serial WAN link captured with Cisco HDLC framing (link type 104:
+    /// address 0x0F, control 0, EtherType).
+    CiscoHdlc,
+    /// A PPP link in HDLC-like framing (link type 50, RFC 1662: 0xFF 0x03, protocol).
+    PppHdlc,
+    /// A PPP link without address and control, protocol compressed to one byte (link
+    /// type 9, RFC 1661 sections 6.5-6.6).
+    Ppp,
+    /// A PPPoE session without its Ethernet header (link type 51).
+    PppEther,
+    /// A Linux firewall's netfilter log (link type 239, `tcpdump -i nflog:N`): header,
+    /// then TLVs in the writing host's byte order, the packet in NFULA_PAYLOAD (type 9).
+    Nflog,
 }
 
 /// An Ethernet frame as an IEEE 802.11 QoS data frame from the distribution system:
@@ -349,7 +362,25 @@ impl Delivery {
             Delivery::Erspan2 | Delivery::Erspan3 => Some("gre"),
             Delivery::Ipv4InIpv6 => Some("ipip"),
             Delivery::Tzsp | Delivery::Capwap | Delivery::Gtpu | Delivery::L2tp => Some("udp"),
-            Delivery::Radiotap => None,
+            Delivery::Radiotap
+            | Delivery::CiscoHdlc
+            | Delivery::PppHdlc
+            | Delivery::Ppp
+            | Delivery::PppEther
+            | Delivery::Nflog => None,
+        }
+    }
+
+    /// The link type of the capture the delivery writes, if not Ethernet.
+    fn link_type(self) -> Option<u32> {
+        match self {
+            Delivery::Radiotap => Some(127),
+            Delivery::CiscoHdlc => Some(104),
+            Delivery::PppHdlc => Some(50),
+            Delivery::Ppp => Some(9),
+            Delivery::PppEther => Some(51),
+            Delivery::Nflog => Some(239),
+            _ => None,
         }
     }
 }
@@ -426,6 +457,47 @@ fn deliver(how: Delivery, frame: &[u8], orig_len: usize) -> Option<(Vec<u8>, usi
             g.extend_from_slice(ip);
             udp_to_sensor(2152, 2152, &g).map(grown)
         }
+        Delivery::CiscoHdlc => {
+            let mut c = vec![0x0f, 0x00];
+            c.extend_from_slice(&frame[12..]);
+            Some(grown(c))
+        }
+        Delivery::PppHdlc => {
+            let mut p = vec![0xff, 0x03];
+            p.extend_from_slice(&ppp_protocol(ip_v4, ip_v6)?.to_be_bytes());
+            p.extend_from_slice(ip);
+            Some(grown(p))
+        }
+        Delivery::Ppp => {
+            let mut p = vec![u8::try_from(ppp_protocol(ip_v4, ip_v6)?).ok()?];
+            p.extend_from_slice(ip);
+            Some(grown(p))
+        }
+        Delivery::PppEther => {
+            let mut p = vec![0x11, 0x00, 0x2b, 0x67];
+            p.extend_from_slice(&u16::try_from(inner_len + 2).ok()?.to_be_bytes());
+            p.extend_from_slice(&ppp_protocol(ip_v4, ip_v6)?.to_be_bytes());
+            p.extend_from_slice(ip);
+            Some(grown(p))
+        }
+        Delivery::Nflog => {
+            if !(ip_v4 || ip_v6) {
+                return None;
+            }
+            // AF_INET or AF_INET6, version 0, group 5 (big-endian); then, little-endian
+            // as an x86 host writes them: NFULA_PACKET_HDR (hardware protocol, hook),
+            // NFULA_PREFIX "setten" with its NUL and padding, NFULA_PAYLOAD.
+            let mut n = vec![if ip_v4 { 2 } else { 10 }, 0, 0, 5];
+            n.extend_from_slice(&[8, 0, 1, 0]);
+            n.extend_from_slice(&frame[12..14]);
+            n.extend_from_slice(&[1, 0]);
+            n.extend_from_slice(&[11, 0, 10, 0]);
+            n.extend_from_slice(b"setten\0\0");
+            n.extend_from_slice(&u16::try_from(4 + ip.len()).ok()?.to_le_bytes());
+            n.extend_from_slice(&[9, 0]);
+            n.extend_from_slice(ip);
+            Some(grown(n))
+        }
         Delivery::Radiotap => {
             let mut r = vec![0, 0, 12, 0, 0x06, 0, 0, 0, 0x10, 0x02, 0x6c, 0x09];
             r.extend_from_slice(&as_wifi(frame));
@@ -501,8 +573,9 @@ fn deliver(how: Delivery, frame: &[u8], orig_len: usize) -> Option<(Vec<u8>, usi
 /// The same traffic seen through a PPPoE line, an MPLS core, a remote SPAN session
 /// (ERSPAN II and III from a switch elsewhere), an IPv6-only line carrying IPv4 (DS-Lite,
 /// MAP-E), a router's TZSP stream, a wireless controller's CAPWAP tunnel, a radio, a
-/// fabric extender's port (VN-Tag), a MACsec link without encryption, an L2TP tunnel or
-/// the user plane of a local 5G network gives
+/// fabric extender's port (VN-Tag), a MACsec link without encryption, an L2TP tunnel,
+/// the user plane of a local 5G network, a router's serial line (Cisco HDLC, PPP) or a
+/// Linux firewall's netfilter log gives
 /// the same flows with the same names as on a plain mirror port: every corpus capture of
 /// Ethernet frames, rewritten.
 #[test]
@@ -538,16 +611,24 @@ fn every_way_frames_reach_the_sensor_gives_the_flows_of_a_plain_mirror_port() {
             Delivery::Macsec,
             Delivery::L2tp,
             Delivery::Gtpu,
+            Delivery::CiscoHdlc,
+            Delivery::PppHdlc,
+            Delivery::Ppp,
+            Delivery::PppEther,
+            Delivery::Nflog,
         ] {
             let mut tmp = tempfile::Builder::new().suffix(".pcap").tempfile().unwrap();
             // A larger snap length: the delivery adds its headers.
             let mut h = header.clone();
             h[16..20].copy_from_slice(&262_144u32.to_le_bytes());
-            if matches!(how, Delivery::Radiotap) {
-                h[20..24].copy_from_slice(&127u32.to_le_bytes());
+            if let Some(link) = how.link_type() {
+                h[20..24].copy_from_slice(&link.to_le_bytes());
             }
             tmp.write_all(&h).unwrap();
             let mut wrapped = 0;
+            // The Ethernet records of the frames the delivery carries.
+            let mut carried = header.clone();
+            let mut left_out = 0;
             for r in &recs {
                 let orig_len = u32::from_le_bytes(r[12..16].try_into().unwrap()) as usize;
                 match deliver(how, &r[16..], orig_len) {
@@ -558,13 +639,29 @@ fn every_way_frames_reach_the_sensor_gives_the_flows_of_a_plain_mirror_port() {
                         tmp.write_all(&u32::try_from(len).unwrap().to_le_bytes())
                             .unwrap();
                         tmp.write_all(&frame).unwrap();
+                        carried.extend_from_slice(r);
                         wrapped += 1;
                     }
-                    None => tmp.write_all(r).unwrap(),
+                    // Frames the link cannot carry (not IP, or tagged) are not captured
+                    // on it.
+                    None if how.link_type().is_some() => left_out += 1,
+                    None => {
+                        tmp.write_all(r).unwrap();
+                        carried.extend_from_slice(r);
+                    }
                 }
             }
             tmp.flush().unwrap();
             assert!(wrapped > 0, "{} {how:?}", cap.display());
+            // What a plain mirror port gives for those frames.
+            let want = if left_out == 0 {
+                want.clone()
+            } else {
+                let mut plain = tempfile::Builder::new().suffix(".pcap").tempfile().unwrap();
+                plain.write_all(&carried).unwrap();
+                plain.flush().unwrap();
+                named_flows(&jsonl(&analyze(&["--format", "jsonl"], &[plain.path()])))
+            };
             let out = analyze(&["--format", "jsonl"], &[tmp.path()]);
             assert!(out.status.success(), "{} {how:?}", cap.display());
             let flows = jsonl(&out);
@@ -989,6 +1086,41 @@ fn only_flow(cap: &Path) -> serde_json::Value {
     let mut flows = flows_of(cap);
     assert_eq!(flows.len(), 1, "{}: {flows:?}", cap.display());
     flows.remove(0)
+}
+
+/// A real OpenVPN session recorded by a Linux firewall's netfilter log rather than on an
+/// interface (tests/fixtures/make-nflog.sh: `nft ... log group 5`, `tcpdump -i nflog:5`,
+/// link type 239): both directions come out as one flow, named openvpn, with every logged
+/// packet counted and nothing skipped.
+#[test]
+fn an_openvpn_session_from_a_netfilter_log_is_named() {
+    let cap = Path::new(env!("CARGO_MANIFEST_DIR")).join("../tests/fixtures/nflog.pcap");
+    let out = Command::new(bin())
+        .args(["analyze", "--format", "table"])
+        .arg(&cap)
+        .env("SETTEN_LOG", "info")
+        .output()
+        .unwrap();
+    let log = String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success(), "{log}");
+    assert!(
+        log.contains("not_ip=0 malformed=0 unsupported_link=0"),
+        "{log}"
+    );
+    let f = only_flow(&cap);
+    assert_eq!(f["service"], "openvpn", "{f}");
+    assert_eq!(f["transport"], "udp", "{f}");
+    assert_eq!(f["client"]["ip"], "10.99.0.1", "{f}");
+    assert_eq!(
+        f["server"],
+        serde_json::json!({"ip": "10.99.0.2", "port": 1194}),
+        "{f}"
+    );
+    let packets = f["packets"]["c2s"].as_u64().unwrap() + f["packets"]["s2c"].as_u64().unwrap();
+    let frames = std::fs::read(&cap).unwrap();
+    let (_, records) = pcap_records(&frames);
+    assert_eq!(packets, records.len() as u64, "{f}");
+    assert!(f["packets"]["s2c"].as_u64().unwrap() > 0, "{f}");
 }
 
 /// Real OpenVPN 2.6 sessions (tests/fixtures/make-openvpn.sh), one per control-channel

@@ -26,7 +26,7 @@ use std::path::Path;
 use std::sync::{Arc, OnceLock};
 
 /// Link types the `decode` target chooses among with its first byte.
-pub const LINKS: [LinkType; 10] = [
+pub const LINKS: [LinkType; 15] = [
     LinkType::ETHERNET,
     LinkType::NULL,
     LinkType::RAW,
@@ -37,6 +37,11 @@ pub const LINKS: [LinkType; 10] = [
     LinkType::IEEE802_11,
     LinkType::IEEE802_11_RADIOTAP,
     LinkType::PPI,
+    LinkType::PPP,
+    LinkType::PPP_HDLC,
+    LinkType::PPP_ETHER,
+    LinkType::C_HDLC,
+    LinkType::NFLOG,
 ];
 
 /// Records a harness reads from one input, so a huge input cannot make one run slow.

@@ -59,6 +59,16 @@ impl LinkType {
     pub const IEEE802_11_RADIOTAP: LinkType = LinkType(127);
     /// Per-Packet Information header, then the frame of the link type it names.
     pub const PPI: LinkType = LinkType(192);
+    /// PPP (RFC 1661), with or without the HDLC-like address and control bytes.
+    pub const PPP: LinkType = LinkType(9);
+    /// PPP in HDLC-like framing (RFC 1662), or Cisco HDLC on some routers.
+    pub const PPP_HDLC: LinkType = LinkType(50);
+    /// PPPoE session stage without the Ethernet header (RFC 2516).
+    pub const PPP_ETHER: LinkType = LinkType(51);
+    /// Cisco HDLC: address, control, then an EtherType.
+    pub const C_HDLC: LinkType = LinkType(104);
+    /// Linux netfilter log messages (NFLOG): the logged packet in a TLV.
+    pub const NFLOG: LinkType = LinkType(239);
 }
 
 impl fmt::Display for LinkType {

@@ -331,6 +331,17 @@ impl Decoder {
             | LinkType::RAW_BSD12
             | LinkType::RAW_BSD14 => self.ip(data, 0, 0, 0, out),
             LinkType::IEEE802_11 => self.wifi(data, 0, 0, out),
+            LinkType::PPP | LinkType::PPP_HDLC | LinkType::C_HDLC => self.serial(data, out),
+            LinkType::PPP_ETHER => match pppoe_payload(data) {
+                Some(ppp) => self.ppp(ppp, out),
+                None => out.skip(Skip::Malformed),
+            },
+            LinkType::NFLOG => match nflog_payload(data) {
+                Ok(Some(ip)) => self.ip(ip, 0, 0, 0, out),
+                // A message about a packet that does not carry it (a copy range of 0).
+                Ok(None) => not_ip(out),
+                Err(()) => out.skip(Skip::Malformed),
+            },
             // Radiotap: version 0, pad, then the little-endian length of the whole radio
             // header (radiotap.org, "Radiotap header").
             LinkType::IEEE802_11_RADIOTAP => match data.get(2..4) {
@@ -358,6 +369,33 @@ impl Decoder {
                 _ => out.skip(Skip::Malformed),
             },
             _ => out.skip(Skip::UnsupportedLink),
+        }
+    }
+
+    /// A frame of a serial line: Cisco HDLC (address 0x0F unicast or 0x8F broadcast,
+    /// control 0, then an EtherType; Wireshark `packet-chdlc.c`), which routers write under
+    /// the PPP link types too (nDPI `example/reader_util.c` reads 9, 50 and 104 alike), or
+    /// else PPP.
+    fn serial<'a>(&mut self, b: &'a [u8], out: &mut impl Out<'a>) {
+        match b {
+            [0x0f | 0x8f, 0x00, hi, lo, rest @ ..] => {
+                self.ether_type(u16::from_be_bytes([*hi, *lo]), rest, 0, 0, 0, out)
+            }
+            _ => self.ppp(b, out),
+        }
+    }
+
+    /// A PPP frame (RFC 1661): IPv4 and IPv6, or an MPLS label stack (RFC 3032 section
+    /// 4.3: PPP protocols 0x0281 and 0x0283). Link and network control protocols (LCP,
+    /// IPCP, …) carry no conversation.
+    fn ppp<'a>(&mut self, b: &'a [u8], out: &mut impl Out<'a>) {
+        match gre::ppp_protocol(b) {
+            Some((gre::PPP_IPV4 | gre::PPP_IPV6, ip)) => self.ip(ip, 0, 0, 0, out),
+            Some((gre::PPP_MPLS | gre::PPP_MPLS_MULTICAST, stack)) => {
+                self.mpls(stack, 0, 0, 0, out)
+            }
+            Some(_) => not_ip(out),
+            None => out.skip(Skip::Malformed),
         }
     }
 
@@ -812,6 +850,60 @@ fn pppoe_payload(b: &[u8]) -> Option<&[u8]> {
     Some(rest.get(..len).unwrap_or(rest))
 }
 
+/// NFLOG attribute holding the logged packet (`NFULA_PAYLOAD`, Linux
+/// `include/uapi/linux/netfilter/nfnetlink_log.h`).
+const NFULA_PAYLOAD: u16 = 9;
+/// TLVs walked in one NFLOG message before giving up (the kernel writes about a dozen).
+const MAX_NFLOG_TLVS: usize = 64;
+
+/// The packet an NFLOG message logged (tcpdump.org, LINKTYPE_NFLOG): family, version 0,
+/// resource id, then TLVs of a 16-bit length (header included) and a 16-bit type, each
+/// padded to four bytes. Length and type are in the byte order of the host that wrote
+/// the capture, which the frame does not name: the first TLV's length is read both ways
+/// and the smaller that fits the frame wins (a short length read the wrong way round is
+/// a multiple of 256). A packet cut by the kernel's
+/// copy range or the snap length keeps what was captured. `Ok(None)` when no TLV holds
+/// the packet; `Err` for a message that does not parse.
+fn nflog_payload(b: &[u8]) -> Result<Option<&[u8]>, ()> {
+    let (&[_family, version, _, _], mut rest) = b.split_first_chunk::<4>().ok_or(())?;
+    if version != 0 {
+        return Err(());
+    }
+    let Some(&first) = rest.first_chunk::<2>() else {
+        return Ok(None);
+    };
+    let fits = |len: u16| (4..=rest.len()).contains(&usize::from(len));
+    let (le, be) = (u16::from_le_bytes(first), u16::from_be_bytes(first));
+    let little = fits(le) && (le <= be || !fits(be));
+    let read = |two: [u8; 2]| {
+        if little {
+            u16::from_le_bytes(two)
+        } else {
+            u16::from_be_bytes(two)
+        }
+    };
+    for _ in 0..MAX_NFLOG_TLVS {
+        let Some((&[l0, l1, t0, t1], _)) = rest.split_first_chunk::<4>() else {
+            return Ok(None);
+        };
+        let len = usize::from(read([l0, l1]));
+        if len < 4 {
+            return Err(());
+        }
+        // The high bit of the type marks a nested attribute (NLA_F_NESTED).
+        let kind = read([t0, t1]) & 0x7fff;
+        let value = rest.get(4..len).or_else(|| rest.get(4..));
+        if kind == NFULA_PAYLOAD {
+            return Ok(value.filter(|v| !v.is_empty()));
+        }
+        let Some(next) = rest.get(len.next_multiple_of(4)..) else {
+            return Ok(None);
+        };
+        rest = next;
+    }
+    Ok(None)
+}
+
 /// Mixed into the zone of a GTP-U tunnel's inner packets ("GTPU").
 const GTPU_ZONE: u32 = 0x4754_5055;
 /// Mixed into the zone of an L2TP tunnel's inner packets ("L2TP").
@@ -1029,22 +1121,36 @@ pub mod gre {
         })
     }
 
-    /// The IP packet inside a PPP frame, if it carries one unencrypted (RFC 1661; address
-    /// and control fields and protocol compression per RFC 1661 section 6.5-6.6).
-    pub fn ppp_ip(b: &[u8]) -> Option<&[u8]> {
+    /// PPP protocol: IPv4 (RFC 1332).
+    pub const PPP_IPV4: u16 = 0x0021;
+    /// PPP protocol: IPv6 (RFC 5072).
+    pub const PPP_IPV6: u16 = 0x0057;
+    /// PPP protocol: MPLS unicast (RFC 3032 section 4.3).
+    pub const PPP_MPLS: u16 = 0x0281;
+    /// PPP protocol: MPLS multicast.
+    pub const PPP_MPLS_MULTICAST: u16 = 0x0283;
+
+    /// The protocol of a PPP frame and what follows it (RFC 1661; the address and
+    /// control fields may be there or not, and the protocol may be compressed to one
+    /// byte, RFC 1661 sections 6.5-6.6). `None` when too short for the protocol.
+    pub fn ppp_protocol(b: &[u8]) -> Option<(u16, &[u8])> {
         let b = if b.starts_with(&[0xff, 0x03]) {
             b.get(2..)?
         } else {
             b
         };
         let first = *b.first()?;
-        let (proto, rest) = if first & 1 == 1 {
-            (u16::from(first), b.get(1..)?)
+        if first & 1 == 1 {
+            Some((u16::from(first), b.get(1..)?))
         } else {
-            (u16::from_be_bytes([first, *b.get(1)?]), b.get(2..)?)
-        };
-        match proto {
-            0x21 | 0x57 => Some(rest),
+            Some((u16::from_be_bytes([first, *b.get(1)?]), b.get(2..)?))
+        }
+    }
+
+    /// The IP packet inside a PPP frame, if it carries one unencrypted.
+    pub fn ppp_ip(b: &[u8]) -> Option<&[u8]> {
+        match ppp_protocol(b)? {
+            (PPP_IPV4 | PPP_IPV6, rest) => Some(rest),
             _ => None,
         }
     }
@@ -1545,6 +1651,104 @@ mod tests {
         assert_eq!(d.decode(LinkType::ETHERNET, &f).skip, Some(Skip::Malformed));
         let f = ether_with(0x8864, &[0x11, 0, 0]);
         assert_eq!(d.decode(LinkType::ETHERNET, &f).skip, Some(Skip::Malformed));
+    }
+
+    #[test]
+    fn serial_line_frames_carry_ip() {
+        let ip = tcp_ip(b"hi");
+        let mut d = Decoder::new();
+        let with = |head: &[u8], tail: &[u8]| [head, tail].concat();
+        // Cisco HDLC under each serial link type: unicast and broadcast address, IPv4.
+        for link in [LinkType::C_HDLC, LinkType::PPP_HDLC, LinkType::PPP] {
+            for addr in [0x0f, 0x8f] {
+                let f = with(&[addr, 0x00, 0x08, 0x00], &ip);
+                let out = d.decode(link, &f);
+                assert_eq!(only_tcp(&out).payload, b"hi", "{link:?}");
+            }
+        }
+        // PPP with address and control, without them, with the protocol compressed.
+        for head in [&[0xff, 0x03, 0x00, 0x21][..], &[0x00, 0x21], &[0x21]] {
+            let f = with(head, &ip);
+            let out = d.decode(LinkType::PPP, &f);
+            assert_eq!(only_tcp(&out).dport, 3389, "{head:?}");
+        }
+        // MPLS over PPP (0x0281): one label, bottom of the stack, then IPv4.
+        let f = with(&[0xff, 0x03, 0x02, 0x81, 0x00, 0x01, 0x01, 0x40], &ip);
+        assert_eq!(only_tcp(&d.decode(LinkType::PPP_HDLC, &f)).dport, 3389);
+        // Cisco SLARP keepalives (0x8035) and LCP (0xc021) are not IP; a frame too short
+        // for its protocol is malformed.
+        let slarp = [0x8f, 0x00, 0x80, 0x35, 0, 0, 0, 2, 0, 0, 0, 1];
+        assert_eq!(d.decode(LinkType::C_HDLC, &slarp).skip, Some(Skip::NotIp));
+        let lcp = [0xff, 0x03, 0xc0, 0x21, 1, 1, 0, 4];
+        assert_eq!(d.decode(LinkType::PPP, &lcp).skip, Some(Skip::NotIp));
+        assert_eq!(
+            d.decode(LinkType::PPP, &[0xff, 0x03, 0x00]).skip,
+            Some(Skip::Malformed)
+        );
+        assert_eq!(d.decode(LinkType::C_HDLC, &[]).skip, Some(Skip::Malformed));
+        // A PPPoE session without its Ethernet header.
+        let mut s = vec![0x11, 0x00, 0x12, 0x34];
+        s.extend_from_slice(&((ip.len() + 2) as u16).to_be_bytes());
+        s.extend_from_slice(&[0x00, 0x21]);
+        s.extend_from_slice(&ip);
+        assert_eq!(only_tcp(&d.decode(LinkType::PPP_ETHER, &s)).dport, 3389);
+        assert_eq!(
+            d.decode(LinkType::PPP_ETHER, &s[..3]).skip,
+            Some(Skip::Malformed)
+        );
+    }
+
+    /// An NFLOG message: header, NFULA_PACKET_HDR, NFULA_PREFIX "x", then `tlvs`, with
+    /// lengths and types written by `w` (the writer's byte order).
+    fn nflog(w: fn(u16) -> [u8; 2], tlvs: &[(u16, &[u8])]) -> Vec<u8> {
+        let mut v = vec![2, 0, 0, 5];
+        let mut put = |kind: u16, value: &[u8]| {
+            v.extend_from_slice(&w(4 + value.len() as u16));
+            v.extend_from_slice(&w(kind));
+            v.extend_from_slice(value);
+            v.resize(v.len().next_multiple_of(4), 0);
+        };
+        put(1, &[0x08, 0x00, 1, 0]);
+        put(10, b"x\0");
+        for (kind, value) in tlvs {
+            put(*kind, value);
+        }
+        v
+    }
+
+    #[test]
+    fn nflog_messages_carry_the_logged_packet_in_either_byte_order() {
+        let ip = tcp_ip(b"hi");
+        let mut d = Decoder::new();
+        for w in [u16::to_le_bytes as fn(u16) -> [u8; 2], u16::to_be_bytes] {
+            // Marks and timestamps before the packet; the packet; a UID after it.
+            let f = nflog(w, &[(3, &[0; 16]), (9, &ip), (11, &[0, 0, 0, 0])]);
+            let out = d.decode(LinkType::NFLOG, &f);
+            assert_eq!(only_tcp(&out).payload, b"hi");
+            // Cut by the snap length inside the packet (past the UID, the packet's two
+            // bytes of padding and its last byte): what was captured counts.
+            let cut = &f[..f.len() - 8 - 2 - 1];
+            assert_eq!(only_tcp(&d.decode(LinkType::NFLOG, cut)).payload, b"h");
+            // A nested attribute before the packet (high bit of the type).
+            let f = nflog(w, &[(0x8000 | 20, &[0; 8]), (9, &ip)]);
+            assert_eq!(only_tcp(&d.decode(LinkType::NFLOG, &f)).dport, 3389);
+            // No packet attribute (a copy range of 0): nothing to decode, no error.
+            let f = nflog(w, &[(11, &[0, 0, 0, 0])]);
+            assert_eq!(d.decode(LinkType::NFLOG, &f).skip, Some(Skip::NotIp));
+            // A TLV length below its own header.
+            let mut bad = nflog(w, &[]);
+            bad.extend_from_slice(&w(2));
+            bad.extend_from_slice(&w(9));
+            assert_eq!(d.decode(LinkType::NFLOG, &bad).skip, Some(Skip::Malformed));
+        }
+        // Another version, or too short for the header.
+        let mut f = nflog(u16::to_le_bytes, &[(9, &ip)]);
+        f[1] = 1;
+        assert_eq!(d.decode(LinkType::NFLOG, &f).skip, Some(Skip::Malformed));
+        assert_eq!(
+            d.decode(LinkType::NFLOG, &[2, 0]).skip,
+            Some(Skip::Malformed)
+        );
     }
 
     /// An MPLS label stack entry (RFC 3032 section 2.1).
