@@ -321,6 +321,9 @@ enum Delivery {
     /// A Linux firewall's netfilter log (link type 239, `tcpdump -i nflog:N`): header,
     /// then TLVs in the writing host's byte order, the packet in NFULA_PAYLOAD (type 9).
     Nflog,
+    /// A pfSense or OPNsense firewall's pf log (link type 117, `tcpdump -i pflog0`): the
+    /// FreeBSD header of 69 bytes padded to 72, then the packet.
+    Pflog,
 }
 
 /// An Ethernet frame as an IEEE 802.11 QoS data frame from the distribution system:
@@ -367,7 +370,8 @@ impl Delivery {
             | Delivery::PppHdlc
             | Delivery::Ppp
             | Delivery::PppEther
-            | Delivery::Nflog => None,
+            | Delivery::Nflog
+            | Delivery::Pflog => None,
         }
     }
 
@@ -380,6 +384,7 @@ impl Delivery {
             Delivery::Ppp => Some(9),
             Delivery::PppEther => Some(51),
             Delivery::Nflog => Some(239),
+            Delivery::Pflog => Some(117),
             _ => None,
         }
     }
@@ -498,6 +503,26 @@ fn deliver(how: Delivery, frame: &[u8], orig_len: usize) -> Option<(Vec<u8>, usi
             n.extend_from_slice(ip);
             Some(grown(n))
         }
+        Delivery::Pflog => {
+            if !(ip_v4 || ip_v6) {
+                return None;
+            }
+            // Length, family (FreeBSD's AF_INET6 is 28), action pass, reason match,
+            // interface "igb0", no ruleset, rule 7, no subrule, uid and pid unknown,
+            // direction in, padding, rule identifier.
+            let mut p = vec![69, if ip_v4 { 2 } else { 28 }, 0, 0];
+            let mut name = [0u8; 16];
+            name[..4].copy_from_slice(b"igb0");
+            p.extend_from_slice(&name);
+            p.extend_from_slice(&[0; 16]);
+            p.extend_from_slice(&7u32.to_be_bytes());
+            p.extend_from_slice(&u32::MAX.to_be_bytes());
+            p.extend_from_slice(&[0xff; 16]);
+            p.extend_from_slice(&[1, 0, 0, 0]);
+            p.extend_from_slice(&[0, 0, 0, 7, 0, 0, 0, 0]);
+            p.extend_from_slice(ip);
+            Some(grown(p))
+        }
         Delivery::Radiotap => {
             let mut r = vec![0, 0, 12, 0, 0x06, 0, 0, 0, 0x10, 0x02, 0x6c, 0x09];
             r.extend_from_slice(&as_wifi(frame));
@@ -574,8 +599,8 @@ fn deliver(how: Delivery, frame: &[u8], orig_len: usize) -> Option<(Vec<u8>, usi
 /// (ERSPAN II and III from a switch elsewhere), an IPv6-only line carrying IPv4 (DS-Lite,
 /// MAP-E), a router's TZSP stream, a wireless controller's CAPWAP tunnel, a radio, a
 /// fabric extender's port (VN-Tag), a MACsec link without encryption, an L2TP tunnel,
-/// the user plane of a local 5G network, a router's serial line (Cisco HDLC, PPP) or a
-/// Linux firewall's netfilter log gives
+/// the user plane of a local 5G network, a router's serial line (Cisco HDLC, PPP), a
+/// Linux firewall's netfilter log or a pfSense firewall's pf log gives
 /// the same flows with the same names as on a plain mirror port: every corpus capture of
 /// Ethernet frames, rewritten.
 #[test]
@@ -616,6 +641,7 @@ fn every_way_frames_reach_the_sensor_gives_the_flows_of_a_plain_mirror_port() {
             Delivery::Ppp,
             Delivery::PppEther,
             Delivery::Nflog,
+            Delivery::Pflog,
         ] {
             let mut tmp = tempfile::Builder::new().suffix(".pcap").tempfile().unwrap();
             // A larger snap length: the delivery adds its headers.

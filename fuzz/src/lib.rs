@@ -26,7 +26,7 @@ use std::path::Path;
 use std::sync::{Arc, OnceLock};
 
 /// Link types the `decode` target chooses among with its first byte.
-pub const LINKS: [LinkType; 15] = [
+pub const LINKS: [LinkType; 16] = [
     LinkType::ETHERNET,
     LinkType::NULL,
     LinkType::RAW,
@@ -42,6 +42,7 @@ pub const LINKS: [LinkType; 15] = [
     LinkType::PPP_ETHER,
     LinkType::C_HDLC,
     LinkType::NFLOG,
+    LinkType::PFLOG,
 ];
 
 /// Records a harness reads from one input, so a huge input cannot make one run slow.

@@ -69,6 +69,8 @@ impl LinkType {
     pub const C_HDLC: LinkType = LinkType(104);
     /// Linux netfilter log messages (NFLOG): the logged packet in a TLV.
     pub const NFLOG: LinkType = LinkType(239);
+    /// BSD pf firewall log (pflog, as pfSense and OPNsense write it): a header, then IP.
+    pub const PFLOG: LinkType = LinkType(117);
 }
 
 impl fmt::Display for LinkType {

@@ -336,6 +336,12 @@ impl Decoder {
                 Some(ppp) => self.ppp(ppp, out),
                 None => out.skip(Skip::Malformed),
             },
+            LinkType::PFLOG => match pflog_payload(data) {
+                // AF_INET, then AF_INET6 as OpenBSD and NetBSD, FreeBSD, and macOS number it.
+                Some((2 | 24 | 28 | 30, ip)) => self.ip(ip, 0, 0, 0, out),
+                Some(_) => not_ip(out),
+                None => out.skip(Skip::Malformed),
+            },
             LinkType::NFLOG => match nflog_payload(data) {
                 Ok(Some(ip)) => self.ip(ip, 0, 0, 0, out),
                 // A message about a packet that does not carry it (a copy range of 0).
@@ -848,6 +854,22 @@ fn pppoe_payload(b: &[u8]) -> Option<&[u8]> {
     }
     let len = usize::from(u16::from_be_bytes([hi, lo]));
     Some(rest.get(..len).unwrap_or(rest))
+}
+
+/// Shortest and longest pflog header lengths (the older OpenBSD header without padding,
+/// and OpenBSD's with the rewritten addresses; tcpdump `print-pflog.c`).
+const PFLOG_HEADER: std::ops::RangeInclusive<u8> = 45..=100;
+
+/// The address family and the packet of a pflog record: the header's length in its first
+/// byte (padded to four bytes in the record), the family in its second (tcpdump
+/// `print-pflog.c`, `pflog_if_print`). `None` for a length outside [`PFLOG_HEADER`] or a
+/// record shorter than its header.
+fn pflog_payload(b: &[u8]) -> Option<(u8, &[u8])> {
+    let (&[len, af], _) = b.split_first_chunk::<2>()?;
+    if !PFLOG_HEADER.contains(&len) {
+        return None;
+    }
+    Some((af, b.get(usize::from(len).next_multiple_of(4)..)?))
 }
 
 /// NFLOG attribute holding the logged packet (`NFULA_PAYLOAD`, Linux
@@ -1694,6 +1716,37 @@ mod tests {
         assert_eq!(only_tcp(&d.decode(LinkType::PPP_ETHER, &s)).dport, 3389);
         assert_eq!(
             d.decode(LinkType::PPP_ETHER, &s[..3]).skip,
+            Some(Skip::Malformed)
+        );
+    }
+
+    #[test]
+    fn pflog_records_carry_ip_behind_their_padded_header() {
+        let ip = tcp_ip(b"hi");
+        let mut d = Decoder::new();
+        // pfSense/FreeBSD (69 bytes, padded to 72), older OpenBSD (61, padded to 64), each
+        // IPv4 family number and an IPv6 one.
+        for (len, af) in [(69u8, 2u8), (61, 2), (69, 28), (100, 24)] {
+            let mut f = vec![0u8; usize::from(len).next_multiple_of(4)];
+            f[0] = len;
+            f[1] = af;
+            f.extend_from_slice(&ip);
+            assert_eq!(only_tcp(&d.decode(LinkType::PFLOG, &f)).payload, b"hi");
+        }
+        // Another family (a layer-2 log) is not IP; a length out of range, or a record
+        // shorter than its header, is malformed.
+        let mut f = vec![0u8; 72];
+        f[0] = 69;
+        f[1] = 7;
+        f.extend_from_slice(&ip);
+        assert_eq!(d.decode(LinkType::PFLOG, &f).skip, Some(Skip::NotIp));
+        f[1] = 2;
+        for bad in [44u8, 101, 0] {
+            f[0] = bad;
+            assert_eq!(d.decode(LinkType::PFLOG, &f).skip, Some(Skip::Malformed));
+        }
+        assert_eq!(
+            d.decode(LinkType::PFLOG, &[69, 2, 0]).skip,
             Some(Skip::Malformed)
         );
     }
