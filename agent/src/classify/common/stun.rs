@@ -1,9 +1,9 @@
 //! STUN (RFC 5389 6, RFC 8489) and TURN (RFC 8656), over UDP and TCP.
 //!
 //! `Yes` for a message with the two top bits zero, a method STUN or TURN defines, a length
-//! that is a multiple of four and equals the rest of the message, the magic cookie
-//! 0x2112A442, and attributes that walk exactly to its end (each padded to four bytes,
-//! RFC 5389 15). The classic STUN of RFC 3489, which lacks the cookie, counts only when the
+//! that equals the rest of the message, the magic cookie 0x2112A442, and attributes that
+//! walk exactly to its end (each padded to four bytes, RFC 5389 15; or, with Microsoft's
+//! TURN attributes present, as its clients write them, some unpadded). The classic STUN of RFC 3489, which lacks the cookie, counts only when the
 //! first messages of both sides carry the same 128-bit transaction ID. The SOFTWARE
 //! attribute, when sent, names the client or server.
 
@@ -65,24 +65,61 @@ pub struct Message<'a> {
     pub len: usize,
 }
 
-/// Walks attributes (type, length, value padded to four) over exactly `attrs`.
-fn walk_attributes(attrs: &[u8]) -> Parse<Option<String>> {
+/// MAGIC-COOKIE attribute of Microsoft's TURN ([MS-TURN] 2.2.2.9).
+const ATTR_MS_MAGIC_COOKIE: u16 = 0x000f;
+/// Its value.
+const MS_MAGIC_COOKIE: u32 = 0x72c6_4bc6;
+/// MS-VERSION attribute ([MS-TURN] 2.2.2.16).
+const ATTR_MS_VERSION: u16 = 0x8008;
+
+/// What the attributes of a message say.
+struct Attributes {
+    software: Option<String>,
+    /// A MAGIC-COOKIE with Microsoft's value or an MS-VERSION: Microsoft's TURN.
+    ms_turn: bool,
+}
+
+/// Walks attributes (type, length, value) over exactly `attrs`, each value padded to
+/// four bytes (RFC 5389 15) when `padded`.
+fn walk_attributes(attrs: &[u8], padded: bool) -> Parse<Attributes> {
     let mut off = 0;
-    let mut software = None;
+    let mut found = Attributes {
+        software: None,
+        ms_turn: false,
+    };
     for _ in 0..MAX_ATTRIBUTES {
         if off == attrs.len() {
-            return Parse::Ok(software);
+            return Parse::Ok(found);
         }
         let t = need!(be16(attrs, off));
         let l = usize::from(need!(be16(attrs, off + 2)));
         let v = need!(take(attrs, off + 4, l));
         if t == ATTR_SOFTWARE && l <= MAX_SOFTWARE && super::text::is_text(v) {
-            software = Some(super::super::util::printable(v));
+            found.software = Some(super::super::util::printable(v));
         }
-        off += 4 + l.div_ceil(4) * 4;
+        if t == ATTR_MS_VERSION
+            || (t == ATTR_MS_MAGIC_COOKIE && be32(v, 0) == Parse::Ok(MS_MAGIC_COOKIE))
+        {
+            found.ms_turn = true;
+        }
+        off += 4 + if padded { l.div_ceil(4) * 4 } else { l };
         need!(require(off <= attrs.len()));
     }
     Parse::Bad
+}
+
+/// The attributes of a modern message: padded as RFC 5389 says, or, in Microsoft's TURN
+/// (Teams and Skype for Business relays), unpadded as its clients write some of them (a
+/// 10-byte NONCE followed at once by the next attribute; Wireshark calls such messages
+/// malformed), which counts only with Microsoft's own attributes present.
+fn attributes(attrs: &[u8]) -> Parse<Attributes> {
+    match walk_attributes(attrs, true) {
+        Parse::Ok(a) => Parse::Ok(a),
+        padded => match walk_attributes(attrs, false) {
+            Parse::Ok(a) if a.ms_turn => Parse::Ok(a),
+            _ => padded,
+        },
+    }
 }
 
 /// Parses an RFC 5389 message at the start of `b`; `exact` for a datagram, which the
@@ -90,7 +127,9 @@ fn walk_attributes(attrs: &[u8]) -> Parse<Option<String>> {
 pub fn parse_message(b: &[u8], exact: bool) -> Parse<Message<'_>> {
     let t = need!(be16(b, 0));
     let len = usize::from(need!(be16(b, 2)));
-    need!(require(t & 0xc000 == 0 && len % 4 == 0));
+    // The length is a multiple of four when every attribute is padded (RFC 5389 6);
+    // Microsoft's TURN leaves that out with its padding (see `attributes`).
+    need!(require(t & 0xc000 == 0));
     let m = (t & 0x000f) | ((t & 0x00e0) >> 1) | ((t & 0x3e00) >> 2);
     let c = ((t & 0x0100) >> 7) | ((t & 0x0010) >> 4);
     let name = need!(method(m).map_or(Parse::Bad, Parse::Ok));
@@ -99,7 +138,7 @@ pub fn parse_message(b: &[u8], exact: bool) -> Parse<Message<'_>> {
         need!(require(b.len() == HEADER_LEN + len));
     }
     let attrs = need!(take(b, HEADER_LEN, len));
-    let software = need!(walk_attributes(attrs));
+    let software = need!(attributes(attrs)).software;
     Parse::Ok(Message {
         method: name,
         class: class(c),
@@ -125,7 +164,7 @@ pub fn parse_classic(d: &[u8]) -> Parse<Message<'_>> {
     };
     need!(require(d.len() == HEADER_LEN + len && len % 4 == 0));
     need!(byte(d, HEADER_LEN - 1));
-    let software = need!(walk_attributes(d.get(HEADER_LEN..).unwrap_or(&[])));
+    let software = need!(walk_attributes(d.get(HEADER_LEN..).unwrap_or(&[]), true)).software;
     Parse::Ok(Message {
         method,
         class,
@@ -229,6 +268,31 @@ mod tests {
         let mut d = hex(BINDING_OK);
         d[0] = 0x40; // top bits
         assert_eq!(parse_message(&d, true), Parse::Bad);
+    }
+
+    /// ndpi-teams.pcap frame 1276: a Teams client's Allocate request to Microsoft's TURN
+    /// relay, whose 10-byte NONCE is not padded before the next attribute.
+    const MS_TURN_ALLOCATE: &str = concat!(
+        "000300c22112a442cebf09f4e3bb00f87114e1b6000f000472c64bc6803700040000000280080004",
+        "0000000680060004000000010010000400002ee08055000400020002809500085be55b060c2d89fa",
+        "001400143caeff41e4f0d59f6820280d2f1493f8b0f312000015000a227274636d65646961220006",
+        "00380200002490a0dbdb01d6194de21537bfc992a00332731af1bedc569ae83bd5ab00000000bf71",
+        "b276c97813a8ddefeb5cbc793a277a4ce63c0008002094ed4c8ab8380a489294be4f124acf68be1b",
+        "06329d3a2a8936a04d5d14eb8acd",
+    );
+
+    #[test]
+    fn microsoft_turn_without_padding() {
+        let d = hex(MS_TURN_ALLOCATE);
+        let c = Flow::udp(50036, 3478).c2s(&d).yes(check);
+        assert_eq!(c.evidence[0].value, "Allocate request");
+        // The same message without Microsoft's attributes is not STUN: its attributes
+        // do not walk as RFC 5389 pads them.
+        let mut plain = d.clone();
+        plain[HEADER_LEN..HEADER_LEN + 2].copy_from_slice(&[0x00, 0x1a]);
+        plain[HEADER_LEN + 8..HEADER_LEN + 10].copy_from_slice(&[0x80, 0x29]);
+        plain[HEADER_LEN + 16..HEADER_LEN + 18].copy_from_slice(&[0x80, 0x29]);
+        assert!(!matches!(parse_message(&plain, true), Parse::Ok(_)));
     }
 
     #[test]
