@@ -51,6 +51,7 @@ pub mod ldap;
 pub mod modbus;
 pub mod mqtt;
 pub mod mysql;
+pub mod natpmp;
 pub mod netbios;
 pub mod ntp;
 pub mod pop3;
@@ -403,6 +404,10 @@ static CHECKS: &[Check] = &[
     Check {
         on: On::Udp,
         check: ntp::check,
+    },
+    Check {
+        on: On::Udp,
+        check: natpmp::check,
     },
 ];
 
