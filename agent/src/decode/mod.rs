@@ -856,6 +856,27 @@ fn pppoe_payload(b: &[u8]) -> Option<&[u8]> {
     Some(rest.get(..len).unwrap_or(rest))
 }
 
+/// The IP packet of a frame from a serial line (Cisco HDLC, PPP) or a firewall log
+/// (NFLOG, pflog), without decoding it: for code that needs only its outermost addresses
+/// (the live capture's choice of worker). `None` for other link types and for frames
+/// that carry no IP packet.
+pub fn serial_or_log_ip(link: LinkType, d: &[u8]) -> Option<&[u8]> {
+    match link {
+        LinkType::PPP | LinkType::PPP_HDLC | LinkType::C_HDLC => match d {
+            [0x0f | 0x8f, 0x00, hi, lo, rest @ ..] => matches!(
+                u16::from_be_bytes([*hi, *lo]),
+                ethertype::IPV4 | ethertype::IPV6
+            )
+            .then_some(rest),
+            _ => gre::ppp_ip(d),
+        },
+        LinkType::PPP_ETHER => pppoe_payload(d).and_then(gre::ppp_ip),
+        LinkType::PFLOG => pflog_payload(d).map(|(_, ip)| ip),
+        LinkType::NFLOG => nflog_payload(d).ok().flatten(),
+        _ => None,
+    }
+}
+
 /// Shortest and longest pflog header lengths (the older OpenBSD header without padding,
 /// and OpenBSD's with the rewritten addresses; tcpdump `print-pflog.c`).
 const PFLOG_HEADER: std::ops::RangeInclusive<u8> = 45..=100;

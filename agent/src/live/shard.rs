@@ -55,7 +55,8 @@ fn ip_of(link: LinkType, d: &[u8]) -> Option<&[u8]> {
         | LinkType::IPV6 => Some(d),
         // A 4-byte address family, then the packet.
         LinkType::NULL | LinkType::LOOP => d.get(4..),
-        _ => None,
+        // Serial lines and firewall logs.
+        _ => crate::decode::serial_or_log_ip(link, d),
     }
 }
 
@@ -160,6 +161,22 @@ mod tests {
         sll.extend_from_slice(&ETH_IPV4.to_be_bytes());
         sll.extend_from_slice(ip);
         assert_eq!(h, flow_hash(LinkType::LINUX_SLL, &sll));
+        // A router's serial line (Cisco HDLC; PPP with address, control and protocol).
+        let hdlc = [&[0x0f, 0x00, 0x08, 0x00][..], ip].concat();
+        assert_eq!(h, flow_hash(LinkType::C_HDLC, &hdlc));
+        let ppp = [&[0xff, 0x03, 0x00, 0x21][..], ip].concat();
+        assert_eq!(h, flow_hash(LinkType::PPP, &ppp));
+        // A pfSense pf log: a 69-byte header padded to 72, family AF_INET.
+        let mut pflog = vec![0u8; 72];
+        pflog[..2].copy_from_slice(&[69, 2]);
+        pflog.extend_from_slice(ip);
+        assert_eq!(h, flow_hash(LinkType::PFLOG, &pflog));
+        // A netfilter log message: header, then the packet in NFULA_PAYLOAD (type 9).
+        let mut nflog = vec![2, 0, 0, 5];
+        nflog.extend_from_slice(&u16::try_from(4 + ip.len()).unwrap().to_le_bytes());
+        nflog.extend_from_slice(&9u16.to_le_bytes());
+        nflog.extend_from_slice(ip);
+        assert_eq!(h, flow_hash(LinkType::NFLOG, &nflog));
     }
 
     #[test]
