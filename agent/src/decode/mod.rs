@@ -378,16 +378,13 @@ impl Decoder {
         }
     }
 
-    /// A frame of a serial line: Cisco HDLC (address 0x0F unicast or 0x8F broadcast,
-    /// control 0, then an EtherType; Wireshark `packet-chdlc.c`), which routers write under
+    /// A frame of a serial line: Cisco HDLC ([`cisco_hdlc`]), which routers write under
     /// the PPP link types too (nDPI `example/reader_util.c` reads 9, 50 and 104 alike), or
     /// else PPP.
     fn serial<'a>(&mut self, b: &'a [u8], out: &mut impl Out<'a>) {
-        match b {
-            [0x0f | 0x8f, 0x00, hi, lo, rest @ ..] => {
-                self.ether_type(u16::from_be_bytes([*hi, *lo]), rest, 0, 0, 0, out)
-            }
-            _ => self.ppp(b, out),
+        match cisco_hdlc(b) {
+            Some((t, rest)) => self.ether_type(t, rest, 0, 0, 0, out),
+            None => self.ppp(b, out),
         }
     }
 
@@ -856,19 +853,25 @@ fn pppoe_payload(b: &[u8]) -> Option<&[u8]> {
     Some(rest.get(..len).unwrap_or(rest))
 }
 
+/// The EtherType and payload of a Cisco HDLC frame: address 0x0F (unicast) or 0x8F
+/// (broadcast), control 0, then the EtherType (Wireshark `packet-chdlc.c`). `None` when
+/// the frame does not start so (it is then PPP).
+fn cisco_hdlc(b: &[u8]) -> Option<(u16, &[u8])> {
+    match b {
+        [0x0f | 0x8f, 0x00, hi, lo, rest @ ..] => Some((u16::from_be_bytes([*hi, *lo]), rest)),
+        _ => None,
+    }
+}
+
 /// The IP packet of a frame from a serial line (Cisco HDLC, PPP) or a firewall log
 /// (NFLOG, pflog), without decoding it: for code that needs only its outermost addresses
 /// (the live capture's choice of worker). `None` for other link types and for frames
 /// that carry no IP packet.
 pub fn serial_or_log_ip(link: LinkType, d: &[u8]) -> Option<&[u8]> {
     match link {
-        LinkType::PPP | LinkType::PPP_HDLC | LinkType::C_HDLC => match d {
-            [0x0f | 0x8f, 0x00, hi, lo, rest @ ..] => matches!(
-                u16::from_be_bytes([*hi, *lo]),
-                ethertype::IPV4 | ethertype::IPV6
-            )
-            .then_some(rest),
-            _ => gre::ppp_ip(d),
+        LinkType::PPP | LinkType::PPP_HDLC | LinkType::C_HDLC => match cisco_hdlc(d) {
+            Some((t, rest)) => matches!(t, ethertype::IPV4 | ethertype::IPV6).then_some(rest),
+            None => gre::ppp_ip(d),
         },
         LinkType::PPP_ETHER => pppoe_payload(d).and_then(gre::ppp_ip),
         LinkType::PFLOG => pflog_payload(d).map(|(_, ip)| ip),
