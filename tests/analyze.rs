@@ -1669,3 +1669,40 @@ fn an_anyconnect_legacy_dtls_channel_is_named_ssl_vpn() {
         "{dtls}"
     );
 }
+
+/// The corpus's multicast traffic: the IGMP flow of each capture that carries one (a
+/// router's general query to all hosts, a TV's report for the SSDP group) is named igmp
+/// with its version and message, and no other flow takes the name.
+#[test]
+fn multicast_memberships_are_named_igmp() {
+    for (capture, group, message) in [
+        (
+            "ndpi-alexa-app.pcapng",
+            "224.0.0.1",
+            "0x11 membership query, group 0.0.0.0",
+        ),
+        (
+            "ndpi-netflix.pcap",
+            "239.255.255.250",
+            "0x16 membership report, group 239.255.255.250",
+        ),
+    ] {
+        let flows = flows_of(&corpus().join(capture));
+        let igmp: Vec<_> = flows.iter().filter(|f| f["transport"] == "igmp").collect();
+        assert_eq!(igmp.len(), 1, "{capture}: {igmp:?}");
+        let f = igmp[0];
+        assert_eq!(f["server"]["ip"], group, "{capture}: {f}");
+        assert_eq!(f["protocol"], "igmp", "{capture}: {f}");
+        assert_eq!(f["protocol_version"], "IGMPv2", "{capture}: {f}");
+        assert!(f["service"].is_null(), "{capture}: {f}");
+        assert_eq!(f["evidence"][0]["field"], "igmp.type", "{capture}: {f}");
+        assert_eq!(f["evidence"][0]["value"], message, "{capture}: {f}");
+        assert!(
+            flows
+                .iter()
+                .filter(|f| f["transport"] != "igmp")
+                .all(|f| f["protocol"] != "igmp"),
+            "{capture}"
+        );
+    }
+}

@@ -198,12 +198,15 @@ pub fn decode(data: &[u8]) {
                 assert!(p.tcp.is_none(), "TCP fields on a non-TCP packet");
             }
             // Header-only transports are named from their first packet's payload: PPTP's
-            // enhanced GRE, L2TPv3 over IP.
+            // enhanced GRE, L2TPv3 over IP, IGMP.
             if p.proto == ipproto::GRE {
                 let _ = setten_agent::classify::pptp::gre(p.payload);
             }
             if p.proto == ipproto::L2TP {
                 let _ = setten_agent::classify::l2tp::over_ip(p.payload);
+            }
+            if p.proto == ipproto::IGMP {
+                let _ = setten_agent::classify::igmp::over_ip(p.payload);
             }
         }
     }

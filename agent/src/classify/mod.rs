@@ -18,6 +18,7 @@ pub mod citrix;
 pub mod common;
 pub mod hamachi;
 pub mod http;
+pub mod igmp;
 pub mod ipsec;
 pub mod l2tp;
 pub mod nomachine;
@@ -927,6 +928,7 @@ fn by_transport(proto: u8, payload: &[u8]) -> Option<Box<Classification>> {
             "ip.protocol",
             "1",
         ))),
+        ipproto::IGMP => igmp::over_ip(payload).map(Box::new),
         ipproto::ICMPV6 => Some(Box::new(Classification::new(
             "icmpv6",
             None,

@@ -43,6 +43,8 @@ pub const MAX_FRAGMENT_ENTRIES: usize = 4096;
 pub mod ipproto {
     /// ICMP.
     pub const ICMP: u8 = 1;
+    /// IGMP.
+    pub const IGMP: u8 = 2;
     /// IPv4 encapsulation (IP-in-IP).
     pub const IPIP: u8 = 4;
     /// TCP.

@@ -136,7 +136,7 @@ pub fn transport_name(proto: u8) -> std::borrow::Cow<'static, str> {
         ipproto::IPIP => "ipip".into(),
         ipproto::IPV6 => "ipv6-in-ip".into(),
         ipproto::L2TP => "l2tp".into(),
-        2 => "igmp".into(),
+        ipproto::IGMP => "igmp".into(),
         132 => "sctp".into(),
         n => format!("ip-{n}").into(),
     }
