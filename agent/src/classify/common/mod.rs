@@ -49,6 +49,7 @@ pub mod imap;
 pub mod iscsi;
 pub mod kerberos;
 pub mod ldap;
+pub mod mining;
 pub mod modbus;
 pub mod mqtt;
 pub mod mysql;
@@ -281,6 +282,10 @@ static CHECKS: &[Check] = &[
     Check {
         on: On::Udp,
         check: gnutella::check_udp,
+    },
+    Check {
+        on: On::Tcp,
+        check: mining::check,
     },
     Check {
         on: On::Tcp,
