@@ -32,6 +32,12 @@ const GQUIC_CHLO_WINDOW: usize = 64;
 pub const VERSION_1: u32 = 0x0000_0001;
 /// QUIC version 2 (RFC 9369 3.1).
 pub const VERSION_2: u32 = 0x6b33_43cf;
+/// Version 2's draft codepoint (draft-ietf-quic-v2-01 to -08), with version 2's packet
+/// types.
+pub const VERSION_2_DRAFT: u32 = 0x709a_50c4;
+/// Version 2's first draft (draft-ietf-quic-v2-00 3.1), which kept version 1's packet
+/// types (nDPI's `quic-v2-00.pcapng` opens with a type 0 Initial).
+pub const VERSION_2_DRAFT_00: u32 = 0xff02_0000;
 
 /// Packet types of the long header.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -51,6 +57,8 @@ pub fn version_name(v: u32) -> Option<String> {
     Some(match v {
         VERSION_1 => "1".to_owned(),
         VERSION_2 => "2".to_owned(),
+        VERSION_2_DRAFT => "2-draft".to_owned(),
+        VERSION_2_DRAFT_00 => "2-draft-00".to_owned(),
         0xff00_0001..=0xff00_0022 => format!("draft-{}", v & 0xff),
         // Google's IETF-format versions (Chromium quic_versions.h): Q050, T050, T051.
         0x5130_3530 | 0x5430_3530 | 0x5430_3531 => {
@@ -65,7 +73,11 @@ pub fn version_name(v: u32) -> Option<String> {
 /// The long packet type from the first byte, per version (RFC 9369 3.2 swaps them).
 fn long_type(first: u8, version: u32) -> LongType {
     let t = (first >> 4) & 3;
-    let t = if version == VERSION_2 { (t + 3) & 3 } else { t };
+    let t = if version == VERSION_2 || version == VERSION_2_DRAFT {
+        (t + 3) & 3
+    } else {
+        t
+    };
     match t {
         0 => LongType::Initial,
         1 => LongType::ZeroRtt,
@@ -261,11 +273,45 @@ pub fn check(cx: &Cx<'_>) -> Verdict {
             };
             match other {
                 Parse::Short => gquic.or_else(|| Parse::Short).or_else(server),
-                _ => gquic.or_else(server),
+                _ => gquic.or_else(server).or_else(|| probe(cx)),
             }
         }
     };
     finish(cx, p)
+}
+
+/// A client probing with a reserved version (0x?a?a?a?a, RFC 9000 15) to make the
+/// server list its versions, and the server's Version Negotiation echoing both
+/// connection IDs (17.2.1). The probe alone is not enough: its version is one no
+/// implementation speaks, so only the answer shows a QUIC server was there.
+fn probe(cx: &Cx<'_>) -> Parse<Classification> {
+    let client = first_datagram(cx, cx.c2s, |d| {
+        let first = need!(byte(d, 0));
+        let version = need!(be32(d, 1));
+        let dcid_len = usize::from(need!(byte(d, 5)));
+        let dcid = need!(take(d, 6, dcid_len));
+        let scid_len = usize::from(need!(byte(d, 6 + dcid_len)));
+        let scid = need!(take(d, 7 + dcid_len, scid_len));
+        need!(require(
+            first & 0xc0 == 0xc0
+                && version & 0x0f0f_0f0f == 0x0a0a_0a0a
+                && (MIN_CLIENT_DCID_LEN..=MAX_CID_LEN).contains(&dcid_len)
+                && scid_len <= MAX_CID_LEN
+                && d.len() >= MIN_INITIAL_DATAGRAM
+        ));
+        Parse::Ok((version, dcid, scid))
+    });
+    let (version, dcid, scid) = need!(client);
+    let answer = need!(first_datagram(cx, cx.s2c, parse_long));
+    need!(require(
+        answer.version == 0 && answer.dcid == scid && answer.scid == dcid
+    ));
+    Parse::Ok(classification(
+        "setten.quic.version_probe",
+        "quic.long_header",
+        format!("reserved version {version:#010x} probe; version negotiation"),
+        format!("{version:#010x} (reserved)"),
+    ))
 }
 
 fn classification(
@@ -338,6 +384,54 @@ mod tests {
         assert_eq!(parse_client_initial(&d).ok().unwrap().version, VERSION_2);
         d[0] = 0xc0; // type 0 is Retry in v2
         assert_eq!(parse_client_initial(&d), Parse::Bad);
+        // The draft codepoint numbers the types as version 2 does.
+        d[1..5].copy_from_slice(&VERSION_2_DRAFT.to_be_bytes());
+        assert_eq!(parse_client_initial(&d), Parse::Bad);
+        d[0] = 0xd0;
+        assert_eq!(
+            parse_client_initial(&d).ok().unwrap().version,
+            VERSION_2_DRAFT
+        );
+    }
+
+    #[test]
+    fn a_reserved_version_probe_counts_with_the_servers_negotiation() {
+        // nDPI's quic_interop_V.pcapng frames 3 and 14: a client Initial with version
+        // 0x0a0a0a0a (its header; the 1232-byte datagram's rest as zeros) and the
+        // server's Version Negotiation, echoing the client's DCID as its SCID.
+        let mut probe = hex("cc0a0a0a0a0894699728cc80006d000044be");
+        probe.resize(1232, 0);
+        let vn = hex("c600000000000894699728cc80006dff00001dff00001cff00001b");
+        let c = Flow::udp(37876, 443).c2s(&probe).s2c(&vn).yes(check);
+        assert_eq!(c.protocol, "quic");
+        assert_eq!(
+            c.evidence[0].value,
+            "reserved version 0x0a0a0a0a probe; version negotiation"
+        );
+        // Alone, the probe is not QUIC: no implementation speaks its version.
+        assert!(Flow::udp(37876, 443).c2s(&probe).is_no_at_end(check));
+        // An answer that does not echo the IDs.
+        let mut other = vn.clone();
+        other[8] ^= 1;
+        assert!(Flow::udp(37876, 443)
+            .c2s(&probe)
+            .s2c(&other)
+            .is_no_at_end(check));
+        // Not a reserved version.
+        let mut odd = probe.clone();
+        odd[1] = 0x0b;
+        assert!(Flow::udp(37876, 443).c2s(&odd).s2c(&vn).is_no_at_end(check));
+    }
+
+    #[test]
+    fn version_2_draft_00_keeps_version_1_types() {
+        // nDPI's quic-v2-00.pcapng, the client's first datagram (1252 bytes; its
+        // header, then the protected rest as zeros): type 0 Initial, version 0xff020000.
+        let mut d = hex("c2ff02000008ae3f3dd669a153b3084e8d17b73e5ea0d40044ca");
+        d.resize(1252, 0);
+        let init = parse_client_initial(&d).ok().unwrap();
+        assert_eq!(init.version, VERSION_2_DRAFT_00);
+        assert_eq!(version_name(init.version).as_deref(), Some("2-draft-00"));
     }
 
     #[test]
