@@ -43,7 +43,6 @@ pub mod dns;
 pub mod dropbox;
 pub mod dtls;
 pub mod ftp;
-pub mod gnutella;
 pub mod hl7;
 pub mod imap;
 pub mod iscsi;
@@ -274,14 +273,6 @@ static CHECKS: &[Check] = &[
     Check {
         on: On::Udp,
         check: bittorrent::check_udp,
-    },
-    Check {
-        on: On::Tcp,
-        check: gnutella::check_tcp,
-    },
-    Check {
-        on: On::Udp,
-        check: gnutella::check_udp,
     },
     Check {
         on: On::Tcp,
