@@ -140,6 +140,14 @@ mod tests {
         let c = Flow::tcp(55317, 8333).c2s(&b).yes(check);
         assert_eq!((c.protocol, c.service), ("bitcoin", None));
         assert_eq!(c.evidence[0].value, "version (mainnet)");
+        // Through the whole list of checks, in their order, too.
+        assert_eq!(
+            Flow::tcp(55317, 8333)
+                .c2s(&b)
+                .yes(super::super::detect)
+                .protocol,
+            "bitcoin"
+        );
         // The server's side alone (a capture that starts after the client spoke).
         let c = Flow::tcp(55317, 8333).s2c(&b).yes(check);
         assert_eq!(c.protocol, "bitcoin");
@@ -165,6 +173,13 @@ mod tests {
         assert_eq!((c.protocol, c.service), ("stratum", None));
         assert_eq!(c.evidence[0].value, "mining.subscribe");
         assert_eq!(c.product.as_deref(), Some("EWBF 0.3.4b"));
+        assert_eq!(
+            Flow::tcp(46838, 3333)
+                .c2s(sub)
+                .yes(super::super::detect)
+                .protocol,
+            "stratum"
+        );
         // XMRig's login to a Monero pool (its documented request shape).
         let login = b"{\"id\":1,\"jsonrpc\":\"2.0\",\"method\":\"login\",\"params\":{\"login\":\"wallet\",\"pass\":\"x\",\"agent\":\"XMRig/6.21.0 (Linux x86_64) libuv/1.44.2 gcc/12.2.0\"}}\n";
         let c = Flow::tcp(50000, 3333).c2s(login).yes(check);

@@ -408,6 +408,12 @@ mod tests {
             c.evidence[0].value,
             "reserved version 0x0a0a0a0a probe; version negotiation"
         );
+        // Through the whole list of checks, in their order, too.
+        let c = Flow::udp(37876, 443)
+            .c2s(&probe)
+            .s2c(&vn)
+            .yes(super::super::detect);
+        assert_eq!(c.evidence[0].rule, "setten.quic.version_probe");
         // Alone, the probe is not QUIC: no implementation speaks its version.
         assert!(Flow::udp(37876, 443).c2s(&probe).is_no_at_end(check));
         // An answer that does not echo the IDs.
