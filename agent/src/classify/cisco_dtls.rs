@@ -130,8 +130,8 @@ pub fn detect(cx: &Cx<'_>) -> Verdict {
             "0x0100 (Cisco pre-standard DTLS), ClientHello"
         },
     );
-    cl.product = Some("AnyConnect protocol (Cisco ASA or compatible)".into());
-    cl.meta.version = Some("DTLS 0.9 (0x0100)".into());
+    cl.extra.product = Some("AnyConnect protocol (Cisco ASA or compatible)".into());
+    cl.extra.meta.version = Some("DTLS 0.9 (0x0100)".into());
     Verdict::Yes(cl)
 }
 

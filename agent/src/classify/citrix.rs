@@ -79,8 +79,8 @@ fn classification(kind: Opening, b: &[u8]) -> Classification {
         field,
         util::hex(b.get(..len).unwrap_or(&[])),
     );
-    c.vendor = Some("Citrix".to_owned());
-    c.product = Some(product.to_owned());
+    c.extra.vendor = Some("Citrix".to_owned());
+    c.extra.product = Some(product.to_owned());
     c
 }
 

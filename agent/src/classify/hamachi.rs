@@ -49,8 +49,8 @@ fn may_open(b: &[u8]) -> bool {
 /// Hamachi, over either transport, with one piece of evidence.
 fn classification(rule: &'static str, field: &'static str, value: String) -> Classification {
     let mut c = Classification::new("hamachi", Some(Service::ConsumerVpn), rule, field, value);
-    c.vendor = Some("GoTo".to_owned());
-    c.product = Some("LogMeIn Hamachi".to_owned());
+    c.extra.vendor = Some("GoTo".to_owned());
+    c.extra.product = Some("LogMeIn Hamachi".to_owned());
     c
 }
 
@@ -181,7 +181,7 @@ mod tests {
         match run(&[&m], &[], false) {
             Verdict::Yes(c) => {
                 assert_eq!(c.service, Some(Service::ConsumerVpn));
-                assert_eq!(c.product.as_deref(), Some("LogMeIn Hamachi"));
+                assert_eq!(c.extra.product.as_deref(), Some("LogMeIn Hamachi"));
                 assert_eq!(
                     c.evidence[0].value,
                     "c2s message of 420 bytes with 7b7a0dad at offset 12"
@@ -235,7 +235,7 @@ mod tests {
             panic!("expected Yes, got {v:?}")
         };
         assert_eq!(c.service, Some(Service::ConsumerVpn));
-        assert_eq!(c.product.as_deref(), Some("LogMeIn Hamachi"));
+        assert_eq!(c.extra.product.as_deref(), Some("LogMeIn Hamachi"));
         assert_eq!(
             c.evidence[0].value,
             "3 datagrams: c2s 5c1d0a01/0102, s2c 8e774410/0a0b at offsets 0/8, \

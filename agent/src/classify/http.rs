@@ -231,8 +231,8 @@ pub fn resolve(c: &mut Classification, p: Pending, rules: &crate::rules::Rules) 
     );
     if req.method.starts_with("RDG_") {
         h.service = Some(Service::Rdp);
-        h.vendor = Some("Microsoft".into());
-        h.product = Some("RD Gateway (HTTP transport)".into());
+        h.extra.vendor = Some("Microsoft".into());
+        h.extra.product = Some("RD Gateway (HTTP transport)".into());
         h.evidence.insert(
             0,
             super::Evidence::new("setten.rdp.gateway-method", "http.method", &req.method),
@@ -254,11 +254,11 @@ pub fn resolve(c: &mut Classification, p: Pending, rules: &crate::rules::Rules) 
     *c = match p.body {
         Some(mut b) if h.service.is_none() => {
             b.protocol = "http";
-            b.meta.http = meta;
+            b.extra.meta.http = meta;
             *b
         }
         _ => {
-            h.meta.http = meta;
+            h.extra.meta.http = meta;
             h
         }
     };
@@ -297,7 +297,7 @@ pub fn detect(cx: &Cx<'_>) -> Verdict {
             "http2.preface",
             "PRI * HTTP/2.0 (cleartext HTTP/2, prior knowledge)",
         );
-        c.meta.version = Some("HTTP/2".into());
+        c.extra.meta.version = Some("HTTP/2".into());
         return Verdict::Yes(c);
     }
     if H2_PREFACE.starts_with(c2s) && !cx.last {
@@ -349,7 +349,7 @@ mod tests {
             Verdict::Yes(c) => {
                 assert_eq!((c.protocol, c.service), ("http", None));
                 assert_eq!(c.evidence[0].rule, "setten.http.h2-preface");
-                assert_eq!(c.meta.version.as_deref(), Some("HTTP/2"));
+                assert_eq!(c.extra.meta.version.as_deref(), Some("HTTP/2"));
             }
             v => panic!("{v:?}"),
         }
@@ -380,7 +380,7 @@ mod tests {
         ) {
             Verdict::Yes(c) => {
                 assert_eq!(c.service, None);
-                let m = c.meta.http.unwrap();
+                let m = c.extra.meta.http.clone().unwrap();
                 assert_eq!(m.host.as_deref(), Some("example.org"));
                 assert_eq!(m.user_agent.as_deref(), Some("curl/8"));
             }

@@ -55,7 +55,7 @@ pub fn over_ip(payload: &[u8]) -> Option<Classification> {
         return None;
     }
     let mut c = Classification::new("igmp", None, "setten.igmp", "igmp.type", value);
-    c.meta.version = Some(version.into());
+    c.extra.meta.version = Some(version.into());
     Some(c)
 }
 
@@ -103,19 +103,19 @@ mod tests {
         let c = over_ip(&V3_REPORT).expect("v3 report");
         assert_eq!(c.protocol, "igmp");
         assert_eq!(c.service, None);
-        assert_eq!(c.meta.version.as_deref(), Some("IGMPv3"));
+        assert_eq!(c.extra.meta.version.as_deref(), Some("IGMPv3"));
         assert_eq!(
             c.evidence[0].value,
             "0x22 membership report, 1 group record(s)"
         );
         let c = over_ip(&V2_REPORT).expect("v2 report");
-        assert_eq!(c.meta.version.as_deref(), Some("IGMPv2"));
+        assert_eq!(c.extra.meta.version.as_deref(), Some("IGMPv2"));
         assert_eq!(
             c.evidence[0].value,
             "0x16 membership report, group 239.255.255.250"
         );
         let c = over_ip(&QUERY_V2).expect("general query");
-        assert_eq!(c.meta.version.as_deref(), Some("IGMPv2"));
+        assert_eq!(c.extra.meta.version.as_deref(), Some("IGMPv2"));
         assert_eq!(c.evidence[0].value, "0x11 membership query, group 0.0.0.0");
     }
 

@@ -373,7 +373,7 @@ pub fn detect(cx: &Cx<'_>) -> Verdict {
             "esp.spi",
             format!("0x{spi:08x}, sequence numbers increasing, UDP 4500"),
         );
-        c.meta.version = Some("ESP-in-UDP (RFC 3948)".into());
+        c.extra.meta.version = Some("ESP-in-UDP (RFC 3948)".into());
         return Verdict::Yes(c);
     }
     if cx.last {
@@ -405,8 +405,8 @@ fn malformed_classification(cx: &Cx<'_>, version: u8, exchange: u8, nat_t: bool)
             }
         ),
     );
-    c.meta.version = Some(format!("IKEv{version}"));
-    c.meta.ike = Some(Box::new(IkeMeta {
+    c.extra.meta.version = Some(format!("IKEv{version}"));
+    c.extra.meta.ike = Some(Box::new(IkeMeta {
         version,
         exchange: exchange_name(version, exchange)
             .map_or_else(|| format!("undefined ({exchange})"), str::to_owned),
@@ -490,11 +490,11 @@ fn ike_classification(cx: &Cx<'_>, c2s: &[Datagram<'_>], s2c: &[Datagram<'_>]) -
                 "ike.vendor_id",
                 k.name.as_str(),
             ));
-            if c.vendor.is_none() {
-                c.vendor.clone_from(&k.vendor);
+            if c.extra.vendor.is_none() {
+                c.extra.vendor.clone_from(&k.vendor);
             }
-            if c.product.is_none() {
-                c.product.clone_from(&k.product);
+            if c.extra.product.is_none() {
+                c.extra.product.clone_from(&k.product);
             }
             if service_from_vendor.is_none() {
                 service_from_vendor = k.service;
@@ -504,8 +504,8 @@ fn ike_classification(cx: &Cx<'_>, c2s: &[Datagram<'_>], s2c: &[Datagram<'_>]) -
     if let Some(s) = service_from_vendor {
         c.service = Some(s);
     }
-    c.meta.version = Some(format!("IKEv{}", h.version));
-    c.meta.ike = Some(Box::new(meta));
+    c.extra.meta.version = Some(format!("IKEv{}", h.version));
+    c.extra.meta.ike = Some(Box::new(meta));
     c
 }
 
@@ -574,7 +574,7 @@ mod tests {
             Verdict::Yes(c) => {
                 assert_eq!(c.service, Some(Service::Ipsec));
                 assert_eq!(c.evidence[0].rule, "setten.ipsec.ike-nat-t");
-                let ike = c.meta.ike.unwrap();
+                let ike = c.extra.meta.ike.clone().unwrap();
                 assert!(ike.nat_t);
                 assert_eq!(ike.version, 2);
                 assert_eq!(ike.exchange, "IKE_AUTH");
@@ -589,13 +589,13 @@ mod tests {
         let resp = hex(SA_INIT_COOKIE); // any valid IKE answer
         match run(&[&m], &[&resp], (500, 500), false) {
             Verdict::Yes(c) => {
-                let ike = c.meta.ike.as_ref().unwrap();
+                let ike = c.extra.meta.ike.as_ref().unwrap();
                 assert_eq!(ike.version, 1);
                 assert_eq!(ike.exchange, "Identity Protection (Main Mode)");
                 assert_eq!(ike.vendor_ids.len(), 2);
                 assert_eq!(ike.vendor_ids[0].name.as_deref(), Some("RFC 3947 NAT-T"));
                 assert_eq!(ike.vendor_ids[1].hex, "8299031757a36082c6a621de000500b3");
-                assert_eq!(c.vendor.as_deref(), Some("Fortinet"));
+                assert_eq!(c.extra.vendor.as_deref(), Some("Fortinet"));
                 assert!(c.evidence.iter().any(|e| e.field == "ike.vendor_id"));
             }
             v => panic!("{v:?}"),
@@ -651,7 +651,7 @@ mod tests {
                         "{:?}",
                         c.evidence
                     );
-                    let ike = c.meta.ike.unwrap();
+                    let ike = c.extra.meta.ike.clone().unwrap();
                     assert_eq!((ike.version, ike.exchange.as_str()), (2, "undefined (7)"));
                     assert!(!ike.nat_t);
                 }
@@ -666,7 +666,7 @@ mod tests {
         let mut m = vec![0, 0, 0, 0];
         m.extend_from_slice(&d);
         match run(&[&m], &[], (14500, 4500), true) {
-            Verdict::Yes(c) => assert!(c.meta.ike.unwrap().nat_t),
+            Verdict::Yes(c) => assert!(c.extra.meta.ike.clone().unwrap().nat_t),
             v => panic!("{v:?}"),
         }
         // One side only: wait for the other, then decide at the end.
@@ -829,8 +829,8 @@ mod tests {
         match run(&[&d], &[&resp], (500, 500), false) {
             Verdict::Yes(c) => {
                 assert_eq!(c.service, Some(Service::Ipsec));
-                assert_eq!(c.vendor.as_deref(), Some("Libreswan project"));
-                assert_eq!(c.product.as_deref(), Some("Libreswan"));
+                assert_eq!(c.extra.vendor.as_deref(), Some("Libreswan project"));
+                assert_eq!(c.extra.product.as_deref(), Some("Libreswan"));
             }
             v => panic!("{v:?}"),
         }

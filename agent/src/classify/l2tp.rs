@@ -268,7 +268,7 @@ pub fn over_ip(payload: &[u8]) -> Option<Classification> {
         )
     };
     let mut c = Classification::new("l2tp", Some(Service::L2tp), rule, field, value);
-    c.meta.version = Some("L2TPv3".into());
+    c.extra.meta.version = Some("L2TPv3".into());
     Some(c)
 }
 
@@ -305,7 +305,7 @@ pub fn detect(cx: &Cx<'_>) -> Verdict {
             "l2tp.message_type",
             format!("L2TPv{version} {name} ({t}), length matches the datagram"),
         );
-        c.meta.version = Some(format!("L2TPv{version}"));
+        c.extra.meta.version = Some(format!("L2TPv{version}"));
         // Who the ends say they are: the first SCCRQ or SCCRP of each direction.
         for (side, s, msgs) in [("client", cx.c2s, &a), ("server", cx.s2c, &b)] {
             let start = cx.datagrams(s).zip(msgs.iter()).find(|(_, m)| {
@@ -366,7 +366,7 @@ pub fn detect(cx: &Cx<'_>) -> Verdict {
             "l2tp.session",
             format!("L2TPv{version} data messages both ways on one {what}, UDP 1701"),
         );
-        c.meta.version = Some(format!("L2TPv{version}"));
+        c.extra.meta.version = Some(format!("L2TPv{version}"));
         return Verdict::Yes(c);
     }
     if cx.last {
@@ -419,7 +419,7 @@ mod tests {
             match run(&[m], &[], (1701, 1701), true) {
                 Verdict::Yes(c) => {
                     assert_eq!(c.service, Some(Service::L2tp));
-                    assert_eq!(c.meta.version.as_deref(), Some(v));
+                    assert_eq!(c.extra.meta.version.as_deref(), Some(v));
                     assert!(c.evidence[0].value.contains("SCCRQ"));
                 }
                 x => panic!("{x:?}"),
@@ -556,7 +556,7 @@ mod tests {
         let s = vec![d(0x0bad_cafe), d(0x0bad_cafe)];
         match run(&c, &s, (1701, 1701), false) {
             Verdict::Yes(c) => {
-                assert_eq!(c.meta.version.as_deref(), Some("L2TPv3"));
+                assert_eq!(c.extra.meta.version.as_deref(), Some("L2TPv3"));
                 assert!(
                     c.evidence[0].value.contains("L2TPv3 data"),
                     "{:?}",
@@ -591,7 +591,7 @@ mod tests {
         let c = over_ip(&sccrq).expect("SCCRQ over IP");
         assert_eq!((c.service, c.protocol), (Some(Service::L2tp), "l2tp"));
         assert_eq!(c.evidence[0].value, "L2TPv3 SCCRQ (1) over IP");
-        assert_eq!(c.meta.version.as_deref(), Some("L2TPv3"));
+        assert_eq!(c.extra.meta.version.as_deref(), Some("L2TPv3"));
         // Cut by the snap length: still the control message.
         assert!(over_ip(&sccrq[..sccrq.len() - 4]).is_some());
         // A ZLB acknowledgement.

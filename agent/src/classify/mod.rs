@@ -348,29 +348,88 @@ pub struct Meta {
 }
 
 /// What a flow was found to be.
+///
+/// A decided flow keeps its classification until it ends, and most flows are named by
+/// a protocol and one piece of evidence alone; so what only some classifications have
+/// (vendor, product, weakness, metadata) lives behind one pointer in
+/// [`Extra`], allocated when first written.
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
 pub struct Classification {
     /// Lowercase protocol name on the wire ("tls", "rdp", "dns", …).
     pub protocol: &'static str,
     /// The vocabulary service, when the flow is remote access, VPN or an anonymiser.
     pub service: Option<Service>,
+    /// The bytes show that the flow's client (taken from the ports or the first packet)
+    /// is the server: an OpenVPN client reset came from the other side. Acted on by
+    /// [`crate::flow::Flow::settle_roles`].
+    pub reversed: bool,
+    /// Evidence, strongest first.
+    pub evidence: Vec<Evidence>,
+    /// Vendor, product, weakness and metadata.
+    pub extra: Extra,
+    /// Work left for after the decision (see [`Classification::resolve`]).
+    pub deferred: Option<Deferred>,
+}
+
+/// The parts of a [`Classification`] that only some have.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct Details {
     /// Vendor, when evidence names one.
     pub vendor: Option<String>,
     /// Product, when evidence names one.
     pub product: Option<String>,
-    /// Evidence, strongest first.
-    pub evidence: Vec<Evidence>,
     /// Legacy or weak variant (telnet, rsh, RDP standard security, SSH-1, TLS ≤ 1.0, PPTP,
     /// X11).
     pub weak: Option<String>,
     /// Metadata.
     pub meta: Meta,
-    /// Work left for after the decision (see [`Classification::resolve`]).
-    pub deferred: Option<Deferred>,
-    /// The bytes show that the flow's client (taken from the ports or the first packet)
-    /// is the server: an OpenVPN client reset came from the other side. Acted on by
-    /// [`crate::flow::Flow::settle_roles`].
-    pub reversed: bool,
+}
+
+/// No details: what an [`Extra`] that was never written reads as.
+static NO_DETAILS: Details = Details {
+    vendor: None,
+    product: None,
+    weak: None,
+    meta: Meta {
+        tls: None,
+        ssh: None,
+        rdp: None,
+        ike: None,
+        http: None,
+        version: None,
+    },
+};
+
+/// [`Details`] allocated on first write: reading one never written gives the empty
+/// details, writing allocates them.
+#[derive(Clone, Debug, Default)]
+pub struct Extra(Option<Box<Details>>);
+
+impl std::ops::Deref for Extra {
+    type Target = Details;
+    fn deref(&self) -> &Details {
+        self.0.as_deref().unwrap_or(&NO_DETAILS)
+    }
+}
+
+impl std::ops::DerefMut for Extra {
+    fn deref_mut(&mut self) -> &mut Details {
+        self.0.get_or_insert_with(Box::default)
+    }
+}
+
+impl PartialEq for Extra {
+    fn eq(&self, other: &Extra) -> bool {
+        **self == **other
+    }
+}
+
+impl Eq for Extra {}
+
+impl From<Details> for Extra {
+    fn from(d: Details) -> Extra {
+        Extra(Some(Box::new(d)))
+    }
 }
 
 /// Classification work that does not change whether a flow is decided, only what is said
@@ -398,7 +457,7 @@ impl Deferred {
                 let mut t = Classification::default();
                 tls::resolve(&mut t, p, rules);
                 c = first;
-                c.meta.tls = t.meta.tls;
+                c.extra.meta.tls = t.extra.meta.tls.take();
             }
         }
         c
@@ -442,11 +501,12 @@ impl Classification {
                     self.service = Some(s);
                 }
             }
-            if self.vendor.is_none() {
-                self.vendor.clone_from(&sig.vendor);
+            // Only a value to set writes (writing allocates the details).
+            if self.extra.vendor.is_none() && sig.vendor.is_some() {
+                self.extra.vendor.clone_from(&sig.vendor);
             }
-            if self.product.is_none() {
-                self.product.clone_from(&sig.product);
+            if self.extra.product.is_none() && sig.product.is_some() {
+                self.extra.product.clone_from(&sig.product);
             }
             self.evidence
                 .push(Evidence::new(sig.id.clone(), field.as_str(), value));

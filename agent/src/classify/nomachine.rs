@@ -160,8 +160,8 @@ pub fn udp_layout_ok(d: &[u8]) -> bool {
 
 fn classification(rule: &'static str, field: &'static str, value: String) -> Classification {
     let mut c = Classification::new("nx", Some(Service::Nomachine), rule, field, value);
-    c.vendor = Some("NoMachine".to_owned());
-    c.product = Some("NoMachine".to_owned());
+    c.extra.vendor = Some("NoMachine".to_owned());
+    c.extra.product = Some("NoMachine".to_owned());
     c
 }
 
@@ -207,7 +207,7 @@ fn detect_tcp(cx: &Cx<'_>) -> Verdict {
             (_, Ok((h, _))) | (Ok((h, _)), _) => Some(util::printable(h.version)),
             _ => None,
         };
-        cl.meta.version = version;
+        cl.extra.meta.version = version;
         return Verdict::Yes(cl);
     }
     match (c, s) {
@@ -297,7 +297,7 @@ mod tests {
         };
         assert_eq!(c.service, Some(Service::Nomachine));
         assert_eq!(c.evidence[0].value, "c2s NXSH-8.11.3; s2c NXD-8.11.3");
-        assert_eq!(c.meta.version.as_deref(), Some("8.11.3"));
+        assert_eq!(c.extra.meta.version.as_deref(), Some("8.11.3"));
         // CR LF, and TLS right after the version, are line ends too.
         assert!(matches!(
             run(
@@ -399,7 +399,7 @@ mod tests {
         let Verdict::Yes(c) = v else {
             panic!("expected Yes, got {v:?}")
         };
-        assert_eq!(c.meta.version.as_deref(), Some("8.11.3"));
+        assert_eq!(c.extra.meta.version.as_deref(), Some("8.11.3"));
     }
 
     #[test]

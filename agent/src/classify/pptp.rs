@@ -141,9 +141,9 @@ pub fn detect(cx: &Cx<'_>) -> Verdict {
             first.version & 0xff
         ),
     );
-    cl.weak = Some("pptp".into());
+    cl.extra.weak = Some("pptp".into());
     if first.version == PROTOCOL_VERSION_1_0 {
-        cl.meta.version = Some("1.0".into());
+        cl.extra.meta.version = Some("1.0".into());
     }
     for (side, m) in [("client", &pc), ("server", &ps)] {
         if let Some(m) = m {
@@ -192,7 +192,7 @@ pub fn gre(ip_payload: &[u8]) -> Option<Classification> {
         "gre.header",
         format!("version 1, protocol 0x880b (PPP), call id {call}"),
     );
-    cl.weak = Some("pptp".into());
+    cl.extra.weak = Some("pptp".into());
     Some(cl)
 }
 
@@ -239,9 +239,9 @@ mod tests {
         match run(&sccrq(), &sccrp(), false) {
             Verdict::Yes(c) => {
                 assert_eq!(c.service, Some(Service::Pptp));
-                assert_eq!(c.weak.as_deref(), Some("pptp"));
+                assert_eq!(c.extra.weak.as_deref(), Some("pptp"));
                 assert_eq!(c.evidence[0].rule, "setten.pptp.sccrq");
-                assert_eq!(c.meta.version.as_deref(), Some("1.0"));
+                assert_eq!(c.extra.meta.version.as_deref(), Some("1.0"));
                 assert!(c.evidence.iter().any(|e| e.value == "local"));
             }
             v => panic!("{v:?}"),
@@ -297,7 +297,7 @@ mod tests {
         let c = gre(&GRE_LCP).expect("enhanced GRE");
         assert_eq!(c.service, Some(Service::Pptp));
         assert_eq!(c.protocol, "gre");
-        assert_eq!(c.weak.as_deref(), Some("pptp"));
+        assert_eq!(c.extra.weak.as_deref(), Some("pptp"));
         assert_eq!(c.evidence[0].rule, "setten.pptp.enhanced-gre");
         assert!(
             c.evidence[0].value.ends_with("call id 0"),

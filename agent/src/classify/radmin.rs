@@ -134,8 +134,8 @@ pub fn detect(cx: &Cx<'_>) -> Verdict {
             "radmin.exchange",
             what,
         ));
-        c.vendor = Some("Famatech".to_owned());
-        c.product = Some("Radmin".to_owned());
+        c.extra.vendor = Some("Famatech".to_owned());
+        c.extra.product = Some("Radmin".to_owned());
         return Verdict::Yes(c);
     }
     let may_grow = |r: Result<Opening, Error>, want: &[Opening]| match r {

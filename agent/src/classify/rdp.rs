@@ -207,7 +207,7 @@ fn detect_udp(cx: &Cx<'_>) -> Verdict {
         "rdpudp.syn",
         format!("SYN mtu={}", be16(d, 12).unwrap_or(0)),
     );
-    c.meta.rdp = Some(Box::new(RdpMeta {
+    c.extra.meta.rdp = Some(Box::new(RdpMeta {
         udp: true,
         ..RdpMeta::default()
     }));
@@ -251,7 +251,7 @@ fn detect_udp_midway(cx: &Cx<'_>) -> Verdict {
             hex(&prefixes[1])
         ),
     );
-    c.meta.rdp = Some(Box::new(RdpMeta {
+    c.extra.meta.rdp = Some(Box::new(RdpMeta {
         udp: true,
         ..RdpMeta::default()
     }));
@@ -329,17 +329,17 @@ pub fn detect(cx: &Cx<'_>) -> Verdict {
             let names = protocol_names(p);
             meta.selected = names.first().cloned();
             if p == 0 {
-                c.weak = Some("rdp standard security".into());
+                c.extra.weak = Some("rdp standard security".into());
             }
         }
         Some(Confirm::Legacy) => {
             meta.selected = Some("standard".into());
-            c.weak = Some("rdp standard security".into());
+            c.extra.weak = Some("rdp standard security".into());
         }
         Some(Confirm::Failure(code)) => meta.selected = Some(format!("failure {code}")),
         None => {}
     }
-    c.meta.rdp = Some(Box::new(meta));
+    c.extra.meta.rdp = Some(Box::new(meta));
     if tls_follows {
         let (ct, st) = (after_tpkt(c2s), after_tpkt(s2c));
         if ct.is_empty() {
@@ -391,11 +391,11 @@ mod tests {
         assert!(matches!(run(CR, CC, 3389, false), Verdict::Claim));
         match run(CR, CC, 3389, true) {
             Verdict::Yes(c) => {
-                let m = c.meta.rdp.unwrap();
+                let m = c.extra.meta.rdp.clone().unwrap();
                 assert_eq!(m.cookie.as_deref(), Some("eltons"));
                 assert_eq!(m.requested, vec!["tls"]);
                 assert_eq!(m.selected.as_deref(), Some("tls"));
-                assert!(c.weak.is_none());
+                assert!(c.extra.weak.is_none());
             }
             v => panic!("{v:?}"),
         }
@@ -413,8 +413,11 @@ mod tests {
             Verdict::Yes(c) => {
                 assert_eq!(c.service, Some(Service::Rdp));
                 assert_eq!(c.evidence[0].rule, "setten.rdp.x224-cookie");
-                assert_eq!(c.meta.rdp.unwrap().cookie.as_deref(), Some("eltons"));
-                let tls = c.meta.tls.unwrap();
+                assert_eq!(
+                    c.extra.meta.rdp.clone().unwrap().cookie.as_deref(),
+                    Some("eltons")
+                );
+                let tls = c.extra.meta.tls.clone().unwrap();
                 assert_eq!(tls.sni.as_deref(), Some("rdp.example"));
                 assert!(tls.ja4.unwrap().starts_with("t13d"));
             }
@@ -425,7 +428,7 @@ mod tests {
         let odd = [CR, b"\x30\x82\x01\x00 not a TLS record"].concat();
         match run(&odd, CC, 3389, false) {
             Verdict::Yes(c) => {
-                assert!(c.deferred.is_none() && c.meta.tls.is_none());
+                assert!(c.deferred.is_none() && c.extra.meta.tls.is_none());
                 assert_eq!(c.service, Some(Service::Rdp));
             }
             v => panic!("{v:?}"),
@@ -436,7 +439,7 @@ mod tests {
     fn legacy_confirm_is_standard_security() {
         let cc_legacy = b"\x03\x00\x00\x0b\x06\xd0\x00\x00\x12\x34\x00";
         match run(CR, cc_legacy, 13389, false) {
-            Verdict::Yes(c) => assert_eq!(c.weak.as_deref(), Some("rdp standard security")),
+            Verdict::Yes(c) => assert_eq!(c.extra.weak.as_deref(), Some("rdp standard security")),
             v => panic!("{v:?}"),
         }
     }
@@ -502,7 +505,7 @@ mod tests {
                 assert_eq!(c.service, Some(Service::Rdp));
                 assert_eq!(c.evidence[0].rule, "setten.rdp.udp-session");
                 assert!(c.evidence[0].value.contains("c2s 2f410a s2c 77c01e"));
-                assert!(c.meta.rdp.unwrap().udp);
+                assert!(c.extra.meta.rdp.clone().unwrap().udp);
             }
             v => panic!("{v:?}"),
         }
@@ -550,7 +553,7 @@ mod tests {
                 Verdict::Yes(c) => {
                     assert_eq!(c.evidence[0].rule, "setten.rdp.neg-req");
                     assert_eq!(c.evidence[1].rule, "setten.rdp.routing-token");
-                    let m = c.meta.rdp.unwrap();
+                    let m = c.extra.meta.rdp.clone().unwrap();
                     assert_eq!(
                         m.routing_token.as_deref(),
                         Some("tsv://VMResource.1.3f2504e0-4f89-11d3-9a0c-0305e82c3301")

@@ -298,7 +298,7 @@ pub fn detect(cx: &Cx<'_>) -> Verdict {
                     format!("{} (rresvport, rcmd(3))", cx.client_port),
                 ));
             }
-            c.weak = Some("rsh".to_owned());
+            c.extra.weak = Some("rsh".to_owned());
             Verdict::Yes(c)
         }
         Err(Error::Incomplete) if !cx.last => Verdict::Wait,
@@ -334,7 +334,7 @@ mod tests {
     fn rlogin_rfc1282() {
         let c = yes(run(&[RLOGIN], &[b"\0"], RLOGIN_PORT, false));
         assert_eq!(c.protocol, "rlogin");
-        assert_eq!(c.weak.as_deref(), Some("rsh"));
+        assert_eq!(c.extra.weak.as_deref(), Some("rsh"));
         assert_eq!(c.evidence[0].rule, "setten.rsh.rlogin-opening");
         assert_eq!(c.evidence[0].value, "bob");
         assert_eq!(c.evidence[1].value, "xterm/38400");

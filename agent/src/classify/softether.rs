@@ -210,8 +210,8 @@ fn parse_nat_t_answer(d: &[u8]) -> Option<(IpAddr, u16)> {
 
 fn classification(rule: &'static str, field: &'static str, value: String) -> Classification {
     let mut c = Classification::new("softether", Some(Service::Softether), rule, field, value);
-    c.vendor = Some("SoftEther".into());
-    c.product = Some("SoftEther VPN".into());
+    c.extra.vendor = Some("SoftEther".into());
+    c.extra.product = Some("SoftEther VPN".into());
     c
 }
 
@@ -587,7 +587,7 @@ Content-Length: 724\r\nHost: x0.x0.dev.open.servers.ddns.softether-network.net\r
         let c = http(&wpc_post());
         assert_eq!((c.protocol, c.service), ("http", Some(Service::Softether)));
         assert_eq!(
-            c.product.as_deref(),
+            c.extra.product.as_deref(),
             Some("SoftEther VPN (dynamic DNS client)")
         );
         assert_eq!(c.evidence[0].rule, "setten.http.request-line");
@@ -601,7 +601,7 @@ Content-Length: 724\r\nHost: x0.x0.dev.open.servers.ddns.softether-network.net\r
         let c = http(req.as_bytes());
         assert_eq!((c.protocol, c.service), ("http", Some(Service::Softether)));
         assert_eq!(c.evidence[0].rule, "setten.softether.wpc-pack");
-        let meta = c.meta.http.expect("request metadata");
+        let meta = c.extra.meta.http.clone().expect("request metadata");
         assert_eq!(
             (meta.uri.as_str(), meta.host.as_deref()),
             ("/x?v=9291257684825389030", Some("example.org"))

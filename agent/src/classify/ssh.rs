@@ -172,14 +172,14 @@ pub fn detect(cx: &Cx<'_>) -> Verdict {
         .or_else(|| meta.client_banner.as_deref().and_then(proto_version));
     if let Some(v) = &version {
         if v.starts_with("1.") && v != "1.99" {
-            cl.weak = Some(format!("ssh-{v}"));
+            cl.extra.weak = Some(format!("ssh-{v}"));
         }
     }
-    cl.meta.version = version;
+    cl.extra.meta.version = version;
     if let Some(sb) = &meta.server_banner {
         cl.apply_rules(cx.rules, Field::SshBanner, sb);
     }
-    cl.meta.ssh = Some(Box::new(meta));
+    cl.extra.meta.ssh = Some(Box::new(meta));
     Verdict::Yes(cl)
 }
 
@@ -231,7 +231,7 @@ mod tests {
         s.extend(kexinit());
         match cx_run(&c, &s, false) {
             Verdict::Yes(cl) => {
-                let m = cl.meta.ssh.as_ref().unwrap();
+                let m = cl.extra.meta.ssh.as_ref().unwrap();
                 // md5("curve25519-sha256;aes128-ctr;hmac-sha2-256;none")
                 let want = hex(&Md5::digest(
                     b"curve25519-sha256;aes128-ctr;hmac-sha2-256;none",
@@ -241,9 +241,9 @@ mod tests {
                     b"curve25519-sha256;aes256-ctr;hmac-sha2-512;zlib",
                 ));
                 assert_eq!(m.hassh_server.as_deref(), Some(want_s.as_str()));
-                assert_eq!(cl.product.as_deref(), Some("OpenSSH"));
-                assert_eq!(cl.meta.version.as_deref(), Some("2.0"));
-                assert!(cl.weak.is_none());
+                assert_eq!(cl.extra.product.as_deref(), Some("OpenSSH"));
+                assert_eq!(cl.extra.meta.version.as_deref(), Some("2.0"));
+                assert!(cl.extra.weak.is_none());
             }
             v => panic!("{v:?}"),
         }
@@ -253,7 +253,7 @@ mod tests {
     fn server_pre_banner_lines_and_ssh1_is_weak() {
         let s = b"Welcome\r\nSSH-1.5-Cisco-1.25\r\n";
         match cx_run(b"SSH-1.5-PuTTY\r\n", s, true) {
-            Verdict::Yes(cl) => assert_eq!(cl.weak.as_deref(), Some("ssh-1.5")),
+            Verdict::Yes(cl) => assert_eq!(cl.extra.weak.as_deref(), Some("ssh-1.5")),
             v => panic!("{v:?}"),
         }
     }

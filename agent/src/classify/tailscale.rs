@@ -36,8 +36,8 @@ fn disco_sender(d: &[u8]) -> Option<&[u8]> {
 
 fn classification(rule: &'static str, field: &'static str, value: String) -> Classification {
     let mut c = Classification::new("tailscale", Some(Service::Tailscale), rule, field, value);
-    c.vendor = Some("Tailscale".into());
-    c.product = Some("Tailscale".into());
+    c.extra.vendor = Some("Tailscale".into());
+    c.extra.product = Some("Tailscale".into());
     c
 }
 

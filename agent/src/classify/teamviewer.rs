@@ -185,8 +185,8 @@ fn describe(f: &Frame) -> String {
 
 fn classification(rule: &'static str, field: &'static str, value: String) -> Classification {
     let mut c = Classification::new("teamviewer", Some(Service::Teamviewer), rule, field, value);
-    c.vendor = Some("TeamViewer".to_owned());
-    c.product = Some("TeamViewer".to_owned());
+    c.extra.vendor = Some("TeamViewer".to_owned());
+    c.extra.product = Some("TeamViewer".to_owned());
     c
 }
 

@@ -240,7 +240,7 @@ pub fn detect(cx: &Cx<'_>) -> Verdict {
                 PORT.to_string(),
             ));
         }
-        cl.weak = Some("telnet".to_owned());
+        cl.extra.weak = Some("telnet".to_owned());
         return Verdict::Yes(cl);
     }
     if cx.last {
@@ -285,7 +285,7 @@ mod tests {
     fn corpus_session() {
         let c = yes(run(&[CLIENT_FRAME4], &[SERVER_FRAME5], 23, false));
         assert_eq!(c.service, Some(Service::Telnet));
-        assert_eq!(c.weak.as_deref(), Some("telnet"));
+        assert_eq!(c.extra.weak.as_deref(), Some("telnet"));
         assert!(c.evidence[0]
             .value
             .starts_with("c2s: DO SUPPRESS-GO-AHEAD, WILL TERMINAL-TYPE, WILL NAWS"));

@@ -233,7 +233,7 @@ pub fn detect(cx: &Cx<'_>) -> Verdict {
                 "invitation cookie",
             ));
         }
-        cl.meta.version = Some(version);
+        cl.extra.meta.version = Some(version);
         cl
     };
     match (&pc, &ps) {
@@ -275,7 +275,7 @@ mod tests {
             Verdict::Yes(c) => {
                 assert_eq!(c.service, Some(Service::Tinc));
                 assert_eq!(c.evidence[0].value, "ID client protocol 17.2");
-                assert_eq!(c.meta.version.as_deref(), Some("17.2"));
+                assert_eq!(c.extra.meta.version.as_deref(), Some("17.2"));
             }
             v => panic!("{v:?}"),
         }

@@ -917,7 +917,7 @@ fn finish(
             .unwrap_or(h.version);
         meta.version = Some(version_name(negotiated.unwrap_or(offered)));
         if negotiated.is_some_and(|v| v <= 0x0301) {
-            c.weak = Some(format!("tls {}", version_name(negotiated.unwrap_or(0))));
+            c.extra.weak = Some(format!("tls {}", version_name(negotiated.unwrap_or(0))));
         }
     }
     c.evidence.push(Evidence::new(
@@ -946,11 +946,11 @@ fn finish(
         let groups = hello.as_ref().is_some_and(|h| h.tor_groups);
         if let Some(e) = tor_like(meta.sni.as_deref(), &meta.alpn, groups, meta.cert.as_ref()) {
             c.service = Some(Service::Tor);
-            c.product = Some("Tor".into());
+            c.extra.product = Some("Tor".into());
             c.evidence.push(e);
         }
     }
-    c.meta.tls = Some(Box::new(meta));
+    c.extra.meta.tls = Some(Box::new(meta));
     c
 }
 
@@ -1244,7 +1244,7 @@ pub(crate) mod tests {
         match run(&two, b"", true, &rules) {
             Verdict::Yes(c) => {
                 assert_eq!(c.service, Some(Service::ConsumerVpn));
-                assert_eq!(c.vendor.as_deref(), Some("TunnelBear"));
+                assert_eq!(c.extra.vendor.as_deref(), Some("TunnelBear"));
                 assert!(c
                     .evidence
                     .iter()
@@ -1280,7 +1280,7 @@ pub(crate) mod tests {
         let ch = client_hello("vpn.example.jp", &[]);
         match run(&ch, &sh, true, &rules) {
             Verdict::Yes(c) => {
-                let tls = c.meta.tls.as_ref().expect("TLS metadata");
+                let tls = c.extra.meta.tls.as_ref().expect("TLS metadata");
                 assert_eq!(tls.version.as_deref(), Some("1.3"));
                 assert_eq!(tls.sni.as_deref(), Some("vpn.example.jp"));
             }

@@ -22,8 +22,8 @@ pub fn detect(cx: &Cx<'_>) -> Verdict {
                 "ultrasurf.preamble",
                 format!("{dir} opens with cc1c30415ba43866"),
             );
-            c.vendor = Some("UltraReach".to_owned());
-            c.product = Some("UltraSurf".to_owned());
+            c.extra.vendor = Some("UltraReach".to_owned());
+            c.extra.product = Some("UltraSurf".to_owned());
             return Verdict::Yes(c);
         }
     }
@@ -53,7 +53,7 @@ mod tests {
             match run(&[c2s], &[s2c], false) {
                 Verdict::Yes(c) => {
                     assert_eq!(c.service, Some(Service::ConsumerVpn));
-                    assert_eq!(c.product.as_deref(), Some("UltraSurf"));
+                    assert_eq!(c.extra.product.as_deref(), Some("UltraSurf"));
                 }
                 v => panic!("{v:?}"),
             }

@@ -181,10 +181,10 @@ fn classify(server: Option<ProtocolVersion>, client: Option<ProtocolVersion>) ->
         ));
     }
     if first.is_apple() {
-        c.vendor = Some("Apple".to_owned());
-        c.product = Some("Apple Remote Desktop / Screen Sharing".to_owned());
+        c.extra.vendor = Some("Apple".to_owned());
+        c.extra.product = Some("Apple Remote Desktop / Screen Sharing".to_owned());
     }
-    c.meta.version = Some(first.text());
+    c.extra.meta.version = Some(first.text());
     c
 }
 
@@ -270,7 +270,7 @@ mod tests {
             false,
         ));
         assert_eq!(c.service, Some(Service::Vnc));
-        assert_eq!(c.meta.version.as_deref(), Some("RFB 004.001"));
+        assert_eq!(c.extra.meta.version.as_deref(), Some("RFB 004.001"));
         assert_eq!(c.evidence[0].rule, "setten.vnc.server-version");
         assert_eq!(c.evidence[1].value, "RFB 004.001");
         let sec = c.evidence.last().expect("security evidence");
@@ -308,7 +308,7 @@ mod tests {
             &[b"RFB 003.008\n", &[2, 1, 2]],
             false,
         ));
-        assert_eq!(c.meta.version.as_deref(), Some("RFB 003.008"));
+        assert_eq!(c.extra.meta.version.as_deref(), Some("RFB 003.008"));
         assert_eq!(c.evidence[2].value, "1 (None), 2 (VNC Authentication)");
     }
 
@@ -321,8 +321,8 @@ mod tests {
             &[b"RFB 003.889\n", &[2, 30, 2]],
             false,
         ));
-        assert_eq!(c.vendor.as_deref(), Some("Apple"));
-        assert_eq!(c.meta.version.as_deref(), Some("RFB 003.889"));
+        assert_eq!(c.extra.vendor.as_deref(), Some("Apple"));
+        assert_eq!(c.extra.meta.version.as_deref(), Some("RFB 003.889"));
         assert!(c.evidence[2].value.contains("30 (Apple Diffie-Hellman)"));
     }
 

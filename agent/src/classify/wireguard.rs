@@ -471,8 +471,8 @@ pub fn detect(cx: &Cx<'_>) -> Verdict {
                 Variant::TunnelBear => ("TunnelBear", "TunnelBear"),
                 Variant::CloudflareWarp => ("Cloudflare", "Cloudflare WARP"),
             };
-            c.vendor = Some(vendor.to_owned());
-            c.product = Some(product.to_owned());
+            c.extra.vendor = Some(vendor.to_owned());
+            c.extra.product = Some(product.to_owned());
             Verdict::Yes(c)
         }
     }
@@ -613,7 +613,7 @@ pub(crate) mod tests {
         ) {
             Verdict::Yes(c) => {
                 assert_eq!(c.service, Some(Service::ConsumerVpn));
-                assert_eq!(c.vendor.as_deref(), Some("TunnelBear"));
+                assert_eq!(c.extra.vendor.as_deref(), Some("TunnelBear"));
                 assert_eq!(c.protocol, "wireguard");
                 assert_eq!(c.evidence[0].rule, "setten.wireguard.tunnelbear-handshake");
             }
@@ -643,7 +643,7 @@ pub(crate) mod tests {
         ) {
             Verdict::Yes(c) => {
                 assert_eq!(c.service, Some(Service::ConsumerVpn));
-                assert_eq!(c.product.as_deref(), Some("Cloudflare WARP"));
+                assert_eq!(c.extra.product.as_deref(), Some("Cloudflare WARP"));
             }
             v => panic!("{v:?}"),
         }
@@ -685,7 +685,7 @@ pub(crate) mod tests {
         match run(&c2s, &s2c, (60555, 2408), false) {
             Verdict::Yes(c) => {
                 assert_eq!(c.service, Some(Service::ConsumerVpn));
-                assert_eq!(c.product.as_deref(), Some("Cloudflare WARP"));
+                assert_eq!(c.extra.product.as_deref(), Some("Cloudflare WARP"));
                 assert_eq!(c.evidence[0].rule, "setten.wireguard.warp-types");
             }
             v => panic!("{v:?}"),
@@ -736,7 +736,7 @@ pub(crate) mod tests {
             msg(MSG_INITIATION, 204, &[2]),
         ];
         match run(&tb, &[], (40000, 51820), false) {
-            Verdict::Yes(c) => assert_eq!(c.vendor.as_deref(), Some("TunnelBear")),
+            Verdict::Yes(c) => assert_eq!(c.extra.vendor.as_deref(), Some("TunnelBear")),
             v => panic!("{v:?}"),
         }
     }

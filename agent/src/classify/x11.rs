@@ -253,8 +253,8 @@ pub fn detect(cx: &Cx<'_>) -> Verdict {
             cx.server_port.to_string(),
         )),
     }
-    c.meta.version = Some(format!("{MAJOR}.{MINOR}"));
-    c.weak = Some("x11".to_owned());
+    c.extra.meta.version = Some(format!("{MAJOR}.{MINOR}"));
+    c.extra.weak = Some("x11".to_owned());
     Verdict::Yes(c)
 }
 
@@ -292,8 +292,8 @@ mod tests {
             "c2s connection setup, LSB first, protocol 11.0, MIT-MAGIC-COOKIE-1 (16 bytes of data)"
         );
         assert_eq!(c.evidence[1].value, "Success");
-        assert_eq!(c.meta.version.as_deref(), Some("11.0"));
-        assert_eq!(c.weak.as_deref(), Some("x11"));
+        assert_eq!(c.extra.meta.version.as_deref(), Some("11.0"));
+        assert_eq!(c.extra.weak.as_deref(), Some("x11"));
     }
 
     #[test]

@@ -437,7 +437,7 @@ impl Inventory {
         };
         let mut far_names = Vec::new();
         let mut versions = Vec::new();
-        if let Some(t) = &class.meta.tls {
+        if let Some(t) = &class.extra.meta.tls {
             if let Some(sni) = &t.sni {
                 far_names.push(sni.to_ascii_lowercase());
             }
@@ -448,11 +448,11 @@ impl Inventory {
                 versions.push(ver.clone());
             }
         }
-        if let Some(s) = &class.meta.ssh {
+        if let Some(s) = &class.extra.meta.ssh {
             versions.extend(s.client_banner.iter().cloned());
             versions.extend(s.server_banner.iter().cloned());
         }
-        if let Some(ver) = &class.meta.version {
+        if let Some(ver) = &class.extra.meta.version {
             if versions.is_empty() {
                 versions.push(ver.clone());
             }
@@ -482,10 +482,10 @@ impl Inventory {
             direction,
             service,
             protocol: class.protocol.to_owned(),
-            vendor: class.vendor.clone(),
-            product: class.product.clone(),
+            vendor: class.extra.vendor.clone(),
+            product: class.extra.product.clone(),
             evidence,
-            weak: class.weak.clone(),
+            weak: class.extra.weak.clone(),
             non_standard_port: v.non_standard_port(),
             first_us: f.first_us,
             last_us: f.last_us,

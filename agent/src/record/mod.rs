@@ -577,10 +577,10 @@ impl FlowView<'_> {
         }
         if let Some(c) = c {
             json_key_str(out, "protocol", c.protocol);
-            if let Some(v) = &c.vendor {
+            if let Some(v) = &c.extra.vendor {
                 json_key_str(out, "vendor", v);
             }
-            if let Some(p) = &c.product {
+            if let Some(p) = &c.extra.product {
                 json_key_str(out, "product", p);
             }
             if !c.evidence.is_empty() {
@@ -597,7 +597,7 @@ impl FlowView<'_> {
                 }
                 out.push(b']');
             }
-            if let Some(w) = &c.weak {
+            if let Some(w) = &c.extra.weak {
                 json_key_str(out, "weak", w);
             }
         }
@@ -646,7 +646,7 @@ impl FlowView<'_> {
             None => out.extend_from_slice(b",\"end\":null"),
         }
         if let Some(c) = c {
-            let meta = &c.meta;
+            let meta = &c.extra.meta;
             if let Some(t) = &meta.tls {
                 json_tls(out, t);
             }

@@ -65,7 +65,7 @@ impl TableSink {
                 if v.non_standard_port() {
                     notes.push("non-standard port".to_owned());
                 }
-                if let Some(w) = &c.weak {
+                if let Some(w) = &c.extra.weak {
                     notes.push(format!("weak: {w}"));
                 }
                 // The catalogue's evidence names the product; structural checks come first
@@ -78,7 +78,7 @@ impl TableSink {
                 if let Some(e) = shown {
                     notes.push(format!("{}={}", e.field, e.value));
                 }
-                let vendor = match (&c.vendor, &c.product) {
+                let vendor = match (&c.extra.vendor, &c.extra.product) {
                     (Some(v), Some(p)) => format!("{v} {p}"),
                     (Some(v), None) => v.clone(),
                     (None, Some(p)) => p.clone(),

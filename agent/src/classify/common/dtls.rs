@@ -114,7 +114,7 @@ pub fn check(cx: &Cx<'_>) -> Verdict {
                 "dtls.handshake",
                 format!("ClientHello, DTLS {v}"),
             );
-            c.meta.version = Some(v.into());
+            c.extra.meta.version = Some(v.into());
             c
         }),
     )

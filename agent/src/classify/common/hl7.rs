@@ -133,7 +133,7 @@ pub fn check(cx: &Cx<'_>) -> Verdict {
                     h.message_type, h.version, h.sender, h.receiver
                 ),
             );
-            c.meta = Meta {
+            c.extra.meta = Meta {
                 version: Some(h.version),
                 ..Meta::default()
             };

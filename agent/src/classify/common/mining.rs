@@ -117,7 +117,7 @@ pub fn check(cx: &Cx<'_>) -> Verdict {
                     "stratum.method",
                     method,
                 );
-                c.product = agent;
+                c.extra.product = agent;
                 c
             })
         });
@@ -172,7 +172,7 @@ mod tests {
         let c = Flow::tcp(46838, 3333).c2s(sub).yes(check);
         assert_eq!((c.protocol, c.service), ("stratum", None));
         assert_eq!(c.evidence[0].value, "mining.subscribe");
-        assert_eq!(c.product.as_deref(), Some("EWBF 0.3.4b"));
+        assert_eq!(c.extra.product.as_deref(), Some("EWBF 0.3.4b"));
         assert_eq!(
             Flow::tcp(46838, 3333)
                 .c2s(sub)
@@ -184,7 +184,12 @@ mod tests {
         let login = b"{\"id\":1,\"jsonrpc\":\"2.0\",\"method\":\"login\",\"params\":{\"login\":\"wallet\",\"pass\":\"x\",\"agent\":\"XMRig/6.21.0 (Linux x86_64) libuv/1.44.2 gcc/12.2.0\"}}\n";
         let c = Flow::tcp(50000, 3333).c2s(login).yes(check);
         assert_eq!(c.evidence[0].value, "login");
-        assert!(c.product.as_deref().unwrap().starts_with("XMRig/6.21.0"));
+        assert!(c
+            .extra
+            .product
+            .as_deref()
+            .unwrap()
+            .starts_with("XMRig/6.21.0"));
         // Other JSON-RPC (a login without a password, another method) is not mining.
         for other in [
             &b"{\"id\":1,\"method\":\"login\",\"params\":{\"user\":\"a\"}}\n"[..],

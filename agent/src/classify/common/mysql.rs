@@ -100,7 +100,7 @@ pub fn check(cx: &Cx<'_>) -> Verdict {
                     "mysql.server_version",
                     &v,
                 );
-                c.meta = Meta {
+                c.extra.meta = Meta {
                     version: Some(v),
                     ..Meta::default()
                 };
@@ -143,7 +143,7 @@ mod tests {
     fn handshake_v10() {
         let c = Flow::tcp(50000, 3306).s2c(&greeting()).yes(check);
         assert_eq!((c.protocol, c.service), ("mysql", None));
-        assert_eq!(c.meta.version.as_deref(), Some("8.0.36"));
+        assert_eq!(c.extra.meta.version.as_deref(), Some("8.0.36"));
         // Cut in the version: wait.
         assert!(Flow::tcp(50000, 3306).s2c(&greeting()[..8]).is_wait(check));
     }
@@ -161,7 +161,7 @@ mod tests {
         let c = Flow::tcp(50000, 3306).s2c(&b).yes(check);
         assert_eq!(c.protocol, "mysql");
         assert_eq!(
-            c.meta.version.as_deref(),
+            c.extra.meta.version.as_deref(),
             Some("5.5.5-10.11.19-MariaDB-0+deb12u1")
         );
         // The same bytes with CLIENT_MYSQL set are a MySQL greeting with nonzero reserved

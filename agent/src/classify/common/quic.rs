@@ -321,7 +321,7 @@ fn classification(
     version: String,
 ) -> Classification {
     let mut c = Classification::new("quic", None, rule, field, value);
-    c.meta = Meta {
+    c.extra.meta = Meta {
         version: Some(version),
         ..Meta::default()
     };
@@ -350,7 +350,7 @@ mod tests {
         let c = Flow::udp(50000, 443).c2s(&client_initial()).yes(check);
         assert_eq!((c.protocol, c.service), ("quic", None));
         assert_eq!(c.evidence[0].value, "version 1 Initial, DCID 8 bytes");
-        assert_eq!(c.meta.version.as_deref(), Some("1"));
+        assert_eq!(c.extra.meta.version.as_deref(), Some("1"));
     }
 
     #[test]

@@ -51,7 +51,7 @@ pub fn check(cx: &Cx<'_>) -> Verdict {
                 "rsync.greeting",
                 format!("@RSYNCD: {v}"),
             );
-            c.meta = Meta {
+            c.extra.meta = Meta {
                 version: Some(v),
                 ..Meta::default()
             };
@@ -72,7 +72,7 @@ mod tests {
             .s2c(b"@RSYNCD: 31.0 sha512 sha256 sha1 md5 md4\n")
             .yes(check);
         assert_eq!((c.protocol, c.service), ("rsync", None));
-        assert_eq!(c.meta.version.as_deref(), Some("31.0"));
+        assert_eq!(c.extra.meta.version.as_deref(), Some("31.0"));
         assert_eq!(
             Flow::tcp(50000, 873)
                 .c2s(b"@RSYNCD: 29\n")

@@ -290,9 +290,9 @@ pub fn check(cx: &Cx<'_>) -> Verdict {
                 format!("{} {}{dir}", m.dialect_family, m.command),
             );
             if m.dialect_family == "SMB1" {
-                c.weak = Some("SMBv1".to_owned());
+                c.extra.weak = Some("SMBv1".to_owned());
             }
-            c.meta = Meta {
+            c.extra.meta = Meta {
                 version: m.dialect,
                 ..Meta::default()
             };
@@ -327,7 +327,10 @@ mod tests {
         assert_eq!(m.command, "NEGOTIATE");
         assert_eq!(m.dialect.as_deref(), Some("3.1.1"));
         let c = Flow::tcp(50000, 445).c2s(&negotiate_request()).yes(check);
-        assert_eq!((c.protocol, c.service, c.weak), ("smb", None, None));
+        assert_eq!(
+            (c.protocol, c.service, c.extra.weak.clone()),
+            ("smb", None, None)
+        );
         assert_eq!(c.evidence[0].value, "SMB2 NEGOTIATE request");
         // The same bytes from the server are not a response.
         assert_eq!(parse_messages(&negotiate_request(), false), Parse::Bad);
@@ -384,7 +387,7 @@ mod tests {
             ("NEGOTIATE", Some("3.1.1"))
         );
         let c = Flow::tcp(50000, 445).s2c(&b).yes(check);
-        assert_eq!(c.meta.version.as_deref(), Some("3.1.1"));
+        assert_eq!(c.extra.meta.version.as_deref(), Some("3.1.1"));
     }
 
     #[test]
@@ -398,8 +401,8 @@ mod tests {
         let mut b = (m.len() as u32).to_be_bytes().to_vec();
         b.extend_from_slice(&m);
         let c = Flow::tcp(50000, 445).c2s(&b).yes(check);
-        assert_eq!(c.weak.as_deref(), Some("SMBv1"));
-        assert_eq!(c.meta.version.as_deref(), Some("NT LM 0.12"));
+        assert_eq!(c.extra.weak.as_deref(), Some("SMBv1"));
+        assert_eq!(c.extra.meta.version.as_deref(), Some("NT LM 0.12"));
         // A byte count one too large is refused.
         let mut bad = b.clone();
         bad[36] += 1;

@@ -240,7 +240,7 @@ pub fn check(cx: &Cx<'_>) -> Verdict {
         p.map(|(what, version)| {
             let mut c =
                 Classification::new("tds", None, "setten.tds.packet", "tds.packet_type", what);
-            c.meta = Meta {
+            c.extra.meta = Meta {
                 version,
                 ..Meta::default()
             };
