@@ -1706,3 +1706,41 @@ fn multicast_memberships_are_named_igmp() {
         );
     }
 }
+
+/// A gtk-gnutella node (corpus `ndpi-gnutella.pcap`): its handshakes over TCP, its
+/// Gnutella messages and Mojito DHT lookups over UDP and its Gnutella2 frames are all
+/// named gnutella, the servent named from the handshake's User-Agent; none of it is
+/// taken for remote access or VPN.
+#[test]
+fn a_file_sharing_node_is_named_gnutella() {
+    let flows = flows_of(&corpus().join("ndpi-gnutella.pcap"));
+    let named: Vec<_> = flows
+        .iter()
+        .filter(|f| f["protocol"] == "gnutella")
+        .collect();
+    let evidence = |prefix: &str| {
+        named
+            .iter()
+            .filter(|f| {
+                f["evidence"][0]["value"]
+                    .as_str()
+                    .is_some_and(|v| v.starts_with(prefix))
+            })
+            .count()
+    };
+    assert!(evidence("GNUTELLA CONNECT/0.6") > 0, "{named:?}");
+    assert!(evidence("Gnutella ping") > 0);
+    assert!(evidence("Gnutella Mojito DHT") > 0);
+    assert!(evidence("Gnutella2 QKR") > 0);
+    for f in &named {
+        assert!(f["service"].is_null(), "{f}");
+        if f["transport"] == "tcp" {
+            assert!(
+                f["product"]
+                    .as_str()
+                    .is_some_and(|p| p.starts_with("gtk-gnutella/1.2.2")),
+                "{f}"
+            );
+        }
+    }
+}

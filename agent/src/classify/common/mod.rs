@@ -43,6 +43,7 @@ pub mod dns;
 pub mod dropbox;
 pub mod dtls;
 pub mod ftp;
+pub mod gnutella;
 pub mod hl7;
 pub mod imap;
 pub mod iscsi;
@@ -277,6 +278,14 @@ static CHECKS: &[Check] = &[
     Check {
         on: On::Tcp,
         check: mining::check,
+    },
+    Check {
+        on: On::Tcp,
+        check: gnutella::check_tcp,
+    },
+    Check {
+        on: On::Udp,
+        check: gnutella::check_udp,
     },
     Check {
         on: On::Tcp,
