@@ -426,9 +426,18 @@ impl PartialEq for Extra {
 
 impl Eq for Extra {}
 
-impl From<Details> for Extra {
-    fn from(d: Details) -> Extra {
-        Extra(Some(Box::new(d)))
+impl Extra {
+    /// Whether details were ever written (and so allocated).
+    pub fn is_allocated(&self) -> bool {
+        self.0.is_some()
+    }
+
+    /// Frees details that hold nothing: a detector that writes an absent value (a
+    /// product the bytes did not name) allocates them all the same.
+    pub fn shrink(&mut self) {
+        if self.0.as_deref().is_some_and(|d| *d == NO_DETAILS) {
+            self.0 = None;
+        }
     }
 }
 
@@ -881,7 +890,11 @@ impl Classifier {
                 Some(Classification {
                     deferred: Some(d), ..
                 }) => *o.deferred = Some(d),
-                c => *o.class = c.map(Box::new),
+                Some(mut c) => {
+                    c.extra.shrink();
+                    *o.class = Some(Box::new(c));
+                }
+                None => *o.class = None,
             }
             o.inspect.done = true;
             *o.streams = None;
@@ -1146,6 +1159,40 @@ mod tests {
         assert!(!inspect.done && class.is_none() && kept);
         let (inspect, class, kept) = drive(b"", true);
         assert!(inspect.done && class.is_none() && !kept);
+    }
+
+    /// A flow named by protocol and evidence alone keeps no details, even when its
+    /// detector wrote an absent product; details that hold something are kept.
+    #[test]
+    fn a_kept_classification_allocates_details_only_when_it_has_some() {
+        let (inspect, class, _) =
+            drive(b"GNUTELLA CONNECT/0.6\r\nNode: 1.2.3.4:6346\r\n\r\n", true);
+        let c = class.expect("named");
+        assert!(inspect.done);
+        assert_eq!(c.protocol, "gnutella");
+        assert!(!c.extra.is_allocated(), "{:?}", *c.extra);
+        assert_eq!(
+            (c.extra.product.as_deref(), &c.extra.meta),
+            (None, &Meta::default())
+        );
+        let (_, class, _) = drive(
+            b"GNUTELLA CONNECT/0.6\r\nUser-Agent: LimeWire/5.5.16\r\n\r\n",
+            true,
+        );
+        let c = class.expect("named");
+        assert!(c.extra.is_allocated());
+        assert_eq!(c.extra.product.as_deref(), Some("LimeWire/5.5.16"));
+        // Writing allocates; shrinking frees only empty details.
+        let mut e = Extra::default();
+        assert!(!e.is_allocated());
+        let weak = &mut e.weak;
+        *weak = None;
+        assert!(e.is_allocated());
+        e.shrink();
+        assert!(!e.is_allocated());
+        e.vendor = Some("Cisco".into());
+        e.shrink();
+        assert_eq!(e.vendor.as_deref(), Some("Cisco"));
     }
 
     /// A whole ClientHello, the server still silent: the flow waits for the server, and
